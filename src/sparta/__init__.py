@@ -1,0 +1,23 @@
+"""sparta: train and honestly evaluate adversarially robust CNNs with the Sparta activation.
+
+Sparta: Spatially Attentive and Adversarially Robust Activation (Guo et al.,
+arXiv:2105.08269).
+"""
+
+from sparta.activations import ACTIVATIONS, FReLU, activation_names, create_activation
+from sparta.checkpoint import load_checkpoint, save_checkpoint
+from sparta.convert import convert_activations
+from sparta.data import load_dataset
+from sparta.errors import DataError, SpartaError
+from sparta.models import MODELS, build_model, model_names
+from sparta.sharing import export_sparta, import_sparta, share_sparta, sparta_sites
+from sparta.sparta_activation import Sparta
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACTIVATIONS", "MODELS", "DataError", "FReLU", "Sparta", "SpartaError", "activation_names",
+    "build_model", "convert_activations", "create_activation", "export_sparta", "import_sparta",
+    "load_checkpoint", "load_dataset", "model_names", "save_checkpoint", "share_sparta",
+    "sparta_sites",
+]

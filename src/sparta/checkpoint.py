@@ -1,0 +1,83 @@
+"""Checkpoints as safetensors (no pickle), written atomically, rebuildable from the file alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from safetensors import safe_open
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from sparta.errors import SpartaError
+
+MODEL_FILE = "model.safetensors"
+
+
+def atomic_write(path: str | os.PathLike, write: Any) -> None:
+    """Call `write(tmp_path)`, fsync, then rename over `path`: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def _model_file(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path / MODEL_FILE if path.is_dir() else path
+
+
+def save_checkpoint(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
+    """Save weights plus the model's build spec and `meta` (JSON) to a safetensors file.
+
+    `path` is a file, or a run directory (then `model.safetensors` inside it).
+    """
+    spec = getattr(model, "build_spec", None)
+    if spec is None:
+        raise SpartaError("save_checkpoint needs a model made by sparta.build_model (it has no build_spec)")
+    target = Path(path) / MODEL_FILE if Path(path).is_dir() else Path(path)
+    header = {"build_spec": json.dumps(spec), "meta": json.dumps(meta)}
+    atomic_write(target, lambda tmp: save_model(model, tmp, metadata=header))
+    return target
+
+
+def read_checkpoint_header(path: str | os.PathLike) -> dict[str, Any]:
+    file = _model_file(path)
+    if not file.is_file():
+        raise SpartaError(f"no checkpoint at {file}")
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            header = handle.metadata() or {}
+        return {"build_spec": json.loads(header["build_spec"]), "meta": json.loads(header.get("meta", "{}"))}
+    except (OSError, KeyError, ValueError, RuntimeError) as err:
+        raise SpartaError(f"{file} is not a sparta checkpoint ({type(err).__name__}: {err})") from None
+
+
+def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model from a checkpoint file or run directory; returns (model, meta)."""
+    from sparta.models import build_model
+
+    header = read_checkpoint_header(path)
+    spec = dict(header["build_spec"])
+    model = build_model(spec.pop("name"), **spec)
+    try:
+        load_model(model, str(_model_file(path)), device=device)
+    except (RuntimeError, ValueError, OSError) as err:
+        first_line = str(err).strip().splitlines()[0]
+        raise SpartaError(f"checkpoint {_model_file(path)} does not match its model: {first_line}") from None
+    return model.to(device).eval(), header["meta"]

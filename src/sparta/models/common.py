@@ -1,0 +1,46 @@
+"""Pieces every model shares: input normalisation and the activation factory."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from sparta.activations import create_activation
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std inside the model, so attacks and eps live in [0, 1] pixel space."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean.view(1, -1, 1, 1).to(x.dtype)) / self.std.view(1, -1, 1, 1).to(x.dtype)
+
+
+class ActivationFactory:
+    """Builds a new activation per site: `act(channels)`."""
+
+    def __init__(self, name: str, **options: object) -> None:
+        self.name = name
+        self.options = options
+
+    def __call__(self, channels: int) -> nn.Module:
+        return create_activation(self.name, channels, **self.options)
+
+
+class StagedNet(nn.Module):
+    """A classifier whose top-level children listed in `stage_names` are its stages.
+
+    Stages are the units of Sparta sharing and transfer (stem, each group of blocks at
+    one resolution, the head).
+    """
+
+    stage_names: tuple[str, ...] = ()
+
+    def stages(self) -> dict[str, nn.Module]:
+        return {name: getattr(self, name) for name in self.stage_names}

@@ -1,0 +1,112 @@
+"""Sparta sharing and the Sparta function: tie, export, import and freeze phi and beta.
+
+share="layer": each activation site has its own phi; "stage": one phi per network stage;
+"network": one phi everywhere. A Sparta function is the set of distinct (phi, beta)
+pairs, keyed by stage, in a safetensors file, so it can be reused in another CNN.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from sparta.errors import SpartaError
+from sparta.sparta_activation import Sparta
+
+SHARE_MODES = ("layer", "stage", "network")
+
+
+def model_stages(model: nn.Module) -> dict[str, nn.Module]:
+    """A model's stages: its own `stages()` when it has one, else its top-level children."""
+    stages = getattr(model, "stages", None)
+    return stages() if callable(stages) else dict(model.named_children())
+
+
+def sparta_sites(model: nn.Module) -> dict[str, list[Sparta]]:
+    """Sparta modules per stage, in forward-definition order (shared ones once)."""
+    sites: dict[str, list[Sparta]] = {}
+    for stage, module in model_stages(model).items():
+        found = [m for m in module.modules() if isinstance(m, Sparta)]
+        if found:
+            sites[stage] = found
+    return sites
+
+
+def _groups(model: nn.Module, share: str) -> dict[str, list[Sparta]]:
+    """Sites that share one function, keyed by the name the function is exported under."""
+    sites = sparta_sites(model)
+    if share == "network":
+        everything = [m for stage in sites.values() for m in stage]
+        return {"network": everything} if everything else {}
+    if share == "stage":
+        return sites
+    return {f"{stage}.{i}": [m] for stage, mods in sites.items() for i, m in enumerate(mods)}
+
+
+def share_sparta(model: nn.Module, share: str) -> nn.Module:
+    """Make the Sparta sites of each group use the first site's phi and beta."""
+    if share not in SHARE_MODES:
+        raise SpartaError(f"unknown Sparta share mode '{share}'; choose from: {', '.join(SHARE_MODES)}")
+    for name, group in _groups(model, share).items():
+        first = group[0]
+        for other in group[1:]:
+            if other.phi_kind != "pooled" and other.channels != first.channels:
+                raise SpartaError(f"share='{share}' needs the channel-agnostic 'pooled' phi: "
+                                  f"group '{name}' has {first.channels} and {other.channels} channels")
+            if first.log_beta.shape != other.log_beta.shape or first.groups != other.groups:
+                raise SpartaError(f"cannot share per-channel beta or grouped thresholds across "
+                                  f"{first.channels} and {other.channels} channels in '{name}'")
+            other.phi = first.phi
+            other.log_beta = first.log_beta
+    model.sparta_share = share
+    return model
+
+
+def _functions(model: nn.Module) -> dict[str, Sparta]:
+    share = getattr(model, "sparta_share", "layer")
+    groups = _groups(model, share)
+    if not groups:
+        raise SpartaError("the model has no Sparta activation")
+    return {name: group[0] for name, group in groups.items()}
+
+
+def export_sparta(model: nn.Module, path: str | os.PathLike) -> None:
+    """Write the model's Sparta function(s) to a safetensors file keyed by stage."""
+    tensors: dict[str, torch.Tensor] = {}
+    for name, site in _functions(model).items():
+        tensors[f"{name}.log_beta"] = site.log_beta.detach().cpu().clone()
+        for key, value in site.phi.state_dict().items():
+            tensors[f"{name}.phi.{key}"] = value.detach().cpu().clone()
+    meta = {"share": getattr(model, "sparta_share", "layer")}
+    save_file(tensors, os.fspath(path), metadata={"sparta": json.dumps(meta)})
+
+
+def import_sparta(model: nn.Module, path: str | os.PathLike, freeze: bool = True) -> nn.Module:
+    """Load a Sparta function into `model` (same share mode and stages), optionally frozen."""
+    try:
+        tensors = load_file(os.fspath(path))
+    except (OSError, ValueError, RuntimeError) as err:
+        raise SpartaError(f"cannot read Sparta function file {path}: {err}") from None
+    names = sorted({key.split(".phi.")[0].removesuffix(".log_beta") for key in tensors})
+    targets = _functions(model)
+    if sorted(targets) != names:
+        raise SpartaError(f"Sparta function {path} has stages {names}, the model has {sorted(targets)}; "
+                          "use share='network' to move one function into any CNN")
+    for name, site in targets.items():
+        phi_state = {k.removeprefix(f"{name}.phi."): v for k, v in tensors.items()
+                     if k.startswith(f"{name}.phi.")}
+        try:
+            site.phi.load_state_dict(phi_state)
+            with torch.no_grad():
+                site.log_beta.copy_(tensors[f"{name}.log_beta"])
+        except (RuntimeError, KeyError) as err:
+            first_line = str(err).strip().splitlines()[0]
+            raise SpartaError(f"Sparta function {path} does not fit stage '{name}': {first_line}") from None
+        if freeze:
+            site.log_beta.requires_grad_(False)
+            site.phi.requires_grad_(False)
+    return model

@@ -1,0 +1,117 @@
+"""Sparta: a spatially attentive, input-dependent activation that extends ReLU.
+
+    Sparta(X)[n,c,i,j] = X * sigmoid(beta * (X - T(X)[n,g(c),i,j])),   T = phi(X)
+
+Guo et al., "Sparta: Spatially Attentive and Adversarially Robust Activation",
+arXiv:2105.08269. The threshold map T is predicted by a small attention network `phi`;
+its last layer starts at zero, so a fresh Sparta is exactly Swish with slope beta0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparta.errors import SpartaError
+from sparta.registry import Registry
+
+PHIS: Registry[type[nn.Module]] = Registry("phi kind")
+
+
+@PHIS.register("pooled")
+class PooledPhi(nn.Module):
+    """Channel mean and max (2 maps) -> conv k x k -> ReLU -> conv k x k -> G maps.
+
+    It never sees the channel count, so one trained phi fits any layer of any CNN.
+    """
+
+    def __init__(self, channels: int, kernel_size: int = 3, hidden: int = 8, groups: int = 1) -> None:
+        super().__init__()
+        del channels  # channel-agnostic by construction
+        padding = kernel_size // 2
+        self.conv1 = nn.Conv2d(2, hidden, kernel_size, padding=padding)
+        self.conv2 = nn.Conv2d(hidden, groups, kernel_size, padding=padding)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
+        return self.conv2(F.relu(self.conv1(pooled)))
+
+
+@PHIS.register("depthwise")
+class DepthwisePhi(nn.Module):
+    """T = BN(depthwise k x k conv(X)): one threshold map per channel (FReLU-like)."""
+
+    def __init__(self, channels: int, kernel_size: int = 3, hidden: int = 8, groups: int = 1) -> None:
+        super().__init__()
+        del hidden, groups  # one map per channel
+        self.conv = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2,
+                              groups=channels, bias=False)
+        self.norm = nn.BatchNorm2d(channels)
+        nn.init.zeros_(self.norm.weight)  # T = 0 at the start: Sparta starts as Swish
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.conv(x))
+
+
+class Sparta(nn.Module):
+    """Spatially attentive ReLU: x * sigmoid(beta * (x - phi(x))).
+
+    Args:
+        channels: channel count of the input (used by per-channel beta and depthwise phi).
+        phi: attention network kind, "pooled" (channel-agnostic) or "depthwise".
+        kernel_size: k of phi's convolutions.
+        hidden: width h of the pooled phi.
+        groups: G threshold maps, each shared by C/G consecutive channels.
+        beta0: initial sharpness; larger starts closer to ReLU.
+        per_channel_beta: one beta per channel instead of a scalar.
+    """
+
+    def __init__(self, channels: int, phi: str = "pooled", kernel_size: int = 3, hidden: int = 8,
+                 groups: int = 1, beta0: float = 4.0, per_channel_beta: bool = False) -> None:
+        super().__init__()
+        if channels < 1:
+            raise SpartaError(f"Sparta needs a positive channel count, got {channels}")
+        if beta0 <= 0:
+            raise SpartaError(f"Sparta beta0 must be > 0, got {beta0}")
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise SpartaError(f"Sparta kernel_size must be odd and positive, got {kernel_size}")
+        if groups < 1 or channels % groups:
+            raise SpartaError(f"Sparta groups={groups} must divide channels={channels}")
+        self.channels = channels
+        self.groups = groups
+        self.phi_kind = PHIS.canonical(phi)
+        self.phi = PHIS.get(phi)(channels, kernel_size=kernel_size, hidden=hidden, groups=groups)
+        beta_shape = (channels,) if per_channel_beta else ()
+        # Stored as a log so that beta stays positive under any optimizer step.
+        self.log_beta = nn.Parameter(torch.full(beta_shape, math.log(beta0)))
+
+    @property
+    def beta(self) -> torch.Tensor:
+        return self.log_beta.exp()
+
+    def threshold(self, x: torch.Tensor) -> torch.Tensor:
+        """T(X) broadcast to X's shape (one map per channel)."""
+        t = self.phi(x)
+        if t.shape[1] != x.shape[1]:
+            t = t.repeat_interleave(x.shape[1] // t.shape[1], dim=1) if t.shape[1] > 1 else t
+        return t
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.dim() == 2  # after a Linear layer: features as channels on a 1 x 1 map
+        if flat:
+            x = x[:, :, None, None]
+        if x.dim() != 4 or x.shape[1] % self.groups:
+            raise SpartaError(f"Sparta expects N x C x H x W (or N x C) input, got shape {tuple(x.shape)}")
+        beta = self.beta.to(x.dtype)
+        if beta.dim():
+            beta = beta.view(1, -1, 1, 1)
+        y = x * torch.sigmoid(beta * (x - self.threshold(x)))
+        return y.flatten(1) if flat else y
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, phi={self.phi_kind}, groups={self.groups}"

@@ -1,0 +1,61 @@
+"""convert_activations on models the library did not create."""
+
+import pytest
+import torch
+from torch import nn
+
+from sparta import Sparta, SpartaError, convert_activations
+
+
+class PlainNet(nn.Module):
+    """A user's CNN in plain torch.nn, with a ReLU object reused at two sites."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(inplace=True),
+            nn.Conv2d(16, 24, 3, padding=1), nn.GELU(), nn.MaxPool2d(2),
+        )
+        self.conv = nn.Conv2d(24, 24, 3, padding=1)
+        self.shared = nn.ReLU()
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(24 * 4 * 4, 32), nn.SiLU(),
+                                        nn.Linear(32, 5))
+
+    def forward(self, x):
+        x = self.shared(self.conv(self.features(x)))
+        return self.classifier(self.shared(x))
+
+
+def test_converts_every_relu_family_module_with_inferred_channels():
+    model = convert_activations(PlainNet(), "sparta", phi="depthwise")
+    sites = [m for m in model.modules() if isinstance(m, Sparta)]
+    assert [m.channels for m in sites] == [16, 24, 24, 32]
+    assert not any(isinstance(m, (nn.ReLU, nn.GELU, nn.SiLU)) for m in model.modules())
+    assert model(torch.rand(2, 3, 8, 8)).shape == (2, 5)
+
+
+def test_shared_module_stays_shared():
+    model = convert_activations(PlainNet(), "prelu")
+    assert isinstance(model.shared, nn.PReLU) and model.shared.weight.shape == (24,)
+
+
+def test_converted_model_trains():
+    model = convert_activations(PlainNet(), "sparta")
+    model(torch.rand(2, 3, 8, 8)).sum().backward()
+    phis = [m.phi.conv1.weight.grad for m in model.modules() if isinstance(m, Sparta)]
+    assert all(g is not None for g in phis)
+
+
+def test_targets_can_be_narrowed():
+    model = convert_activations(PlainNet(), "swish", targets=(nn.GELU,))
+    assert isinstance(model.features[2], nn.ReLU) and isinstance(model.features[4], nn.SiLU)
+
+
+def test_nothing_to_convert_is_an_error():
+    with pytest.raises(SpartaError, match="no activation"):
+        convert_activations(nn.Sequential(nn.Linear(3, 3)), "sparta")
+
+
+def test_activation_before_any_layer_is_an_error():
+    with pytest.raises(SpartaError, match="cannot infer the channel count"):
+        convert_activations(nn.Sequential(nn.ReLU(), nn.Linear(3, 3)), "prelu")

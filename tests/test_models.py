@@ -1,0 +1,98 @@
+import pytest
+import torch
+
+import sparta
+from sparta import SpartaError, build_model, export_sparta, import_sparta, sparta_sites
+
+FAST = ["smallcnn", "resnet18", "preact_resnet18"]
+
+
+@pytest.mark.parametrize("name", sparta.model_names())
+@pytest.mark.parametrize("shape", [(1, 28), (3, 32)])
+def test_every_model_forward_backward(name, shape):
+    channels, size = shape
+    torch.manual_seed(0)
+    model = build_model(name, "sparta", num_classes=7, in_channels=channels, image_size=size)
+    x = torch.rand(2, channels, size, size)
+    out = model(x)
+    assert out.shape == (2, 7) and torch.isfinite(out).all()
+    if name in FAST:
+        out.sum().backward()
+        assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("act", ["relu", "swish", "softplus", "gelu", "elu", "prelu", "frelu"])
+def test_smallcnn_with_each_activation(act):
+    model = build_model("smallcnn", act, 10, 1, image_size=28)
+    assert model(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_smallcnn_is_the_usual_size():
+    model = build_model("smallcnn", "relu", 10, 1, image_size=28)
+    assert sum(p.numel() for p in model.parameters()) == 312_202
+
+
+def test_normalisation_inside_the_model():
+    model = build_model("smallcnn", "relu", 10, 1, image_size=28, mean=[0.3], std=[0.2])
+    x = torch.rand(1, 1, 28, 28)
+    assert torch.allclose(model.normalize(x), (x - 0.3) / 0.2)
+
+
+def test_wrong_image_size_is_clear():
+    model = build_model("smallcnn", "relu", 10, 1, image_size=28)
+    with pytest.raises(SpartaError, match="built for 28 x 28"):
+        model(torch.rand(1, 1, 32, 32))
+
+
+def test_unknown_model_is_clear():
+    with pytest.raises(SpartaError, match="unknown model 'vgg'"):
+        build_model("vgg")
+
+
+def test_stages_are_exposed():
+    model = build_model("resnet18", "sparta", 10, 3)
+    assert list(model.stages()) == ["stem", "layer1", "layer2", "layer3", "layer4"]
+    assert list(sparta_sites(model)) == ["stem", "layer1", "layer2", "layer3", "layer4"]
+
+
+@pytest.mark.parametrize("share, expected", [("layer", 17), ("stage", 5), ("network", 1)])
+def test_sharing_modes_count_distinct_functions(share, expected):
+    model = build_model("resnet18", "sparta", 10, 3, share=share)
+    sites = [m for stage in sparta_sites(model).values() for m in stage]
+    assert len(sites) == 17
+    assert len({id(m.phi) for m in sites}) == expected
+    assert len({id(m.log_beta) for m in sites}) == expected
+
+
+def test_depthwise_cannot_share_across_widths():
+    with pytest.raises(SpartaError, match="pooled"):
+        build_model("resnet18", "sparta", 10, 3, share="network", phi="depthwise")
+
+
+def test_export_import_round_trip_and_freeze(tmp_path):
+    torch.manual_seed(0)
+    source = build_model("resnet18", "sparta", 10, 3)
+    for site in [s for stage in sparta_sites(source).values() for s in stage]:
+        torch.nn.init.normal_(site.phi.conv2.weight)
+    export_sparta(source, tmp_path / "fn.safetensors")
+    target = build_model("resnet34", "sparta", 10, 3)
+    import_sparta(target, tmp_path / "fn.safetensors", freeze=True)
+    for stage in source.stages():
+        src, dst = sparta_sites(source)[stage][0], sparta_sites(target)[stage][0]
+        assert torch.equal(src.phi.conv2.weight, dst.phi.conv2.weight)
+        assert not dst.phi.conv2.weight.requires_grad and not dst.log_beta.requires_grad
+
+
+def test_network_function_moves_into_any_cnn(tmp_path):
+    source = build_model("smallcnn", "sparta", 10, 1, image_size=28, share="network")
+    export_sparta(source, tmp_path / "fn.safetensors")
+    target = build_model("resnet34", "sparta", 10, 3, share="network")
+    import_sparta(target, tmp_path / "fn.safetensors")
+    assert target(torch.rand(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_mismatched_stages_are_clear(tmp_path):
+    source = build_model("smallcnn", "sparta", 10, 1, image_size=28)
+    export_sparta(source, tmp_path / "fn.safetensors")
+    with pytest.raises(SpartaError, match="has stages .* the model has"):
+        import_sparta(build_model("resnet18", "sparta", 10, 3), tmp_path / "fn.safetensors")
