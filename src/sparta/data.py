@@ -218,13 +218,15 @@ def _unpickle(path: Path) -> object:
         raise DataError(f"unsafe or corrupt pickle {path}: {_reason(err)}") from err
 
 
-def _read_cifar_batch(spec: DatasetSpec, path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
+def _read_cifar_batch(
+    spec: DatasetSpec, path: Path, label_key: bytes
+) -> tuple[np.ndarray, np.ndarray]:
     batch = _unpickle(path)
     if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
         raise DataError(f"{path} is not a CIFAR batch: need a dict with b'data' and {label_key!r}")
     data = batch[b"data"]
     row = spec.channels * spec.image_size**2
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != row:
+    if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.shape[1:] == (row,)):
         raise DataError(f"{path}: b'data' must be an N x {row} uint8 array")
     # Each row is the R plane, then G, then B, each row-major: exactly C x H x W.
     images = data.reshape(-1, spec.channels, spec.image_size, spec.image_size)
@@ -480,7 +482,10 @@ def _fetch(item: Download, target: Path, timeout: float) -> None:
     tmp = Path(tmp_name)
     try:
         digest = hashlib.md5(usedforsecurity=False)
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(item.url, timeout=timeout) as response:
+        with (
+            os.fdopen(fd, "wb") as out,
+            urllib.request.urlopen(item.url, timeout=timeout) as response,
+        ):
             for chunk in iter(lambda: response.read(1 << 20), b""):
                 digest.update(chunk)
                 out.write(chunk)
@@ -490,7 +495,8 @@ def _fetch(item: Download, target: Path, timeout: float) -> None:
                 f"nothing written to {target}"
             )
         os.replace(tmp, target)
-    except (OSError, ValueError, http.client.HTTPException) as err:  # URLError/timeouts are OSErrors
+    # URLError, HTTPError and socket timeouts are all OSErrors.
+    except (OSError, ValueError, http.client.HTTPException) as err:
         raise DataError(
             f"could not download {item.url} ({_reason(err)}); "
             f"fetch it by hand and place it at {target}"
@@ -509,8 +515,11 @@ def _extract(archive: Path, folder: Path) -> None:
             members = tar.getmembers()
             for member in members:
                 name = PurePosixPath(member.name)
-                if name.is_absolute() or ".." in name.parts or not (member.isfile() or member.isdir()):
-                    raise DataError(f"unsafe member {member.name!r} in {archive}; nothing extracted")
+                plain = member.isfile() or member.isdir()
+                if name.is_absolute() or ".." in name.parts or not plain:
+                    raise DataError(
+                        f"unsafe member {member.name!r} in {archive}; nothing extracted"
+                    )
             tar.extractall(folder, members=members, **_TAR_FILTER)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
         raise DataError(f"cannot extract {archive}: {_reason(err)}") from err
@@ -533,7 +542,9 @@ def download_dataset(
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise DataError(f"cannot create {folder} ({_reason(err)}); pass a root or set {ENV_VAR}") from err
+            raise DataError(
+                f"cannot create {folder} ({_reason(err)}); pass a root or set {ENV_VAR}"
+            ) from err
     for item in spec.downloads:
         target = folder / item.filename
         if item.is_archive:

@@ -1,0 +1,55 @@
+"""Attacks in pixel space: each has `perturb(model, x, y) -> x_adv` inside the eps ball and [0, 1]."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from sparta.attacks.autoattack import AutoAttack
+from sparta.attacks.gradient import FGSM, PGD
+from sparta.attacks.threat import check_eps, margin_loss, model_mode, parse_eps, project
+from sparta.registry import Registry
+
+
+class Attack(Protocol):
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
+
+
+ATTACKS: Registry[Callable[..., Attack]] = Registry("attack")
+
+
+@ATTACKS.register("fgsm")
+def _fgsm(eps: float, **options) -> Attack:
+    return FGSM(eps, **options)
+
+
+@ATTACKS.register("pgd")
+def _pgd(eps: float, steps: int = 20, restarts: int = 1, **options) -> Attack:
+    return PGD(eps, steps=steps, restarts=restarts, loss="ce", **options)
+
+
+@ATTACKS.register("cw")
+def _cw(eps: float, steps: int = 30, restarts: int = 1, **options) -> Attack:
+    return PGD(eps, steps=steps, restarts=restarts, loss="cw", **options)
+
+
+@ATTACKS.register("autoattack", "aa")
+def _autoattack(eps: float, **options) -> Attack:
+    return AutoAttack(eps, **options)
+
+
+@ATTACKS.register("square")
+def _square(eps: float, **options) -> Attack:
+    """AutoAttack's black-box Square attack alone: a check against gradient masking."""
+    return AutoAttack(eps, version="custom", attacks=("square",), **options)
+
+
+def create_attack(name: str, eps: float, **options) -> Attack:
+    return ATTACKS.get(name)(eps, **options)
+
+
+__all__ = ["ATTACKS", "AutoAttack", "FGSM", "PGD", "check_eps", "create_attack", "margin_loss",
+           "model_mode", "parse_eps", "project"]

@@ -1,0 +1,65 @@
+"""AutoAttack (Croce & Hein 2020, standard version) through the `pyautoattack` package.
+
+A thin adapter over pyautoattack 0.2.0: it (1) wraps the model in a plain nn.Module,
+since the package's dynamic-defence check failed on an nn.Sequential; (2) passes the
+model's device (the package defaults to CPU); (3) caps the number of target classes
+at num_classes - 1 for data sets with fewer than 10 classes; (4) checks that what comes
+back lies in the eps ball and [0, 1], and recounts accuracy itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from sparta.attacks.threat import check_eps, model_mode
+from sparta.errors import SpartaError
+
+
+class _Logits(nn.Module):
+    """A plain Module around any model, so the package's checks see one forward."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).float()
+
+
+@dataclass
+class AutoAttack:
+    eps: float
+    version: str = "standard"
+    seed: int = 0
+    batch_size: int = 500
+    attacks: tuple[str, ...] | None = None  # with version="custom"
+
+    def __post_init__(self) -> None:
+        check_eps(self.eps)
+
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        from pyautoattack import AutoAttack as PackageAutoAttack
+
+        device = x.device
+        wrapped = _Logits(model)
+        with model_mode(model, False):
+            with torch.no_grad():
+                num_classes = model(x[:1]).shape[1]
+            options = {"attacks": list(self.attacks)} if self.version == "custom" else {}
+            attack = PackageAutoAttack(wrapped, norm="Linf", eps=self.eps, version=self.version,
+                                       seed=self.seed, device=device, **options)
+            attack.logger.setLevel(logging.ERROR)
+            targets = max(1, min(9, num_classes - 1))
+            attack.apgd_targeted.n_target_classes = targets
+            attack.fab.n_target_classes = targets
+            x_adv, _ = attack.run_standard_evaluation(x, y, batch_size=self.batch_size)
+        x_adv = x_adv.to(device)
+        overshoot = (x_adv - x).abs().amax().item()
+        if overshoot > self.eps + 1e-5 or x_adv.min() < 0 or x_adv.max() > 1:
+            raise SpartaError(f"AutoAttack returned points outside the eps ball or [0, 1] "
+                              f"(max |delta| = {overshoot:.6f}, eps = {self.eps})")
+        return x_adv.detach()
