@@ -15,8 +15,12 @@ $(VENV)/.installed: pyproject.toml scripts/setup-system.sh
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
+# A Sparta SmallCNN, PGD-AT on a Fashion-MNIST subset, then clean / PGD-20 / AutoAttack accuracy.
 demo: setup
-	$(PY) scripts/demo.py
+	rm -rf runs/demo
+	$(VENV)/bin/sparta train --dataset fashion-mnist --model smallcnn --act sparta --method pgd \
+		--eps 0.1 --epochs 3 --subset 6000 --attack-steps 5 --eval-n 500 --out runs/demo
+	$(VENV)/bin/sparta eval runs/demo --attacks clean,pgd,autoattack --n 500
 
 test: setup
 	$(PY) -m pytest

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
 from safetensors import safe_open
 from safetensors.torch import load_model, save_model
 from torch import nn
@@ -15,6 +16,8 @@ from torch import nn
 from sparta.errors import SpartaError
 
 MODEL_FILE = "model.safetensors"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_write(path: str | os.PathLike, write: Any) -> None:
@@ -27,6 +30,7 @@ def atomic_write(path: str | os.PathLike, write: Any) -> None:
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -64,7 +68,7 @@ def read_checkpoint_header(path: str | os.PathLike) -> dict[str, Any]:
         with safe_open(str(file), framework="pt") as handle:
             header = handle.metadata() or {}
         return {"build_spec": json.loads(header["build_spec"]), "meta": json.loads(header.get("meta", "{}"))}
-    except (OSError, KeyError, ValueError, RuntimeError) as err:
+    except (OSError, KeyError, ValueError, RuntimeError, SafetensorError) as err:
         raise SpartaError(f"{file} is not a sparta checkpoint ({type(err).__name__}: {err})") from None
 
 
@@ -77,7 +81,7 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[nn.Mo
     model = build_model(spec.pop("name"), **spec)
     try:
         load_model(model, str(_model_file(path)), device=device)
-    except (RuntimeError, ValueError, OSError) as err:
+    except (RuntimeError, ValueError, OSError, SafetensorError) as err:
         first_line = str(err).strip().splitlines()[0]
         raise SpartaError(f"checkpoint {_model_file(path)} does not match its model: {first_line}") from None
     return model.to(device).eval(), header["meta"]

@@ -11,6 +11,7 @@ import json
 import os
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -89,7 +90,7 @@ def import_sparta(model: nn.Module, path: str | os.PathLike, freeze: bool = True
     """Load a Sparta function into `model` (same share mode and stages), optionally frozen."""
     try:
         tensors = load_file(os.fspath(path))
-    except (OSError, ValueError, RuntimeError) as err:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
         raise SpartaError(f"cannot read Sparta function file {path}: {err}") from None
     names = sorted({key.split(".phi.")[0].removesuffix(".log_beta") for key in tensors})
     targets = _functions(model)

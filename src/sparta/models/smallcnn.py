@@ -27,6 +27,18 @@ class SmallCNN(StagedNet):
         self.head = nn.Sequential(
             nn.Flatten(), nn.Linear(64 * feature_size * feature_size, 200), act(200),
             nn.Linear(200, 200), act(200), nn.Linear(200, num_classes))
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """As in the TRADES SmallCNN: Kaiming convs, zero biases, a zero last layer."""
+        for module in (*self.block1, *self.block2):
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                nn.init.zeros_(module.bias)
+        for module in self.head:
+            if isinstance(module, nn.Linear):
+                nn.init.zeros_(module.bias)
+        nn.init.zeros_(self.head[-1].weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:

@@ -1,0 +1,5 @@
+import sys
+
+from sparta.cli import main
+
+sys.exit(main())

@@ -1,0 +1,115 @@
+"""One typed configuration feeds the CLI, the Python API and config.json."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sparta.errors import SpartaError
+
+
+@dataclass
+class TrainConfig:
+    """Everything needed to rebuild the model and redo the run.
+
+    Units: eps and step sizes in [0, 1] pixel space; lr is the peak learning rate of the
+    schedule; epochs counts passes over the (sub)set.
+    """
+
+    out: str = "runs/run"
+    dataset: str = "fashion-mnist"
+    data_root: str | None = None
+    subset: int | None = None  # first N of a seeded shuffle of the training set
+    model: str = "smallcnn"
+    act: str = "sparta"
+    act_options: dict[str, Any] = field(default_factory=dict)
+    share: str = "stage"
+    method: str = "pgd"
+    eps: float = 0.1
+    attack_steps: int = 10
+    attack_step_size: float | None = None  # None: 2.5 * eps / steps (Madry et al.)
+    attack_bn_mode: str = "train"  # BatchNorm mode while crafting training attacks
+    trades_beta: float = 6.0
+    eps_warmup_epochs: float = 0.0  # eps grows linearly from 0 over this many epochs
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"
+    augment: str | None = None  # none, crop, crop-flip; None: the dataset's default
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    channels_last: bool | None = None  # None: on for CUDA
+    compile: bool = False
+    sparta_from: str | None = None
+    freeze_sparta: bool = False
+    eval_every: int = 1  # epochs between quick test evaluations (0: never)
+    eval_n: int = 1000  # test images in the quick per-epoch evaluation
+
+    def validate(self) -> TrainConfig:
+        checks = [
+            (0.0 <= self.eps <= 1.0, f"eps must lie in [0, 1], got {self.eps}"),
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
+            (self.attack_steps >= 1, f"attack steps must be >= 1, got {self.attack_steps}"),
+            (self.subset is None or self.subset >= 1, f"subset must be >= 1, got {self.subset}"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (0 <= self.momentum < 1, f"momentum must lie in [0, 1), got {self.momentum}"),
+            (self.attack_bn_mode in ("train", "eval"),
+             f"attack BatchNorm mode must be train or eval, got '{self.attack_bn_mode}'"),
+            (self.precision in ("auto", "fp32", "bf16"),
+             f"precision must be auto, fp32 or bf16, got '{self.precision}'"),
+            (not self.freeze_sparta or self.sparta_from,
+             "--freeze-sparta needs --sparta-from FILE_OR_RUN_DIR"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise SpartaError(message)
+        self._check_names()
+        return self
+
+    def _check_names(self) -> None:
+        """Unknown names fail here, before any data is read."""
+        from sparta.activations import ACTIVATIONS
+        from sparta.data import dataset_info
+        from sparta.models import MODELS
+        from sparta.sharing import SHARE_MODES
+        from sparta.training.methods import METHODS
+        from sparta.training.schedule import SCHEDULES
+
+        dataset_info(self.dataset)
+        for registry, name in ((MODELS, self.model), (ACTIVATIONS, self.act), (METHODS, self.method),
+                               (SCHEDULES, self.schedule)):
+            registry.canonical(name)
+        if self.share not in SHARE_MODES:
+            raise SpartaError(f"unknown Sparta share mode '{self.share}'; choose from: {', '.join(SHARE_MODES)}")
+
+    @property
+    def step_size(self) -> float:
+        return 2.5 * self.eps / self.attack_steps if self.attack_step_size is None else self.attack_step_size
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise SpartaError(f"unknown config keys: {', '.join(unknown)}")
+        return cls(**values)
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> TrainConfig:
+        path = Path(run_dir) / "config.json"
+        if not path.is_file():
+            raise SpartaError(f"{run_dir} is not a run directory (no config.json)")
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except json.JSONDecodeError as err:
+            raise SpartaError(f"{path} is not valid JSON: {err}") from None

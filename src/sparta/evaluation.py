@@ -1,0 +1,92 @@
+"""Accuracy under attack, batch by batch, and `eval.json` for a run directory."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sparta.attacks import ATTACKS, Attack, create_attack, model_mode
+from sparta.checkpoint import atomic_write_text, load_checkpoint
+from sparta.errors import SpartaError
+
+EVAL_FILE = "eval.json"
+# Evaluation settings (DESIGN.md section 5): PGD-20 with step eps/4; CW = PGD-30 on the margin.
+DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
+    "pgd": {"steps": 20, "restarts": 1}, "cw": {"steps": 30, "restarts": 1},
+}
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack | None = None,
+             batch_size: int = 500) -> float:
+    """Fraction of (x, y) classified correctly after `attack` (clean when None), in eval mode."""
+    correct = 0
+    with model_mode(model, False):
+        for start in range(0, len(y), batch_size):
+            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+            if attack is not None:
+                xb = attack.perturb(model, xb, yb)
+            with torch.no_grad():
+                correct += (model(xb).argmax(1) == yb).sum().item()
+    return correct / max(1, len(y))
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: list[str], eps: float,
+             batch_size: int = 500, seed: int = 0, options: dict[str, dict[str, Any]] | None = None,
+             ) -> list[dict[str, Any]]:
+    """One record per attack: accuracy, seconds, and the settings used."""
+    records = []
+    for name in attacks:
+        torch.manual_seed(seed)
+        if name == "clean":
+            started = time.perf_counter()
+            records.append({"attack": "clean", "eps": 0.0, "accuracy": accuracy(model, x, y, None, batch_size),
+                            "seconds": time.perf_counter() - started, "n": len(y)})
+            continue
+        settings = {**DEFAULT_OPTIONS.get(ATTACKS.canonical(name), {}), **(options or {}).get(name, {})}
+        if ATTACKS.canonical(name) in ("autoattack", "square"):
+            settings.setdefault("seed", seed)
+        attack = create_attack(name, eps, **settings)
+        started = time.perf_counter()
+        acc = accuracy(model, x, y, attack, batch_size)
+        records.append({"attack": ATTACKS.canonical(name), "eps": eps, "accuracy": acc,
+                        "seconds": time.perf_counter() - started, "n": len(y), "settings": settings})
+    return records
+
+
+def merge_records(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """New records replace old ones with the same (attack, eps, n)."""
+    key = lambda r: (r["attack"], round(r["eps"], 8), r["n"])  # noqa: E731
+    fresh = {key(r) for r in new}
+    return [r for r in old if key(r) not in fresh] + new
+
+
+def evaluate_run(run_dir: str | Path, attacks: list[str], n: int | None = None, eps: float | None = None,
+                 device: str = "auto", batch_size: int = 500, data_root: str | None = None,
+                 ) -> list[dict[str, Any]]:
+    """Evaluate a run's model on the first n test images; merge the records into eval.json."""
+    from sparta.config import TrainConfig
+    from sparta.data import load_dataset
+    from sparta.runtime import machine_facts, resolve_device
+
+    run_dir = Path(run_dir)
+    config = TrainConfig.load(run_dir)
+    torch_device = resolve_device(device)
+    model, meta = load_checkpoint(run_dir, device=str(torch_device))
+    x, y = load_dataset(config.dataset, "test", data_root or config.data_root)
+    if n is not None:
+        if n < 1:
+            raise SpartaError(f"--n must be >= 1, got {n}")
+        x, y = x[:n], y[:n]
+    eps = config.eps if eps is None else eps
+    records = evaluate(model, x.to(torch_device), y.to(torch_device), attacks, eps, batch_size, config.seed)
+    path = run_dir / EVAL_FILE
+    previous = json.loads(path.read_text())["results"] if path.exists() else []
+    result = {"run": str(run_dir), "epoch": meta.get("epoch"), "machine": machine_facts(torch_device),
+              "results": merge_records(previous, records)}
+    atomic_write_text(path, json.dumps(result, indent=2))
+    return records

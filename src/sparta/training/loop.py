@@ -1,0 +1,157 @@
+"""The one training loop: the only place that calls zero_grad, backward and step.
+
+Per epoch it appends a line to metrics.jsonl, then writes checkpoint.safetensors (the
+resumable state) and model.safetensors (the model alone) atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sparta.attacks import PGD
+from sparta.checkpoint import atomic_write_text, save_checkpoint
+from sparta.config import TrainConfig
+from sparta.data import dataset_info, load_dataset
+from sparta.errors import SpartaError
+from sparta.evaluation import accuracy
+from sparta.models import build_model
+from sparta.progress import progress
+from sparta.runtime import autocast, machine_facts, resolve_device, seed_everything
+from sparta.sharing import import_sparta
+from sparta.training.loader import DEFAULT_AUGMENT, DeviceLoader
+from sparta.training.methods import METHODS, AttackSetting
+from sparta.training.schedule import SCHEDULES, eps_at
+from sparta.training.state import STATE_FILE, load_state, save_state
+
+
+def take_subset(images: torch.Tensor, labels: torch.Tensor, n: int | None, seed: int):
+    """The first n of a seeded shuffle: the same subset for every activation and method."""
+    if n is None or n >= len(labels):
+        return images, labels
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:n]
+    return images[order], labels[order]
+
+
+def model_for(config: TrainConfig) -> nn.Module:
+    info = dataset_info(config.dataset)
+    model = build_model(config.model, config.act, num_classes=info.num_classes,
+                        in_channels=info.channels, image_size=info.image_size, mean=info.mean,
+                        std=info.std, share=config.share, **config.act_options)
+    if config.sparta_from:
+        source = Path(config.sparta_from)
+        import_sparta(model, source / "sparta.safetensors" if source.is_dir() else source,
+                      freeze=config.freeze_sparta)
+    return model
+
+
+def _prepare_run_dir(config: TrainConfig, resume: bool) -> Path:
+    run_dir = Path(config.out)
+    if resume:
+        saved = TrainConfig.load(run_dir)
+        if saved != config:
+            raise SpartaError(f"{run_dir}/config.json differs from the given settings; "
+                              "resume with `sparta train --resume RUN_DIR` alone")
+        return run_dir
+    if (run_dir / "config.json").exists():
+        raise SpartaError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.json", config.to_json())
+    return run_dir
+
+
+def _keep_metrics_before(path: Path, epoch: int) -> None:
+    """Drop lines a killed run wrote for epochs it did not checkpoint."""
+    if path.exists():
+        lines = [l for l in path.read_text().splitlines() if l and json.loads(l)["epoch"] < epoch]
+        atomic_write_text(path, "".join(l + "\n" for l in lines))
+
+
+def train(config: TrainConfig, resume: bool = False) -> Path:
+    """Train per `config`, writing the run directory; returns its path."""
+    config.validate()
+    method = METHODS.get(config.method)
+    schedule = SCHEDULES.get(config.schedule)
+    device = resolve_device(config.device)
+    run_dir = _prepare_run_dir(config, resume)
+    seed_everything(config.seed)
+
+    images, labels = load_dataset(config.dataset, "train", config.data_root)
+    images, labels = take_subset(images, labels, config.subset, config.seed)
+    test_x, test_y = load_dataset(config.dataset, "test", config.data_root)
+    test_x, test_y = test_x[: config.eval_n].to(device), test_y[: config.eval_n].to(device)
+    augment = config.augment or DEFAULT_AUGMENT.get(config.dataset, "none")
+    loader = DeviceLoader(images, labels, config.batch_size, config.seed, augment, device)
+
+    model = model_for(config).to(device)
+    channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model) if config.compile else model
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(trainable, lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay, nesterov=config.momentum > 0)
+    start_epoch, step = 0, 0
+    if resume:
+        reached = load_state(run_dir, model, optimizer, device)
+        start_epoch, step = reached["epoch"], reached["step"]
+    metrics_path = run_dir / "metrics.jsonl"
+    _keep_metrics_before(metrics_path, start_epoch)
+
+    total_steps = config.epochs * len(loader)
+    precision = autocast(device, config.precision)
+    facts = machine_facts(device)
+    for epoch in range(start_epoch, config.epochs):
+        model.train()
+        started = time.perf_counter()
+        loss_sum = correct = seen = 0.0
+        bar = progress(loader.epoch(epoch), total=len(loader), desc=f"epoch {epoch + 1}/{config.epochs}")
+        for x, y in bar:
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * schedule((step + 1) / total_steps)
+            eps = eps_at(config, step / len(loader))
+            step_size = config.step_size * (eps / config.eps if config.eps > 0 else 1.0)
+            setting = AttackSetting(eps=eps, steps=config.attack_steps, step_size=step_size,
+                                    bn_training=config.attack_bn_mode == "train",
+                                    trades_beta=config.trades_beta)
+            with precision:
+                loss, logits = method(forward, x, y, setting)
+            if not math.isfinite(loss.item()):
+                raise SpartaError(f"training diverged: loss is {loss.item()} at epoch {epoch + 1}, "
+                                  f"step {step}; the last good checkpoint is kept in {run_dir}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            loss_sum += loss.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            seen += len(y)
+        seconds = time.perf_counter() - started
+        record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+                  "lr": optimizer.param_groups[0]["lr"], "eps": eps, "seconds": seconds,
+                  "images_per_s": seen / seconds}
+        if config.eval_every and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
+            record.update(_quick_eval(model, test_x, test_y, config, precision))
+        with metrics_path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        save_checkpoint(model, run_dir, epoch=epoch + 1, config=json.loads(config.to_json()), **facts)
+        save_state(run_dir, model, optimizer, epoch + 1, step, device)
+    if not (run_dir / STATE_FILE).exists():
+        raise SpartaError(f"{run_dir}: nothing to do, the run already finished {config.epochs} epochs")
+    return run_dir
+
+
+def _quick_eval(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
+                precision) -> dict[str, float]:
+    """Clean and PGD-10 accuracy on the first eval_n test images, for training curves."""
+    with precision:
+        clean = accuracy(model, x, y)
+        robust = accuracy(model, x, y, PGD(config.eps, steps=10)) if config.eps > 0 else clean
+    return {"test_clean": clean, "test_pgd10": robust}

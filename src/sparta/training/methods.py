@@ -1,0 +1,85 @@
+"""Training methods as loss functions: each returns (loss, logits); one loop does the rest.
+
+standard: cross-entropy on clean inputs. pgd: Madry et al. 2018. fgsm-rs: Wong et al.
+2020 ("Fast is better than free"). trades: Zhang et al. 2019.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparta.attacks import FGSM, PGD, model_mode, project
+from sparta.registry import Registry
+
+
+@dataclass
+class AttackSetting:
+    eps: float
+    steps: int
+    step_size: float
+    bn_training: bool = True  # BatchNorm mode while crafting the attack
+    trades_beta: float = 6.0
+
+
+Method = Callable[[nn.Module, torch.Tensor, torch.Tensor, AttackSetting], tuple[torch.Tensor, torch.Tensor]]
+METHODS: Registry[Method] = Registry("training method")
+
+
+@METHODS.register("standard")
+def standard(model, x, y, setting):
+    logits = model(x)
+    return F.cross_entropy(logits.float(), y), logits
+
+
+@METHODS.register("pgd", "pgd-at")
+def pgd_at(model, x, y, setting):
+    if setting.eps > 0:
+        attack = PGD(setting.eps, steps=setting.steps, step_size=setting.step_size,
+                     training_mode=setting.bn_training)
+        x = attack.perturb(model, x, y)
+    logits = model(x)
+    return F.cross_entropy(logits.float(), y), logits
+
+
+@METHODS.register("fgsm-rs", "fast")
+def fgsm_rs(model, x, y, setting):
+    if setting.eps > 0:
+        attack = FGSM(setting.eps, step_size=1.25 * setting.eps, random_init=True,
+                      training_mode=setting.bn_training)
+        x = attack.perturb(model, x, y)
+    logits = model(x)
+    return F.cross_entropy(logits.float(), y), logits
+
+
+def trades_attack(model: nn.Module, x: torch.Tensor, clean_probs: torch.Tensor,
+                  setting: AttackSetting) -> torch.Tensor:
+    """Maximise KL(f(x') || f(x)) inside the ball, from a small Gaussian start."""
+    x_adv = (x + 0.001 * torch.randn_like(x)).clamp(0, 1)
+    for _ in range(setting.steps):
+        x_adv.requires_grad_(True)
+        kl = F.kl_div(F.log_softmax(model(x_adv).float(), dim=1), clean_probs, reduction="sum")
+        grad = torch.autograd.grad(kl, x_adv)[0]
+        x_adv = project(x_adv.detach() + setting.step_size * grad.sign(), x, setting.eps)
+    return x_adv.detach()
+
+
+@METHODS.register("trades")
+def trades(model, x, y, setting):
+    """CE(f(x), y) + beta * KL(f(x) || f(x')): the clean logits are computed once."""
+    if setting.eps > 0:
+        with model_mode(model, setting.bn_training), torch.no_grad():
+            clean_probs = F.softmax(model(x).float(), dim=1)
+        with model_mode(model, setting.bn_training):
+            x_adv = trades_attack(model, x, clean_probs, setting)
+    else:
+        x_adv = x
+    logits, logits_adv = model(x), model(x_adv)  # separate passes: BatchNorm sees each alone
+    natural = F.cross_entropy(logits.float(), y)
+    robust = F.kl_div(F.log_softmax(logits_adv.float(), dim=1), F.softmax(logits.float(), dim=1),
+                      reduction="batchmean")
+    return natural + setting.trades_beta * robust, logits

@@ -1,0 +1,67 @@
+"""The resumable training state in one safetensors file, written atomically.
+
+Holds model weights, optimizer buffers, RNG states and the epoch reached, so a run killed
+at any moment resumes from its last finished epoch with the same result.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from sparta.checkpoint import atomic_write
+from sparta.errors import SpartaError
+
+STATE_FILE = "checkpoint.safetensors"
+
+
+def _rng_states(device: torch.device) -> dict[str, torch.Tensor]:
+    states = {"rng.cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["rng.cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def save_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+               epoch: int, step: int, device: torch.device) -> None:
+    tensors = {f"model.{k}": v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    for index, buffers in opt["state"].items():
+        for key, value in buffers.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{index}.{key}"] = value.detach().cpu().clone().contiguous()
+    tensors.update(_rng_states(device))
+    meta = {"epoch": epoch, "step": step, "param_groups": opt["param_groups"]}
+    atomic_write(run_dir / STATE_FILE, lambda tmp: save_file(tensors, tmp, metadata={"state": json.dumps(meta)}))
+
+
+def load_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+               device: torch.device) -> dict[str, Any]:
+    """Restore everything save_state wrote; returns {"epoch", "step"} reached."""
+    path = run_dir / STATE_FILE
+    if not path.is_file():
+        raise SpartaError(f"cannot resume {run_dir}: no {STATE_FILE} (the run never finished an epoch)")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = json.loads(handle.metadata()["state"])
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (OSError, KeyError, ValueError, RuntimeError, SafetensorError) as err:
+        raise SpartaError(f"cannot resume from {path}: {type(err).__name__}: {err}") from None
+    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value.to(device)
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    torch.set_rng_state(tensors["rng.cpu"])
+    if device.type == "cuda" and "rng.cuda" in tensors:
+        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+    return {"epoch": meta["epoch"], "step": meta["step"]}

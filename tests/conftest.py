@@ -1,0 +1,33 @@
+"""Shared fixtures: a small model trained once per test session on scikit-learn's digits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sparta.checkpoint import load_checkpoint
+from sparta.config import TrainConfig
+from sparta.data import load_dataset
+from sparta.training.loop import train
+
+
+@pytest.fixture(scope="session")
+def digits_test():
+    x, y = load_dataset("digits", "test")
+    return x[:64], y[:64]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A ReLU SmallCNN trained normally on digits: accurate and not robust."""
+    out = tmp_path_factory.mktemp("runs") / "digits-relu"
+    config = TrainConfig(out=str(out), dataset="digits", model="smallcnn", act="relu", method="standard",
+                         eps=0.1, epochs=4, batch_size=64, lr=0.05, eval_n=200, seed=0)
+    return train(config)
+
+
+@pytest.fixture()
+def trained_model(trained_run):
+    model, _ = load_checkpoint(trained_run)
+    torch.manual_seed(0)
+    return model

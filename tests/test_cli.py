@@ -1,0 +1,74 @@
+"""The command line: train then eval end to end, and one-line errors with exit code 2."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from sparta.cli import main
+
+TINY = ["--dataset", "digits", "--subset", "192", "--epochs", "1", "--batch-size", "64",
+        "--attack-steps", "2", "--eval-n", "32"]
+
+
+def test_train_then_eval(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--act", "sparta", "--act-option", "hidden=4", "--method", "trades",
+                 "--eps", "8/255", "--out", str(run)]) == 0
+    assert "trained" in capsys.readouterr().out
+    config = json.loads((run / "config.json").read_text())
+    assert config["act_options"] == {"hidden": 4} and config["eps"] == pytest.approx(8 / 255)
+    assert main(["eval", str(run), "--attacks", "clean,fgsm,pgd,cw", "--n", "40"]) == 0
+    printed = capsys.readouterr().out
+    assert all(name in printed for name in ("clean", "fgsm", "pgd", "cw"))
+    results = json.loads((run / "eval.json").read_text())["results"]
+    by_attack = {r["attack"]: r for r in results}
+    assert set(by_attack) == {"clean", "fgsm", "pgd", "cw"}
+    assert by_attack["pgd"]["settings"]["steps"] == 20 and by_attack["pgd"]["n"] == 40
+    assert by_attack["pgd"]["accuracy"] <= by_attack["clean"]["accuracy"]
+    # a second eval at another eps adds records instead of replacing them
+    assert main(["eval", str(run), "--attacks", "pgd", "--n", "40", "--eps", "0.2"]) == 0
+    results = json.loads((run / "eval.json").read_text())["results"]
+    assert sorted(r["eps"] for r in results if r["attack"] == "pgd") == pytest.approx([8 / 255, 0.2])
+
+
+def test_eval_autoattack_from_the_cli(trained_run, capsys):
+    assert main(["eval", str(trained_run), "--attacks", "autoattack", "--n", "16", "--eps", "0.1"]) == 0
+    assert "autoattack" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", *TINY, "--act", "rellu"], "unknown activation 'rellu'"),
+    (["train", *TINY, "--model", "vgg"], "unknown model 'vgg'"),
+    (["train", *TINY, "--method", "free"], "unknown training method 'free'"),
+    (["train", *TINY[:4], "--epochs", "-1"], "epochs must be >= 1"),
+    (["train", *TINY, "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+    (["train", "--dataset", "mnist", "--data-root", "/nonexistent", "--epochs", "1"], "missing"),
+    (["train", *TINY, "--freeze-sparta"], "--freeze-sparta needs --sparta-from"),
+    (["eval", "/nonexistent/run"], "is not a run directory"),
+])
+def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys, argv, message):
+    if argv[0] == "train":
+        argv = [*argv, "--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sparta: error:") and message in err and "\n" not in err
+
+
+@pytest.mark.parametrize("eps", ["1.5", "-0.1"])
+def test_eps_out_of_range_is_rejected_by_the_parser(tmp_path, capsys, eps):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", *TINY, "--eps", eps, "--out", str(tmp_path / "r")])
+    assert exit_info.value.code == 2
+    assert "eps must lie in [0, 1]" in capsys.readouterr().err
+
+
+def test_resume_refuses_extra_settings(tmp_path, capsys):
+    assert main(["train", "--resume", str(tmp_path), "--epochs", "3"]) == 2
+    assert "--resume takes the settings" in capsys.readouterr().err
+
+
+def test_console_entry_point_runs():
+    done = subprocess.run([sys.executable, "-m", "sparta", "eval", "/nonexistent"], capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1

@@ -1,0 +1,158 @@
+"""The training engine: loader, methods, schedules, loop, checkpoints, resume, determinism."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sparta import SpartaError, build_model, load_checkpoint, save_checkpoint
+from sparta.config import TrainConfig
+from sparta.training.loader import DeviceLoader, random_crop
+from sparta.training.loop import train
+from sparta.training.methods import METHODS, AttackSetting
+from sparta.training.schedule import SCHEDULES, eps_at
+
+
+def tiny_config(tmp_path, **changes):
+    values = dict(out=str(tmp_path / "run"), dataset="digits", subset=256, model="smallcnn", act="sparta",
+                  method="pgd", eps=0.1, attack_steps=2, epochs=2, batch_size=64, eval_n=32, seed=3)
+    return TrainConfig(**{**values, **changes})
+
+
+def test_loader_is_a_seeded_permutation():
+    images = torch.arange(100.0).view(100, 1, 1, 1).expand(100, 1, 4, 4).contiguous()
+    labels = torch.arange(100)
+    loader = DeviceLoader(images, labels, 32, seed=1)
+    batches = list(loader.epoch(0))
+    assert len(batches) == len(loader) == 3
+    seen = torch.cat([y for _, y in batches])
+    assert len(set(seen.tolist())) == 96
+    assert all(torch.equal(x[:, 0, 0, 0], y.float()) for x, y in batches)
+    again = [y for _, y in DeviceLoader(images, labels, 32, seed=1).epoch(0)]
+    assert all(torch.equal(a, b) for a, b in zip(again, [y for _, y in batches]))
+    assert not torch.equal(next(iter(loader.epoch(1)))[1], batches[0][1])
+
+
+def test_random_crop_shifts_content_and_keeps_shape():
+    x = torch.rand(64, 3, 8, 8)
+    cut = random_crop(x, 2, torch.Generator().manual_seed(0))
+    assert cut.shape == x.shape
+    # every crop is a shifted window of the zero-padded image
+    padded = torch.nn.functional.pad(x, (2,) * 4)
+    for i in range(8):
+        assert any(torch.equal(cut[i], padded[i, :, dy:dy + 8, dx:dx + 8])
+                   for dy in range(5) for dx in range(5))
+    assert not torch.equal(cut, x)
+
+
+@pytest.mark.parametrize("method", ["standard", "pgd", "fgsm-rs", "trades"])
+def test_each_method_step_gives_gradients(method):
+    torch.manual_seed(0)
+    model = build_model("smallcnn", "sparta", 10, 1, image_size=28)
+    x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    loss, logits = METHODS.get(method)(model, x, y, AttackSetting(eps=0.1, steps=2, step_size=0.05))
+    assert torch.isfinite(loss) and logits.shape == (8, 10)
+    loss.backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None for g in grads[:-2])  # the zero-initialised last layer: bias gets one
+    assert model.head[-1].bias.grad.abs().sum() > 0
+
+
+def test_adversarial_loss_exceeds_clean_loss(trained_model, digits_test):
+    x, y = digits_test
+    setting = AttackSetting(eps=0.1, steps=5, step_size=0.03, bn_training=False)
+    trained_model.eval()
+    clean, _ = METHODS.get("standard")(trained_model, x, y, setting)
+    adversarial, _ = METHODS.get("pgd")(trained_model, x, y, setting)
+    assert adversarial > clean
+
+
+def test_schedules_and_eps_warmup():
+    assert SCHEDULES.get("cosine")(0.0) == 1.0 and SCHEDULES.get("cosine")(1.0) == pytest.approx(0.0)
+    assert SCHEDULES.get("onecycle")(0.2) == pytest.approx(1.0)
+    assert SCHEDULES.get("onecycle")(0.1) == pytest.approx(0.5)
+    config = TrainConfig(eps=0.2, eps_warmup_epochs=2)
+    assert eps_at(config, 1.0) == pytest.approx(0.1) and eps_at(config, 5.0) == 0.2
+
+
+def test_train_writes_the_run_directory(tmp_path):
+    run = train(tiny_config(tmp_path))
+    for name in ("config.json", "model.safetensors", "metrics.jsonl", "checkpoint.safetensors"):
+        assert (run / name).is_file()
+    lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [l["epoch"] for l in lines] == [0, 1]
+    assert {"train_loss", "test_clean", "test_pgd10", "images_per_s"} <= set(lines[0])
+    assert TrainConfig.load(run) == tiny_config(tmp_path)
+    model, meta = load_checkpoint(run)
+    assert meta["epoch"] == 2 and meta["torch"] == torch.__version__
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    train(tiny_config(tmp_path, epochs=1))
+    with pytest.raises(SpartaError, match="already holds a run"):
+        train(tiny_config(tmp_path, epochs=1))
+
+
+def test_same_seed_same_weights(tmp_path):
+    a = train(tiny_config(tmp_path, out=str(tmp_path / "a"), epochs=1))
+    b = train(tiny_config(tmp_path, out=str(tmp_path / "b"), epochs=1))
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_divergence_stops_with_a_clear_error(tmp_path):
+    with pytest.raises(SpartaError, match="training diverged"):
+        train(tiny_config(tmp_path, method="standard", act="relu", lr=1e12, momentum=0.0, epochs=3))
+
+
+@pytest.mark.parametrize("act", ["relu", "sparta"])
+def test_checkpoint_round_trip_gives_identical_logits(tmp_path, act):
+    torch.manual_seed(0)
+    model = build_model("resnet18", act, 10, 3, share="network").eval()
+    for p in model.parameters():
+        p.data.normal_(0, 0.05)
+    x = torch.rand(3, 3, 32, 32)
+    save_checkpoint(model, tmp_path / "m.safetensors", note="x")
+    loaded, meta = load_checkpoint(tmp_path / "m.safetensors")
+    assert meta == {"note": "x"}
+    assert torch.equal(model(x), loaded(x))
+
+
+def test_not_a_checkpoint_is_clear(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(SpartaError, match="not a sparta checkpoint"):
+        load_checkpoint(tmp_path)
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path):
+    """SIGKILL a real training process mid-run; --resume must end where an unbroken run ends."""
+    common = ["--dataset", "digits", "--subset", "1024", "--act", "sparta", "--method", "pgd",
+              "--attack-steps", "3", "--epochs", "3", "--batch-size", "32", "--eval-every", "0", "--seed", "5"]
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    whole = tmp_path / "whole"
+    subprocess.run([sys.executable, "-m", "sparta", "train", *common, "--out", str(whole)],
+                   check=True, env=env, capture_output=True)
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "sparta", "train", *common, "--out", str(killed)],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (killed / "checkpoint.safetensors").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # now in the middle of the second epoch
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (killed / "checkpoint.safetensors").exists()
+    done = subprocess.run([sys.executable, "-m", "sparta", "train", "--resume", str(killed)],
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    a, b = load_file(whole / "model.safetensors"), load_file(killed / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    epochs = [json.loads(l)["epoch"] for l in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [0, 1, 2]
