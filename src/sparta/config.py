@@ -46,6 +46,7 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     channels_last: bool | None = None  # None: on for CUDA
     compile: bool = False
+    sync_bn: bool = False  # SyncBatchNorm across processes under torchrun
     sparta_from: str | None = None
     freeze_sparta: bool = False
     eval_every: int = 1  # epochs between quick test evaluations (0: never)

@@ -12,6 +12,7 @@ from torch import nn
 
 from sparta.attacks import ATTACKS, Attack, create_attack, model_mode
 from sparta.checkpoint import atomic_write_text, load_checkpoint
+from sparta.config import TrainConfig
 from sparta.errors import SpartaError
 
 EVAL_FILE = "eval.json"
@@ -65,16 +66,13 @@ def merge_records(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[
     return [r for r in old if key(r) not in fresh] + new
 
 
-def evaluate_run(run_dir: str | Path, attacks: list[str], n: int | None = None, eps: float | None = None,
-                 device: str = "auto", batch_size: int = 500, data_root: str | None = None,
-                 ) -> list[dict[str, Any]]:
-    """Evaluate a run's model on the first n test images; merge the records into eval.json."""
-    from sparta.config import TrainConfig
+def load_run(run_dir: str | Path, n: int | None = None, device: str = "auto", data_root: str | None = None,
+             ) -> tuple[nn.Module, dict[str, Any], TrainConfig, torch.Tensor, torch.Tensor]:
+    """A run's (model, meta, config, x, y): its model and first n test images on `device`."""
     from sparta.data import load_dataset
-    from sparta.runtime import machine_facts, resolve_device
+    from sparta.runtime import resolve_device
 
-    run_dir = Path(run_dir)
-    config = TrainConfig.load(run_dir)
+    config = TrainConfig.load(Path(run_dir))
     torch_device = resolve_device(device)
     model, meta = load_checkpoint(run_dir, device=str(torch_device))
     x, y = load_dataset(config.dataset, "test", data_root or config.data_root)
@@ -82,11 +80,22 @@ def evaluate_run(run_dir: str | Path, attacks: list[str], n: int | None = None, 
         if n < 1:
             raise SpartaError(f"--n must be >= 1, got {n}")
         x, y = x[:n], y[:n]
+    return model, meta, config, x.to(torch_device), y.to(torch_device)
+
+
+def evaluate_run(run_dir: str | Path, attacks: list[str], n: int | None = None, eps: float | None = None,
+                 device: str = "auto", batch_size: int = 500, data_root: str | None = None,
+                 ) -> list[dict[str, Any]]:
+    """Evaluate a run's model on the first n test images; merge the records into eval.json."""
+    from sparta.runtime import machine_facts
+
+    run_dir = Path(run_dir)
+    model, meta, config, x, y = load_run(run_dir, n, device, data_root)
     eps = config.eps if eps is None else eps
-    records = evaluate(model, x.to(torch_device), y.to(torch_device), attacks, eps, batch_size, config.seed)
+    records = evaluate(model, x, y, attacks, eps, batch_size, config.seed)
     path = run_dir / EVAL_FILE
-    previous = json.loads(path.read_text())["results"] if path.exists() else []
-    result = {"run": str(run_dir), "epoch": meta.get("epoch"), "machine": machine_facts(torch_device),
-              "results": merge_records(previous, records)}
+    previous = json.loads(path.read_text()) if path.exists() else {}  # other keys (e.g. "sanity") stay
+    result = {**previous, "run": str(run_dir), "epoch": meta.get("epoch"), "machine": machine_facts(x.device),
+              "results": merge_records(previous.get("results", []), records)}
     atomic_write_text(path, json.dumps(result, indent=2))
     return records

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparta.errors import SpartaError
+from sparta.fast import fast_forward, use_fast_path
 from sparta.registry import Registry
 
 PHIS: Registry[type[nn.Module]] = Registry("phi kind")
@@ -69,10 +70,13 @@ class Sparta(nn.Module):
         groups: G threshold maps, each shared by C/G consecutive channels.
         beta0: initial sharpness; larger starts closer to ReLU.
         per_channel_beta: one beta per channel instead of a scalar.
+        fused: run the pooled phi through `sparta.fast` (the same function, compiled into
+            fewer passes over memory); None: where it helps, on CUDA with Triton.
     """
 
     def __init__(self, channels: int, phi: str = "pooled", kernel_size: int = 3, hidden: int = 8,
-                 groups: int = 1, beta0: float = 4.0, per_channel_beta: bool = False) -> None:
+                 groups: int = 1, beta0: float = 4.0, per_channel_beta: bool = False,
+                 fused: bool | None = None) -> None:
         super().__init__()
         if channels < 1:
             raise SpartaError(f"Sparta needs a positive channel count, got {channels}")
@@ -85,6 +89,9 @@ class Sparta(nn.Module):
         self.channels = channels
         self.groups = groups
         self.phi_kind = PHIS.canonical(phi)
+        if fused and self.phi_kind != "pooled":
+            raise SpartaError(f"Sparta fused=True needs phi='pooled', got phi='{phi}'")
+        self.fused = fused
         self.phi = PHIS.get(phi)(channels, kernel_size=kernel_size, hidden=hidden, groups=groups)
         beta_shape = (channels,) if per_channel_beta else ()
         # Stored as a log so that beta stays positive under any optimizer step.
@@ -107,6 +114,9 @@ class Sparta(nn.Module):
             x = x[:, :, None, None]
         if x.dim() != 4 or x.shape[1] % self.groups:
             raise SpartaError(f"Sparta expects N x C x H x W (or N x C) input, got shape {tuple(x.shape)}")
+        if self.phi_kind == "pooled" and use_fast_path(self.fused, x):
+            y = fast_forward(self, x)
+            return y.flatten(1) if flat else y
         beta = self.beta.to(x.dtype)
         if beta.dim():
             beta = beta.view(1, -1, 1, 1)

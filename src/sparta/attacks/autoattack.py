@@ -4,7 +4,8 @@ A thin adapter over pyautoattack 0.2.0: it (1) wraps the model in a plain nn.Mod
 since the package's dynamic-defence check failed on an nn.Sequential; (2) passes the
 model's device (the package defaults to CPU); (3) caps the number of target classes
 at num_classes - 1 for data sets with fewer than 10 classes; (4) checks that what comes
-back lies in the eps ball and [0, 1], and recounts accuracy itself.
+back lies in the eps ball and [0, 1], and recounts accuracy itself; (5) lets Square's
+query budget be lowered (`n_queries`), for quick checks on a CPU.
 """
 
 from __future__ import annotations
@@ -37,9 +38,12 @@ class AutoAttack:
     seed: int = 0
     batch_size: int = 500
     attacks: tuple[str, ...] | None = None  # with version="custom"
+    n_queries: int | None = None  # Square's query budget; None keeps the package's 5000
 
     def __post_init__(self) -> None:
         check_eps(self.eps)
+        if self.n_queries is not None and self.n_queries < 1:
+            raise SpartaError(f"Square needs n_queries >= 1, got {self.n_queries}")
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         from pyautoattack import AutoAttack as PackageAutoAttack
@@ -53,6 +57,8 @@ class AutoAttack:
             attack = PackageAutoAttack(wrapped, norm="Linf", eps=self.eps, version=self.version,
                                        seed=self.seed, device=device, **options)
             attack.logger.setLevel(logging.ERROR)
+            if self.n_queries is not None:
+                attack.square.n_queries = self.n_queries
             targets = max(1, min(9, num_classes - 1))
             attack.apgd_targeted.n_target_classes = targets
             attack.fab.n_target_classes = targets

@@ -1,4 +1,9 @@
-"""sparta eval RUN_DIR: accuracy under attacks on the first N test images; writes eval.json."""
+"""sparta eval RUN_DIR: accuracy under attacks on the first N test images; writes eval.json.
+
+With --sanity it also runs the checks against gradient masking (sparta.sanity), prints
+one PASS/FAIL line per check, stores them in eval.json under "sanity", and exits with 1
+when any check fails.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,17 @@ from sparta.commands._types import eps_value, name_list
 
 NAME = "eval"
 HELP = "evaluate a run directory under attacks; writes eval.json"
+DEFAULT_ATTACKS = ["clean", "pgd"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR")
-    parser.add_argument("--attacks", type=name_list, default=["clean", "pgd"],
-                        help="comma list of clean,fgsm,pgd,cw,autoattack,square (default: clean,pgd)")
+    parser.add_argument("--attacks", type=name_list, default=None,
+                        help="comma list of clean,fgsm,pgd,cw,autoattack,square "
+                             "(default: clean,pgd; none with --sanity)")
+    parser.add_argument("--sanity", action="store_true",
+                        help="check for gradient masking: eps sweep, stronger PGD, black-box Square, "
+                             "eps ball and [0, 1]; exit status 1 if a check fails")
     parser.add_argument("--n", type=int, default=None, help="first N test images (default: all)")
     parser.add_argument("--eps", type=eps_value, default=None, help="default: the run's training eps")
     parser.add_argument("--device", default="auto")
@@ -24,9 +34,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from sparta.evaluation import evaluate_run
 
-    records = evaluate_run(args.run_dir, args.attacks, n=args.n, eps=args.eps, device=args.device,
-                           batch_size=args.batch_size, data_root=args.data_root)
-    for record in records:
-        print(f"{record['attack']:<11} eps={record['eps']:.4f}  accuracy={100 * record['accuracy']:6.2f}%  "
-              f"n={record['n']}  ({record['seconds']:.1f}s)")
-    return 0
+    attacks = args.attacks if args.attacks is not None else ([] if args.sanity else DEFAULT_ATTACKS)
+    if attacks:
+        records = evaluate_run(args.run_dir, attacks, n=args.n, eps=args.eps, device=args.device,
+                               batch_size=args.batch_size, data_root=args.data_root)
+        for record in records:
+            print(f"{record['attack']:<11} eps={record['eps']:.4f}  accuracy={100 * record['accuracy']:6.2f}%  "
+                  f"n={record['n']}  ({record['seconds']:.1f}s)")
+    return _sanity(args) if args.sanity else 0
+
+
+def _sanity(args: argparse.Namespace) -> int:
+    from sparta.sanity import SanitySettings, check_run
+
+    results = check_run(args.run_dir, n=args.n, eps=args.eps, device=args.device, data_root=args.data_root,
+                        settings=SanitySettings(batch_size=args.batch_size))
+    for result in results:
+        print(f"{'PASS' if result.passed else 'FAIL'}  {result.name:<13} {result.detail}")
+    return 0 if all(result.passed for result in results) else 1

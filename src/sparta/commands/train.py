@@ -20,7 +20,7 @@ SPECIAL_FLAGS: dict[str, dict] = {
     "act_options": {"flags": ["--act-option"], "type": option_value, "action": "append",
                     "help": "activation option KEY=VALUE, repeatable (e.g. phi=depthwise)"},
     "channels_last": {"type": bool_value}, "freeze_sparta": {"action": "store_true"},
-    "compile": {"action": "store_true"},
+    "compile": {"action": "store_true"}, "sync_bn": {"action": "store_true"},
 }
 _TYPES = {"int": int, "float": float}
 

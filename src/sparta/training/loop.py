@@ -24,10 +24,11 @@ from sparta.models import build_model
 from sparta.progress import progress
 from sparta.runtime import autocast, machine_facts, resolve_device, seed_everything
 from sparta.sharing import import_sparta
+from sparta.training import distributed
 from sparta.training.loader import DEFAULT_AUGMENT, DeviceLoader
 from sparta.training.methods import METHODS, AttackSetting
 from sparta.training.schedule import SCHEDULES, eps_at
-from sparta.training.state import STATE_FILE, load_state, save_state
+from sparta.training.state import load_state, save_state
 
 
 def take_subset(images: torch.Tensor, labels: torch.Tensor, n: int | None, seed: int):
@@ -73,26 +74,43 @@ def _keep_metrics_before(path: Path, epoch: int) -> None:
 
 
 def train(config: TrainConfig, resume: bool = False) -> Path:
-    """Train per `config`, writing the run directory; returns its path."""
+    """Train per `config`, writing the run directory; returns its path.
+
+    Under torchrun, every rank runs this; only rank 0 writes files.
+    """
     config.validate()
     method = METHODS.get(config.method)
     schedule = SCHEDULES.get(config.schedule)
-    device = resolve_device(config.device)
-    run_dir = _prepare_run_dir(config, resume)
-    seed_everything(config.seed)
+    ranks, device = distributed.start(resolve_device(config.device))
+    try:
+        return _train(config, resume, method, schedule, ranks, device)
+    finally:
+        distributed.stop(ranks)
+
+
+def _train(config, resume, method, schedule, ranks, device) -> Path:
+    run_dir = Path(config.out)
+    if ranks.is_main:
+        _prepare_run_dir(config, resume)
+    distributed.barrier(ranks)
+    seed_everything(config.seed + ranks.rank)  # ranks draw different attack starts
 
     images, labels = load_dataset(config.dataset, "train", config.data_root)
     images, labels = take_subset(images, labels, config.subset, config.seed)
     test_x, test_y = load_dataset(config.dataset, "test", config.data_root)
-    test_x, test_y = test_x[: config.eval_n].to(device), test_y[: config.eval_n].to(device)
+    test_x, test_y = test_x[: config.eval_n], test_y[: config.eval_n]
+    test_x, test_y = test_x[ranks.rank::ranks.world_size].to(device), test_y[ranks.rank::ranks.world_size].to(device)
     augment = config.augment or DEFAULT_AUGMENT.get(config.dataset, "none")
     loader = DeviceLoader(images, labels, config.batch_size, config.seed, augment, device)
 
     model = model_for(config).to(device)
+    if config.sync_bn and ranks.distributed:
+        if device.type != "cuda":
+            raise SpartaError("--sync-bn needs CUDA: PyTorch's SyncBatchNorm has no CPU implementation")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    forward = torch.compile(model) if config.compile else model
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(trainable, lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay, nesterov=config.momentum > 0)
@@ -100,18 +118,22 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     if resume:
         reached = load_state(run_dir, model, optimizer, device)
         start_epoch, step = reached["epoch"], reached["step"]
+    forward = distributed.wrap(model, ranks, device)
+    forward = torch.compile(forward) if config.compile else forward
     metrics_path = run_dir / "metrics.jsonl"
-    _keep_metrics_before(metrics_path, start_epoch)
+    if ranks.is_main:
+        _keep_metrics_before(metrics_path, start_epoch)
 
     total_steps = config.epochs * len(loader)
     precision = autocast(device, config.precision)
-    facts = machine_facts(device)
+    facts = {**machine_facts(device), "world_size": ranks.world_size}
     for epoch in range(start_epoch, config.epochs):
         model.train()
         started = time.perf_counter()
         loss_sum = correct = seen = 0.0
         bar = progress(loader.epoch(epoch), total=len(loader), desc=f"epoch {epoch + 1}/{config.epochs}")
         for x, y in bar:
+            x, y = distributed.shard(x, y, ranks)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             for group in optimizer.param_groups:
@@ -120,7 +142,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             step_size = config.step_size * (eps / config.eps if config.eps > 0 else 1.0)
             setting = AttackSetting(eps=eps, steps=config.attack_steps, step_size=step_size,
                                     bn_training=config.attack_bn_mode == "train",
-                                    trades_beta=config.trades_beta)
+                                    trades_beta=config.trades_beta, attack_model=model)
             with precision:
                 loss, logits = method(forward, x, y, setting)
             if not math.isfinite(loss.item()):
@@ -133,25 +155,27 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             loss_sum += loss.item() * len(y)
             correct += (logits.argmax(1) == y).sum().item()
             seen += len(y)
+        loss_sum, correct, seen = distributed.sum_across([loss_sum, correct, seen], ranks, device)
         seconds = time.perf_counter() - started
         record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                   "lr": optimizer.param_groups[0]["lr"], "eps": eps, "seconds": seconds,
                   "images_per_s": seen / seconds}
         if config.eval_every and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
-            record.update(_quick_eval(model, test_x, test_y, config, precision))
-        with metrics_path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
-        save_checkpoint(model, run_dir, epoch=epoch + 1, config=json.loads(config.to_json()), **facts)
-        save_state(run_dir, model, optimizer, epoch + 1, step, device)
-    if not (run_dir / STATE_FILE).exists():
-        raise SpartaError(f"{run_dir}: nothing to do, the run already finished {config.epochs} epochs")
+            record.update(_quick_eval(model, test_x, test_y, config, precision, ranks, device))
+        if ranks.is_main:
+            with metrics_path.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+            save_checkpoint(model, run_dir, epoch=epoch + 1, config=json.loads(config.to_json()), **facts)
+            save_state(run_dir, model, optimizer, epoch + 1, step, device)
+        distributed.barrier(ranks)
     return run_dir
 
 
 def _quick_eval(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
-                precision) -> dict[str, float]:
-    """Clean and PGD-10 accuracy on the first eval_n test images, for training curves."""
+                precision, ranks: distributed.Ranks, device: torch.device) -> dict[str, float]:
+    """Clean and PGD-10 accuracy on the first eval_n test images (each rank its share)."""
     with precision:
-        clean = accuracy(model, x, y)
-        robust = accuracy(model, x, y, PGD(config.eps, steps=10)) if config.eps > 0 else clean
-    return {"test_clean": clean, "test_pgd10": robust}
+        clean = accuracy(model, x, y) * len(y)
+        robust = accuracy(model, x, y, PGD(config.eps, steps=10)) * len(y) if config.eps > 0 else clean
+    clean, robust, total = distributed.sum_across([clean, robust, len(y)], ranks, device)
+    return {"test_clean": clean / total, "test_pgd10": robust / total}

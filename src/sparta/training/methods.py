@@ -24,6 +24,11 @@ class AttackSetting:
     step_size: float
     bn_training: bool = True  # BatchNorm mode while crafting the attack
     trades_beta: float = 6.0
+    attack_model: nn.Module | None = None  # the bare model when training goes through DDP
+
+    def target(self, model: nn.Module) -> nn.Module:
+        """The module attacks differentiate: never a DDP wrapper, whose reducer expects weight grads."""
+        return model if self.attack_model is None else self.attack_model
 
 
 Method = Callable[[nn.Module, torch.Tensor, torch.Tensor, AttackSetting], tuple[torch.Tensor, torch.Tensor]]
@@ -41,7 +46,7 @@ def pgd_at(model, x, y, setting):
     if setting.eps > 0:
         attack = PGD(setting.eps, steps=setting.steps, step_size=setting.step_size,
                      training_mode=setting.bn_training)
-        x = attack.perturb(model, x, y)
+        x = attack.perturb(setting.target(model), x, y)
     logits = model(x)
     return F.cross_entropy(logits.float(), y), logits
 
@@ -51,7 +56,7 @@ def fgsm_rs(model, x, y, setting):
     if setting.eps > 0:
         attack = FGSM(setting.eps, step_size=1.25 * setting.eps, random_init=True,
                       training_mode=setting.bn_training)
-        x = attack.perturb(model, x, y)
+        x = attack.perturb(setting.target(model), x, y)
     logits = model(x)
     return F.cross_entropy(logits.float(), y), logits
 
@@ -72,10 +77,11 @@ def trades_attack(model: nn.Module, x: torch.Tensor, clean_probs: torch.Tensor,
 def trades(model, x, y, setting):
     """CE(f(x), y) + beta * KL(f(x) || f(x')): the clean logits are computed once."""
     if setting.eps > 0:
-        with model_mode(model, setting.bn_training), torch.no_grad():
-            clean_probs = F.softmax(model(x).float(), dim=1)
-        with model_mode(model, setting.bn_training):
-            x_adv = trades_attack(model, x, clean_probs, setting)
+        target = setting.target(model)
+        with model_mode(target, setting.bn_training), torch.no_grad():
+            clean_probs = F.softmax(target(x).float(), dim=1)
+        with model_mode(target, setting.bn_training):
+            x_adv = trades_attack(target, x, clean_probs, setting)
     else:
         x_adv = x
     logits, logits_adv = model(x), model(x_adv)  # separate passes: BatchNorm sees each alone

@@ -1,0 +1,53 @@
+"""sparta report DIR [DIR ...] --out REPORT_DIR: a markdown report with PNG plots.
+
+Each DIR is a run directory or a folder with run directories below it (such as the
+output of `sparta compare`). With --eps-sweep, runs lacking PGD-20 records at those eps
+are evaluated first on the first N test images (eps 0 means clean accuracy).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from sparta.commands._types import eps_value
+from sparta.errors import SpartaError
+
+NAME = "report"
+HELP = "write a markdown report with plots (robust accuracy vs eps, training curves, threshold maps)"
+
+
+def eps_list(text: str) -> list[float]:
+    values = [eps_value(item.strip()) for item in text.split(",") if item.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError("expected a comma list of eps values, e.g. 0,0.05,0.1")
+    return sorted(set(values))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="DIR", help="run directories or folders that hold them")
+    parser.add_argument("--out", required=True, metavar="REPORT_DIR", help="where report.md and the PNGs go")
+    parser.add_argument("--eps-sweep", type=eps_list, default=None,
+                        help="evaluate PGD-20 at these eps where records are missing, e.g. 0,0.05,0.1,0.15,0.2")
+    parser.add_argument("--n", type=int, default=1000, help="test images for the eps sweep (default: 1000)")
+    parser.add_argument("--images", type=int, default=4, help="test images in the threshold maps (default: 4)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--data-root", default=None)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sparta.report import build_report, fill_eps_sweep, find_runs, run_names
+
+    if args.n < 1:
+        raise SpartaError(f"--n must be >= 1, got {args.n}")
+    if args.images < 0:
+        raise SpartaError(f"--images must be >= 0, got {args.images}")
+    runs = find_runs(args.paths)
+    if args.eps_sweep:
+        names = run_names(runs)
+        for run, record in fill_eps_sweep(runs, args.eps_sweep, args.n, args.device, args.data_root):
+            print(f"evaluated {names[run.path]}: {record['attack']:<5} eps={record['eps']:.4f}  "
+                  f"accuracy={100 * record['accuracy']:6.2f}%  n={record['n']}")
+        runs = find_runs(args.paths)
+    path = build_report(runs, args.out, args.images, args.device, args.data_root)
+    print(f"wrote {path} ({len(runs)} runs)")
+    return 0

@@ -1,0 +1,235 @@
+"""A grid of training runs (cells) that can be killed and rerun: finished cells are skipped.
+
+Each cell is one TrainConfig plus the evaluation asked for; its run directory is
+OUT/<cell name>. Rerunning a grid walks every cell through these states:
+
+- done: eval.json holds every requested attack at the cell's eps for the requested n;
+  nothing is trained or evaluated.
+- trained: model.safetensors reached the last epoch; only the missing attacks run.
+- resume: checkpoint.safetensors exists but the run stopped early;
+  ``train(config, resume=True)`` finishes it from its last epoch.
+- restart: config.json but no checkpoint (killed in its first epoch); the run's files
+  are removed and it trains from scratch.
+- new: nothing there yet.
+
+A directory whose config.json differs from the cell's settings is an error, never
+overwritten: the old results would be mixed with the new ones.
+
+Every Sparta cell gets its Sparta function exported to sparta.safetensors, so that
+``--sparta-from RUN_DIR`` can reuse it (see ``sparta.training.loop.model_for``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sparta.activations import ACTIVATIONS
+from sparta.attacks import ATTACKS
+from sparta.checkpoint import MODEL_FILE, atomic_write, load_checkpoint, read_checkpoint_header
+from sparta.config import TrainConfig
+from sparta.data import load_dataset
+from sparta.errors import SpartaError
+from sparta.evaluation import EVAL_FILE, evaluate_run
+from sparta.models import MODELS
+from sparta.sharing import export_sparta
+from sparta.training.loop import train
+from sparta.training.methods import METHODS
+from sparta.training.state import STATE_FILE
+
+SPARTA_FILE = "sparta.safetensors"
+CONFIG_FILE = "config.json"
+# Files a training run writes; a restarted cell loses exactly these.
+RUN_FILES = (CONFIG_FILE, "metrics.jsonl", MODEL_FILE, STATE_FILE, EVAL_FILE, SPARTA_FILE)
+# Settings that only a Sparta activation reads; other activations get the defaults.
+SPARTA_ONLY = ("act_options", "sparta_from", "freeze_sparta")
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Cell:
+    """One training run of a grid: its directory name, settings, and the row it belongs to.
+
+    `labels` name the table row (e.g. model, act, method); cells that differ only in
+    seed share them and are averaged together.
+    """
+
+    name: str
+    config: TrainConfig
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.config.out)
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """The attacks every cell is evaluated with, on the first n test images (None: all)."""
+
+    attacks: tuple[str, ...]
+    n: int | None = None
+    batch_size: int = 500
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "attacks", tuple(canonical_attack(a) for a in self.attacks))
+        if len(set(self.attacks)) != len(self.attacks):
+            raise SpartaError(f"an attack is listed twice: {', '.join(self.attacks)}")
+        if self.n is not None and self.n < 1:
+            raise SpartaError(f"--n must be >= 1, got {self.n}")
+
+
+def canonical_attack(name: str) -> str:
+    return "clean" if name.strip().lower() == "clean" else ATTACKS.canonical(name)
+
+
+def cell_name(*parts: object, seed: int) -> str:
+    """A readable directory name, e.g. smallcnn-sparta-pgd-seed0 (safe characters only)."""
+    text = "-".join([*(str(p) for p in parts), f"seed{seed}"])
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+
+
+def for_activation(config: TrainConfig, act: str) -> TrainConfig:
+    """`config` with activation `act`; Sparta-only settings are cleared for the others."""
+    act = ACTIVATIONS.canonical(act)
+    if act == "sparta":
+        return dataclasses.replace(config, act=act)
+    defaults = TrainConfig()
+    return dataclasses.replace(config, act=act, **{name: getattr(defaults, name) for name in SPARTA_ONLY})
+
+
+def grid_cells(base: TrainConfig, out: str | Path, acts: Sequence[str], seeds: Sequence[int],
+               models: Sequence[str] | None = None, methods: Sequence[str] | None = None) -> list[Cell]:
+    """Cells for models x methods x acts x seeds, in that nesting order (rows keep the given order)."""
+    models = [MODELS.canonical(m) for m in (models or [base.model])]
+    methods = [METHODS.canonical(m) for m in (methods or [base.method])]
+    acts = [ACTIVATIONS.canonical(a) for a in acts]
+    for kind, names in (("model", models), ("method", methods), ("activation", acts), ("seed", seeds)):
+        if not names:
+            raise SpartaError(f"the grid needs at least one {kind}")
+        if len(set(names)) != len(names):
+            raise SpartaError(f"a {kind} is listed twice: {', '.join(map(str, names))}")
+    cells = []
+    for model in models:
+        for method in methods:
+            for act in acts:
+                for seed in seeds:
+                    name = cell_name(model, act, method, seed=seed)
+                    config = dataclasses.replace(for_activation(base, act), model=model, method=method,
+                                                 seed=seed, out=str(Path(out) / name))
+                    cells.append(Cell(name, config.validate(), {"model": model, "act": act, "method": method}))
+    return cells
+
+
+# --------------------------------------------------------------------------------------
+# Cell state
+
+
+def epochs_done(run_dir: Path) -> int:
+    """Epochs reached by the saved model (0 when there is none)."""
+    if not (run_dir / MODEL_FILE).is_file():
+        return 0
+    return int(read_checkpoint_header(run_dir)["meta"].get("epoch", 0))
+
+
+def eval_records(run_dir: Path) -> list[dict]:
+    path = run_dir / EVAL_FILE
+    if not path.is_file():
+        return []
+    try:
+        return json.loads(path.read_text())["results"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise SpartaError(f"{path} is not a sparta eval file ({type(err).__name__}: {err})") from None
+
+
+def find_record(records: Sequence[dict], attack: str, eps: float, n: int) -> dict | None:
+    """The record of `attack` at `eps` (any eps for clean) on n images; the latest wins."""
+    for record in reversed(records):
+        same_eps = attack == "clean" or abs(record["eps"] - eps) < 1e-9
+        if record["attack"] == attack and record["n"] == n and same_eps:
+            return record
+    return None
+
+
+def missing_attacks(cell: Cell, plan: EvalPlan, n: int) -> list[str]:
+    records = eval_records(cell.run_dir)
+    return [a for a in plan.attacks if find_record(records, a, cell.config.eps, n) is None]
+
+
+def cell_state(cell: Cell, plan: EvalPlan, n: int) -> str:
+    """One of: new, restart, resume, trained, done (see the module docstring)."""
+    run_dir = cell.run_dir
+    if not (run_dir / CONFIG_FILE).is_file():
+        return "new"
+    saved = TrainConfig.load(run_dir)
+    if saved != cell.config:
+        changed = [f.name for f in dataclasses.fields(TrainConfig)
+                   if getattr(saved, f.name) != getattr(cell.config, f.name)]
+        raise SpartaError(f"{run_dir} holds a run with other settings ({', '.join(changed)}); "
+                          "use another --out or remove that directory")
+    if epochs_done(run_dir) >= cell.config.epochs:
+        return "trained" if missing_attacks(cell, plan, n) else "done"
+    return "resume" if (run_dir / STATE_FILE).is_file() else "restart"
+
+
+# --------------------------------------------------------------------------------------
+# Running
+
+
+def export_function(run_dir: Path) -> Path:
+    """Write RUN_DIR/sparta.safetensors from the run's model (atomically)."""
+    model, _ = load_checkpoint(run_dir)
+    path = run_dir / SPARTA_FILE
+    atomic_write(path, lambda tmp: export_sparta(model, tmp))
+    return path
+
+
+def _clear_run(run_dir: Path) -> None:
+    for name in RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _test_set_size(dataset: str, data_root: str | None) -> int:
+    return len(load_dataset(dataset, "test", data_root)[1])
+
+
+def eval_size(config: TrainConfig, plan: EvalPlan) -> int:
+    """The n that eval.json records carry for this plan: n = None or n > the test set means all."""
+    size = _test_set_size(config.dataset, config.data_root)
+    return size if plan.n is None else min(plan.n, size)
+
+
+def run_cell(cell: Cell, plan: EvalPlan) -> str:
+    """Bring one cell to done; returns what was done, for the log."""
+    n = eval_size(cell.config, plan)
+    state = cell_state(cell, plan, n)
+    done = []
+    if state in ("new", "restart", "resume"):
+        if state == "restart":
+            _clear_run(cell.run_dir)
+        train(cell.config, resume=state == "resume")
+        done.append({"new": "trained", "restart": "restarted and trained", "resume": "resumed"}[state])
+    if cell.config.act == "sparta" and (done or not (cell.run_dir / SPARTA_FILE).is_file()):
+        export_function(cell.run_dir)
+    attacks = missing_attacks(cell, plan, n)
+    if attacks:
+        evaluate_run(cell.run_dir, attacks, n=n, device=cell.config.device, batch_size=plan.batch_size,
+                     data_root=cell.config.data_root)
+        done.append("evaluated " + ",".join(attacks))
+    return ", ".join(done) or "done, skipped"
+
+
+def run_grid(cells: Sequence[Cell], plan: EvalPlan, log: Log = print) -> None:
+    """Run every cell to done, in order; a rerun skips what is finished."""
+    names = [cell.name for cell in cells]
+    if len(set(names)) != len(names):
+        raise SpartaError(f"two cells share a name: {', '.join(sorted(n for n in names if names.count(n) > 1))}")
+    for index, cell in enumerate(cells, start=1):
+        log(f"[{index}/{len(cells)}] {cell.name}: {run_cell(cell, plan)}")

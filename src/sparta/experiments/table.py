@@ -1,0 +1,176 @@
+"""The results table of a grid: one row per group of cells that differ only in seed.
+
+Per row: accuracy (%) under each requested attack, training seconds (the sum of the
+per-epoch `seconds` in metrics.jsonl, quick evaluations excluded), each as mean ± 95% CI
+over seeds (Student's t, see sparta.stats); the parameter count (all, and trainable:
+a frozen imported Sparta function is not trained); and the number of seeds.
+Written as table.md (for reading) and table.csv (means and CI half widths as numbers,
+an empty cell where one seed gives no interval).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sparta.checkpoint import atomic_write_text
+from sparta.config import TrainConfig
+from sparta.errors import SpartaError
+from sparta.experiments.grid import Cell, EvalPlan, eval_records, eval_size, find_record
+from sparta.sparta_activation import Sparta
+from sparta.stats import Estimate, mean_ci
+from sparta.training.loop import model_for
+
+TABLE_MD = "table.md"
+TABLE_CSV = "table.csv"
+
+
+@dataclass
+class Row:
+    """One group of seeds: its labels, the per-metric estimates, and parameter counts."""
+
+    labels: dict[str, str]
+    metrics: dict[str, Estimate]  # column title -> estimate (accuracy as a fraction)
+    params: int
+    trainable_params: int
+    seeds: list[int]
+
+
+def parameter_counts(config: TrainConfig) -> tuple[int, int]:
+    """(all, trainable) parameters of the model a config builds; shared tensors count once.
+
+    The imported function's values do not change the counts, so the model is built without
+    reading `sparta_from`; with freeze_sparta every Sparta parameter is frozen.
+    """
+    model = model_for(dataclasses.replace(config, sparta_from=None, freeze_sparta=False))
+    total = sum(p.numel() for p in model.parameters())
+    frozen = 0
+    if config.freeze_sparta:
+        sparta_params = {id(p): p for m in model.modules() if isinstance(m, Sparta) for p in m.parameters()}
+        frozen = sum(p.numel() for p in sparta_params.values())
+    return total, total - frozen
+
+
+def train_seconds(run_dir: Path) -> float:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        raise SpartaError(f"{run_dir} has no metrics.jsonl; run the grid first")
+    return sum(json.loads(line)["seconds"] for line in path.read_text().splitlines() if line)
+
+
+def attack_title(record: dict) -> str:
+    """'clean', 'pgd-20', 'cw-30', 'autoattack': the step count is part of what was run."""
+    steps = record.get("settings", {}).get("steps")
+    return record["attack"] if steps is None else f"{record['attack']}-{steps}"
+
+
+def _cell_values(cell: Cell, plan: EvalPlan) -> dict[str, float]:
+    records = eval_records(cell.run_dir)
+    n = eval_size(cell.config, plan)
+    values = {}
+    for attack in plan.attacks:
+        record = find_record(records, attack, cell.config.eps, n)
+        if record is None:
+            raise SpartaError(f"{cell.run_dir}/eval.json has no {attack} result at eps={cell.config.eps:g} "
+                              f"on n={n}; run the grid first")
+        values[attack_title(record)] = record["accuracy"]
+    values["train s"] = train_seconds(cell.run_dir)
+    return values
+
+
+def _without_seed(config: TrainConfig) -> TrainConfig:
+    return dataclasses.replace(config, seed=0, out="")
+
+
+def collect(cells: Sequence[Cell], plan: EvalPlan) -> list[Row]:
+    """Rows in order of first appearance; cells with equal labels must differ only in seed."""
+    groups: dict[tuple, list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault(tuple(cell.labels.items()), []).append(cell)
+    rows = []
+    for members in groups.values():
+        first = members[0]
+        for other in members[1:]:
+            if _without_seed(other.config) != _without_seed(first.config):
+                raise SpartaError(f"cells {first.name} and {other.name} share a row but differ in more "
+                                  "than the seed")
+        per_cell = [_cell_values(cell, plan) for cell in members]
+        metrics = {key: mean_ci([values[key] for values in per_cell]) for key in per_cell[0]}
+        params, trainable = parameter_counts(first.config)
+        rows.append(Row(dict(first.labels), metrics, params, trainable, [c.config.seed for c in members]))
+    return rows
+
+
+def _is_accuracy(title: str) -> bool:
+    return title != "train s"
+
+
+def _label_keys(rows: Sequence[Row]) -> list[str]:
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row.labels if k not in keys]
+    return keys
+
+
+def to_markdown(rows: Sequence[Row], caption: str = "") -> str:
+    """A markdown table: accuracy in %, mean ± 95% CI half width ('n/a' for one seed)."""
+    if not rows:
+        raise SpartaError("no rows to tabulate")
+    keys = _label_keys(rows)
+    titles = list(rows[0].metrics)
+    head = [*keys, *(f"{t} (%)" if _is_accuracy(t) else t for t in titles), "params", "trainable", "seeds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for row in rows:
+        cells = [row.labels.get(k, "") for k in keys]
+        cells += [row.metrics[t].format(100.0 if _is_accuracy(t) else 1.0, 2 if _is_accuracy(t) else 1)
+                  for t in titles]
+        cells += [f"{row.params:,}", f"{row.trainable_params:,}", str(len(row.seeds))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return (caption + "\n\n" if caption else "") + "\n".join(lines) + "\n"
+
+
+def to_csv(rows: Sequence[Row]) -> str:
+    """Numbers only: <metric>_mean and <metric>_ci95 (accuracy in %, time in s), counts."""
+    keys = _label_keys(rows)
+    titles = list(rows[0].metrics) if rows else []
+    slug = {t: t.replace(" ", "_") for t in titles}
+    header = [*keys, *(f"{slug[t]}_{part}" for t in titles for part in ("mean", "ci95")),
+              "params", "trainable_params", "n_seeds", "seeds"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        values: list[object] = [row.labels.get(k, "") for k in keys]
+        for t in titles:
+            scale = 100.0 if _is_accuracy(t) else 1.0
+            estimate = row.metrics[t]
+            half = "" if estimate.half_width is None else round(scale * estimate.half_width, 6)
+            values += [round(scale * estimate.mean, 6), half]
+        values += [row.params, row.trainable_params, len(row.seeds), " ".join(map(str, row.seeds))]
+        writer.writerow(values)
+    return buffer.getvalue()
+
+
+def caption_for(cells: Sequence[Cell], plan: EvalPlan, title: str) -> str:
+    """What the numbers are: dataset, eps, n, and how the interval was computed."""
+    datasets = sorted({c.config.dataset for c in cells})
+    eps = sorted({c.config.eps for c in cells})
+    sizes = sorted({eval_size(c.config, plan) for c in cells})
+    return (f"## {title}\n\nAccuracy (%) on the first {', '.join(map(str, sizes))} test images of "
+            f"{', '.join(datasets)} at eps = {', '.join(f'{e:.4g}' for e in eps)} (L-inf, pixel space); "
+            "mean ± 95% confidence half width over seeds (Student's t; n/a with one seed). "
+            "Training time: seconds of training, summed over epochs.")
+
+
+def write_table(cells: Sequence[Cell], plan: EvalPlan, out: str | Path, title: str) -> str:
+    """Collect the cells into OUT/table.md and OUT/table.csv; returns the markdown."""
+    rows = collect(cells, plan)
+    markdown = to_markdown(rows, caption_for(cells, plan, title))
+    atomic_write_text(Path(out) / TABLE_MD, markdown)
+    atomic_write_text(Path(out) / TABLE_CSV, to_csv(rows))
+    return markdown

@@ -1,0 +1,81 @@
+"""The fast Sparta path: the same function as `Sparta.forward`, with fewer passes over memory.
+
+In eager PyTorch each operation of a Sparta site (channel mean, channel max, x - T,
+beta *, sigmoid, x *) is its own pass over the feature map, forward and again in
+backward, and autograd keeps the full-size intermediates; phi's convolutions are tiny
+(2 -> h -> G channels). Memory traffic is the cost, so the fast path hands the whole site,
+as one pure function of (x, parameters), to torch.compile: on CUDA, Inductor fuses the
+channel reduction and the gate into Triton kernels and derives a fused backward that can
+recompute the sigmoid instead of storing it.
+
+Inside a model that is itself being compiled the plain path is used: the enclosing
+graph fuses it the same way. `Sparta.forward`'s plain code stays the reference; tests
+check values and gradients of this path against it. Paper: arXiv:2105.08269."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def sparta_function(x: torch.Tensor, conv1_weight: torch.Tensor, conv1_bias: torch.Tensor,
+                    conv2_weight: torch.Tensor, conv2_bias: torch.Tensor,
+                    log_beta: torch.Tensor) -> torch.Tensor:
+    """Sparta with the pooled phi, x: N x C x H x W; log_beta: a scalar or C values.
+
+    Pure (no module, no Python state), so one compiled graph serves every site of every
+    model; the compiler sees the reduction, the small convolutions and the gate together.
+    """
+    pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
+    hidden = F.relu(F.conv2d(pooled, conv1_weight, conv1_bias, padding=conv1_weight.shape[-1] // 2))
+    t = F.conv2d(hidden, conv2_weight, conv2_bias, padding=conv2_weight.shape[-1] // 2)
+    groups, channels = t.shape[1], x.shape[1]
+    if 1 < groups < channels:
+        t = t.repeat_interleave(channels // groups, dim=1)
+    beta = log_beta.exp().to(x.dtype)
+    if beta.dim():
+        beta = beta.view(1, -1, 1, 1)
+    return x * torch.sigmoid(beta * (x - t))
+
+
+def compiler_available(device: torch.device) -> bool:
+    """torch.compile emits fused kernels for this device without a long start: CUDA + Triton.
+
+    (Inductor's C++ backend also fuses on CPU, but its first compile takes a minute.)
+    """
+    return device.type == "cuda" and importlib.util.find_spec("triton") is not None
+
+
+@functools.cache
+def compiled_sparta_function(backend: str = "inductor") -> Callable[..., torch.Tensor]:
+    """`sparta_function` under torch.compile, built once per backend and shared by all sites.
+
+    Its backward may run with retain_graph=True (FAB in AutoAttack does so), but it cannot
+    be differentiated twice (create_graph=True): use Sparta(fused=False) for that.
+    """
+    # A backward compiled with donated buffers refuses retain_graph=True, and the flag is
+    # read again when the backward runs, so it is turned off for the process (this only
+    # gives up a small memory saving of compiled backwards).
+    import torch._functorch.config as functorch_config
+
+    functorch_config.donated_buffer = False
+    return torch.compile(sparta_function, backend=backend)
+
+
+def use_fast_path(fused: bool | None, x: torch.Tensor) -> bool:
+    """Resolve Sparta's `fused` option for input x: None means where it helps (CUDA)."""
+    if torch.compiler.is_compiling():
+        return False  # the enclosing compiled graph fuses the plain path itself
+    return compiler_available(x.device) if fused is None else fused
+
+
+def fast_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The fast equivalent of `Sparta.forward` (pooled phi) for a 4-D input."""
+    phi = module.phi
+    return compiled_sparta_function()(x, phi.conv1.weight, phi.conv1.bias, phi.conv2.weight,
+                                      phi.conv2.bias, module.log_beta)

@@ -1,0 +1,77 @@
+"""report.md: the figures, the runs, and a table of each run's latest evaluation records."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sparta.checkpoint import atomic_write_text
+from sparta.report.collect import Run, latest_records, run_names
+
+REPORT_FILE = "report.md"
+
+
+@dataclass
+class Figures:
+    """What the report shows: PNG paths (None: not drawn) and a line for each thing skipped."""
+
+    robust: Path | None = None
+    training: Path | None = None
+    thresholds: list[tuple[str, Path]] = field(default_factory=list)  # (group label, PNG)
+    notes: dict[str, list[str]] = field(default_factory=dict)  # section -> lines
+
+
+def _image(out_dir: Path, path: Path, alt: str) -> str:
+    return f"![{alt}]({path.relative_to(out_dir).as_posix()})"
+
+
+def _runs_table(runs: Sequence[Run], names: dict[Path, str], groups: dict[str, list[Run]]) -> list[str]:
+    group_of = {id(run): label for label, members in groups.items() for run in members}
+    lines = ["| run | group | dataset | model | act | method | train ε | seed | epochs done |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for run in runs:
+        c = run.config
+        lines.append(f"| {names[run.path]} | {group_of[id(run)]} | {c.dataset} | {c.model} | {c.act} | "
+                     f"{c.method} | {c.eps:.4g} | {c.seed} | {len(run.metrics)}/{c.epochs} |")
+    return lines
+
+
+def _records_table(runs: Sequence[Run], names: dict[Path, str]) -> list[str]:
+    lines = ["| run | attack | ε | accuracy (%) | n | seconds |", "|---|---|---|---|---|---|"]
+    for run in runs:
+        for record in latest_records(run):
+            seconds = record.get("seconds")
+            lines.append(f"| {names[run.path]} | {record['attack']} | {float(record['eps']):.4g} | "
+                         f"{100 * float(record['accuracy']):.2f} | {record['n']} | "
+                         f"{'' if seconds is None else f'{seconds:.1f}'} |")
+    return lines if len(lines) > 2 else ["No evaluation records (eval.json) in these runs."]
+
+
+def render_report(out_dir: Path, runs: Sequence[Run], groups: dict[str, list[Run]], figures: Figures) -> str:
+    names = run_names(runs)
+    notes = figures.notes
+    text = ["# sparta report", "",
+            f"{len(runs)} run(s) in {len(groups)} group(s); runs that differ only in their seed form "
+            "a group, and a group's curves are the mean over its seeds.", "", "## Runs", "",
+            *_runs_table(runs, names, groups), "", "## Robust accuracy against ε", ""]
+    if figures.robust:
+        text += [_image(out_dir, figures.robust, "robust accuracy against eps"), ""]
+    text += [*notes.get("robust", []), "", "## Training curves", ""]
+    if figures.training:
+        text += [_image(out_dir, figures.training, "training curves"), ""]
+    text += [*notes.get("training", []), "", "## Sparta threshold maps", ""]
+    for label, path in figures.thresholds:
+        text += [f"### {label}", "", _image(out_dir, path, f"threshold maps, {label}"), ""]
+    text += [*(f"- {line}" for line in notes.get("thresholds", [])), "",
+             "## Latest evaluation records", "", *_records_table(runs, names), ""]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(text))
+
+
+def write_report(out_dir: str | Path, runs: Sequence[Run], groups: dict[str, list[Run]],
+                 figures: Figures) -> Path:
+    out_dir = Path(out_dir)
+    path = out_dir / REPORT_FILE
+    atomic_write_text(path, render_report(out_dir, runs, groups, figures))
+    return path

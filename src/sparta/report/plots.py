@@ -1,0 +1,167 @@
+"""The report's figures as PNG files: each function takes data and an output path, returns the path.
+
+Figures are drawn on matplotlib's Agg canvas directly (no pyplot, no global backend state),
+so they render the same on a headless machine and inside other programs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import TwoSlopeNorm
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+
+from sparta.report.collect import Band
+from sparta.report.thresholds import ThresholdMaps
+
+DPI = 120
+DIVERGING = "RdBu_r"  # blue below 0, red above; white at 0
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")  # hollow, so overlapping lines stay visible
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+def _color(colors: Mapping[str, str] | None, label: str, index: int) -> str:
+    return (colors or {}).get(label, f"C{index % 10}")
+
+
+def _several_seeds(band: Band) -> bool:
+    return max(band.count) > 1
+
+
+def _marker(index: int) -> str:
+    return MARKERS[index % len(MARKERS)]
+
+
+def _draw_band(ax, band: Band, color: str, label: str | None, scale: float = 1.0, linestyle: str = "-",
+               marker: str | None = None, shade: bool = True) -> None:
+    """The mean as a line with hollow markers; the 95% band shaded where there are several seeds."""
+    mean = np.asarray(band.mean) * scale
+    ax.plot(band.x, mean, color=color, linestyle=linestyle, marker=marker, markerfacecolor="none",
+            markersize=7, label=label, linewidth=1.6)
+    if shade and _several_seeds(band):
+        low, high = np.asarray(band.low) * scale, np.asarray(band.high) * scale
+        if scale == 100.0:
+            low, high = np.clip(low, 0, 100), np.clip(high, 0, 100)
+        ax.fill_between(band.x, low, high, color=color, alpha=0.15, linewidth=0)
+
+
+def _seed_note(bands: list[Band], shaded: bool) -> str:
+    if not any(_several_seeds(b) for b in bands):
+        return ""
+    return "mean over seeds; shaded: 95% confidence interval (Student t)" if shaded else "mean over seeds"
+
+
+def plot_robust_accuracy(curves: Mapping[str, Band], path: str | Path, attack: str = "PGD",
+                         colors: Mapping[str, str] | None = None) -> Path:
+    """Accuracy (%) against eps, one line per group; eps 0 is clean accuracy."""
+    fig = Figure(figsize=(7.0, 4.6), layout="constrained")
+    ax = fig.add_subplot()
+    for index, (label, band) in enumerate(curves.items()):
+        seeds = max(band.count)
+        name = f"{label} ({seeds} seeds)" if seeds > 1 else label
+        _draw_band(ax, band, _color(colors, label, index), name, scale=100.0, marker=_marker(index))
+    ax.set_xlabel("ε (L∞ radius, pixel values in [0, 1])")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")
+    note = _seed_note(list(curves.values()), shaded=True)
+    ax.set_title("ε = 0 is clean accuracy" + (f"; {note}" if note else ""), fontsize=9)
+    fig.suptitle(f"Robust accuracy against ε under {attack}")
+    return _save(fig, path)
+
+
+def plot_training_curves(curves: Mapping[str, Mapping[str, Band]], path: str | Path,
+                         colors: Mapping[str, str] | None = None) -> Path:
+    """Training loss (left) and test accuracy (right: clean solid, PGD-10 dashed) per epoch.
+
+    Means over seeds without bands: with two panels of crossing curves, bands hide the lines.
+    """
+    fig = Figure(figsize=(11.0, 4.4), layout="constrained")
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    handles = []
+    for index, (label, metrics) in enumerate(curves.items()):
+        color, marker = _color(colors, label, index), _marker(index)
+        if "train_loss" in metrics:
+            _draw_band(loss_ax, metrics["train_loss"], color, label, marker=marker, shade=False)
+        if "test_clean" in metrics:
+            _draw_band(acc_ax, metrics["test_clean"], color, None, scale=100.0, marker=marker, shade=False)
+        if "test_pgd10" in metrics:
+            _draw_band(acc_ax, metrics["test_pgd10"], color, None, scale=100.0, linestyle="--", marker=marker,
+                       shade=False)
+        handles.append(Line2D([], [], color=color, marker=marker, markerfacecolor="none", label=label))
+    handles += [Line2D([], [], color="0.3", label="clean"),
+                Line2D([], [], color="0.3", linestyle="--", label="PGD-10")]
+    loss_ax.set(xlabel="epoch", ylabel="training loss", title="Training loss")
+    acc_ax.set(xlabel="epoch", ylabel="test accuracy (%)", ylim=(0, 100),
+               title="Test accuracy (quick evaluation after each epoch)")
+    for ax in (loss_ax, acc_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    loss_ax.legend(loc="best")
+    acc_ax.legend(handles=handles, loc="best", fontsize=9)
+    note = _seed_note([band for metrics in curves.values() for band in metrics.values()], shaded=False)
+    fig.suptitle("Training curves" + (f" ({note})" if note else ""))
+    return _save(fig, path)
+
+
+def _symmetric_norm(*arrays: np.ndarray) -> TwoSlopeNorm:
+    """A colour scale centred at 0 that covers every value of `arrays` (-1 to 1 when all are 0)."""
+    limit = max(float(np.abs(a).max()) for a in arrays) or 1.0
+    return TwoSlopeNorm(vcenter=0.0, vmin=-limit, vmax=limit)
+
+
+def _mark_if_zero(ax, values: np.ndarray) -> None:
+    """Say so in the cell when a map is 0 everywhere: a white square alone reads as a bug."""
+    if not np.any(values):
+        ax.text(0.5, 0.5, "0 everywhere", transform=ax.transAxes, ha="center", va="center", color="0.35")
+
+
+def plot_threshold_maps(maps: ThresholdMaps, path: str | Path, title: str) -> Path:
+    """Per image: clean image, adversarial image, T(X) clean, T(X) adversarial and their difference."""
+    rows = len(maps.labels)
+    fig = Figure(figsize=(13.0, 2.5 * rows + 1.2), layout="constrained")
+    axes = fig.subplots(rows, 5, squeeze=False)
+    t_norm = _symmetric_norm(maps.t_clean, maps.t_adversarial)
+    difference = maps.t_adversarial - maps.t_clean
+    d_norm = _symmetric_norm(difference)
+    grey = {"cmap": "gray", "vmin": 0.0, "vmax": 1.0}
+    for row in range(rows):
+        label, clean, adv = maps.labels[row], maps.pred_clean[row], maps.pred_adversarial[row]
+        cells = axes[row]
+        cells[0].imshow(maps.images[row], **grey)
+        cells[1].imshow(maps.adversarial[row], **grey)
+        t_image = cells[2].imshow(maps.t_clean[row], cmap=DIVERGING, norm=t_norm)
+        cells[3].imshow(maps.t_adversarial[row], cmap=DIVERGING, norm=t_norm)
+        d_image = cells[4].imshow(difference[row], cmap=DIVERGING, norm=d_norm)
+        for cell, values in zip(cells[2:], (maps.t_clean[row], maps.t_adversarial[row], difference[row])):
+            _mark_if_zero(cell, values)
+        names = ["clean image", f"{maps.attack}, ε={maps.eps:.3g}", "T(X), clean", "T(X), adversarial",
+                 "T(adv) − T(clean)"]
+        notes = [f"label {label}, predicted {clean}", f"predicted {adv}", "", "", ""]
+        for cell, name, note in zip(cells, names, notes):
+            cell.set_title(f"{name}\n{note}" if row == 0 else note, fontsize=9)
+            cell.set_xticks([])
+            cell.set_yticks([])
+    fig.colorbar(t_image, ax=axes[:, 2:4], location="bottom", label="threshold T(X) (clean and adversarial)",
+                 shrink=0.8, aspect=30)
+    fig.colorbar(d_image, ax=axes[:, 4], location="bottom", label="T(adv) − T(clean)", shrink=0.95, aspect=15)
+    channels, height, width = maps.site_shape
+    shared = ("one map shared by all channels" if maps.maps_per_site == 1
+              else f"mean of {maps.maps_per_site} maps")
+    fig.suptitle(f"{title}\nT(X) at the first Sparta site '{maps.site}' "
+                 f"(input {channels}×{height}×{width}; {shared})", fontsize=11)
+    return _save(fig, path)

@@ -1,0 +1,146 @@
+"""sparta compare: a resumable grid of runs and its table of mean ± 95% CI over seeds."""
+
+import csv
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sparta import SpartaError
+from sparta.cli import main
+from sparta.config import TrainConfig
+from sparta.experiments import EvalPlan, grid, grid_cells, run_grid, write_table
+from sparta.experiments.table import collect
+
+TINY = dict(dataset="digits", subset=32, epochs=1, batch_size=32, method="standard", eval_every=0)
+PLAN = EvalPlan(("clean", "pgd"), n=32)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: tiny models on a shared, busy CPU run many times faster without OpenMP spinning."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def count_train_calls(monkeypatch):
+    """Wrap grid.train to record its calls (config.out, resume) and still train."""
+    calls = []
+    real = grid.train
+
+    def counting(config, resume=False):
+        calls.append((config.out, resume))
+        return real(config, resume=resume)
+
+    monkeypatch.setattr(grid, "train", counting)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def finished_grid(tmp_path_factory):
+    out = tmp_path_factory.mktemp("grid")
+    cells = grid_cells(TrainConfig(**TINY), out, ["relu", "swish"], seeds=[0, 1])
+    run_grid(cells, PLAN, log=lambda line: None)
+    return out, cells
+
+
+def test_grid_gives_one_row_per_activation_with_two_seeds(finished_grid):
+    out, cells = finished_grid
+    assert [c.name for c in cells] == ["smallcnn-relu-standard-seed0", "smallcnn-relu-standard-seed1",
+                                       "smallcnn-swish-standard-seed0", "smallcnn-swish-standard-seed1"]
+    markdown = write_table(cells, PLAN, out, "test")
+    rows = list(csv.DictReader((out / "table.csv").open()))
+    assert [r["act"] for r in rows] == ["relu", "swish"] and all(r["n_seeds"] == "2" for r in rows)
+    assert markdown == (out / "table.md").read_text() and "| smallcnn | relu | standard |" in markdown
+    for row, cell in zip(rows, cells[::2]):
+        accs = [json.loads((c.run_dir / "eval.json").read_text())["results"] for c in cells if c.labels == cell.labels]
+        clean = [next(r["accuracy"] for r in records if r["attack"] == "clean") for records in accs]
+        assert float(row["clean_mean"]) == pytest.approx(100 * sum(clean) / 2)
+        assert float(row["train_s_mean"]) > 0 and int(row["params"]) == int(row["trainable_params"]) > 0
+
+
+def test_rerun_does_not_retrain_and_only_adds_missing_attacks(finished_grid, monkeypatch):
+    out, cells = finished_grid
+    calls = count_train_calls(monkeypatch)
+    mtimes = [(c.run_dir / "model.safetensors").stat().st_mtime_ns for c in cells]
+    lines = []
+    run_grid(cells, PLAN, log=lines.append)
+    assert calls == [] and all(line.endswith("done, skipped") for line in lines)
+    run_grid(cells[:1], EvalPlan(("clean", "pgd", "fgsm"), n=16), log=lines.append)
+    assert calls == [] and lines[-1].endswith("evaluated clean,pgd,fgsm")  # n=16 is new for every attack
+    assert [(c.run_dir / "model.safetensors").stat().st_mtime_ns for c in cells] == mtimes
+
+
+def test_changed_settings_in_the_same_directory_are_refused(finished_grid):
+    out, _ = finished_grid
+    cells = grid_cells(TrainConfig(**{**TINY, "epochs": 2}), out, ["relu"], seeds=[0])
+    with pytest.raises(SpartaError, match="holds a run with other settings \\(epochs\\)"):
+        run_grid(cells, PLAN, log=lambda line: None)
+
+
+def test_killed_cell_resumes_and_unstarted_cell_restarts(tmp_path, monkeypatch):
+    import sparta.training.loop as loop
+
+    cells = grid_cells(TrainConfig(**{**TINY, "epochs": 2}), tmp_path, ["relu"], seeds=[0, 1])
+    # cell 0: killed right after its first epoch's checkpoint
+    real_save = loop.save_state
+
+    def save_then_die(run_dir, model, optimizer, epoch, *rest):
+        real_save(run_dir, model, optimizer, epoch, *rest)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_state", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(cells[:1], PLAN, log=lambda line: None)
+    monkeypatch.setattr(loop, "save_state", real_save)
+    assert grid.epochs_done(cells[0].run_dir) == 1
+    # cell 1: killed before its first checkpoint (config.json and a stray metrics line only)
+    cells[1].run_dir.mkdir()
+    (cells[1].run_dir / "config.json").write_text(cells[1].config.to_json())
+    (cells[1].run_dir / "metrics.jsonl").write_text('{"epoch": 0, "seconds": 1e9}\n')
+
+    calls = count_train_calls(monkeypatch)
+    lines = []
+    run_grid(cells, PLAN, log=lines.append)
+    assert calls == [(cells[0].config.out, True), (cells[1].config.out, False)]
+    assert "resumed" in lines[0] and "restarted and trained" in lines[1]
+    for cell in cells:
+        epochs = [json.loads(l)["epoch"] for l in (cell.run_dir / "metrics.jsonl").read_text().splitlines()]
+        assert epochs == [0, 1] and grid.epochs_done(cell.run_dir) == 2
+    assert [row.metrics["train s"].mean < 1e6 for row in collect(cells, PLAN)] == [True]
+
+
+def test_compare_cli_end_to_end(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    argv = ["compare", "--acts", "relu,sparta", "--seeds", "1", "--seed", "3", "--dataset", "digits",
+            "--subset", "32", "--epochs", "1", "--batch-size", "32", "--attack-steps", "1", "--eval-every", "0",
+            "--act-option", "hidden=2", "--attacks", "clean,pgd", "--n", "32", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| smallcnn | sparta | pgd |" in printed and "± n/a" in printed
+    rows = {r["act"]: r for r in csv.DictReader((out / "table.csv").open())}
+    assert set(rows) == {"relu", "sparta"} and rows["sparta"]["clean_ci95"] == ""
+    assert int(rows["sparta"]["params"]) > int(rows["relu"]["params"])
+    sparta_dir, relu_dir = out / "smallcnn-sparta-pgd-seed3", out / "smallcnn-relu-pgd-seed3"
+    assert json.loads((sparta_dir / "config.json").read_text())["act_options"] == {"hidden": 2}
+    assert json.loads((relu_dir / "config.json").read_text())["act_options"] == {}
+    function = load_file(sparta_dir / "sparta.safetensors")
+    assert {k.split(".")[0] for k in function} == {"block1", "block2", "head"}  # share=stage
+    assert not (relu_dir / "sparta.safetensors").exists()
+    assert main(argv) == 0 and capsys.readouterr().out.count("done, skipped") == 2
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--acts", "relu,rellu"], "unknown activation 'rellu'"),
+    (["--acts", "relu,relu"], "listed twice"),
+    (["--seeds", "0"], "--seeds must be >= 1"),
+    (["--attacks", "clean,pgdd"], "unknown attack 'pgdd'"),
+    (["--models", "vgg"], "unknown model 'vgg'"),
+])
+def test_compare_errors_are_one_line(tmp_path, capsys, extra, message):
+    assert main(["compare", "--dataset", "digits", "--out", str(tmp_path), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sparta: error:") and message in err and "\n" not in err

@@ -1,0 +1,212 @@
+"""The fast Sparta path computes the reference function: values and gradients, CPU and CUDA.
+
+On CPU the compiled path is exercised with the `aot_eager` backend: the same Dynamo
+capture and AOT-autograd forward/backward split as on CUDA, without Inductor's long
+C++ compile; on CUDA (when present) with Inductor's Triton kernels.
+"""
+
+import pytest
+import torch
+
+from sparta import Sparta, SpartaError, build_model, create_activation
+from sparta import fast
+from sparta.fast import compiled_sparta_function, sparta_function, use_fast_path
+
+CUDA = torch.cuda.is_available()
+
+
+def _random_sparta(channels: int, seed: int = 0, **options) -> Sparta:
+    """A Sparta whose threshold is not zero (a fresh one has a zero last conv)."""
+    torch.manual_seed(seed)
+    module = Sparta(channels, **options)
+    torch.nn.init.normal_(module.phi.conv2.weight, std=0.5)
+    torch.nn.init.normal_(module.phi.conv2.bias, std=0.2)
+    with torch.no_grad():
+        module.log_beta.add_(torch.randn_like(module.log_beta) * 0.3)
+    return module
+
+
+def _args(module: Sparta, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    phi = module.phi
+    return x, phi.conv1.weight, phi.conv1.bias, phi.conv2.weight, phi.conv2.bias, module.log_beta
+
+
+def _value_and_grads(fn, module: Sparta, x: torch.Tensor):
+    """Output and the gradients of a fixed random projection w.r.t. x and every parameter."""
+    module.zero_grad(set_to_none=True)
+    x = x.detach().clone().requires_grad_(True)
+    y = fn(x)
+    weight = torch.randn(y.shape, generator=torch.Generator().manual_seed(7)).to(y)
+    (y.float() * weight.float()).sum().backward()
+    grads = {"x": x.grad}
+    grads.update({name: p.grad for name, p in module.named_parameters()})
+    return y.detach(), grads
+
+
+def _assert_same(fast_fn, module: Sparta, x: torch.Tensor, rtol: float = 1e-5, atol: float = 1e-5):
+    module.fused = False
+    ref, ref_grads = _value_and_grads(module, module, x)
+    got, got_grads = _value_and_grads(fast_fn, module, x)
+    assert torch.allclose(got.float(), ref.float(), rtol=rtol, atol=atol)
+    assert set(got_grads) == set(ref_grads)
+    for name, expected in ref_grads.items():
+        assert got_grads[name] is not None, name
+        assert torch.allclose(got_grads[name].float(), expected.float(), rtol=rtol, atol=atol), name
+
+
+SETTINGS = [dict(), dict(per_channel_beta=True), dict(groups=2), dict(groups=6),
+            dict(kernel_size=5, hidden=4)]
+
+
+@pytest.mark.parametrize("options", SETTINGS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
+def test_pure_function_matches_reference(options):
+    module = _random_sparta(6, **options)
+    x = torch.randn(3, 6, 7, 5) * 2
+    _assert_same(lambda v: sparta_function(*_args(module, v)), module, x)
+
+
+def test_gradcheck_pure_function_float64():
+    module = _random_sparta(3, hidden=2, per_channel_beta=True).double()
+    x = torch.randn(1, 3, 3, 4, dtype=torch.float64, requires_grad=True)
+    inputs = tuple(t.detach().clone().requires_grad_(True) for t in _args(module, x))
+    assert torch.autograd.gradcheck(sparta_function, inputs, eps=1e-6, atol=1e-5)
+
+
+def test_compiled_function_matches_reference_and_gradchecks():
+    compiled = compiled_sparta_function("aot_eager")
+    module = _random_sparta(5)
+    _assert_same(lambda v: compiled(*_args(module, v)), module, torch.randn(4, 5, 6, 6))
+    double = _random_sparta(3, hidden=2).double()
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    inputs = tuple(t.detach().clone().requires_grad_(True) for t in _args(double, x))
+    assert torch.autograd.gradcheck(compiled, inputs, eps=1e-6, atol=1e-5, fast_mode=True)
+
+
+@pytest.fixture()
+def cpu_compiler(monkeypatch):
+    """Route the module's fast path through the aot_eager backend and count its calls."""
+    calls = []
+    compiled = compiled_sparta_function("aot_eager")
+
+    def counting(*args):
+        calls.append(args[0].shape)
+        return compiled(*args)
+
+    monkeypatch.setattr(fast, "compiled_sparta_function", lambda backend="inductor": counting)
+    return calls
+
+
+def test_module_fast_path_matches_reference(cpu_compiler):
+    module = _random_sparta(8, fused=True)
+    x = torch.randn(2, 8, 6, 6).contiguous(memory_format=torch.channels_last)
+
+    def fast_forward(v):
+        module.fused = True
+        return module(v)
+
+    _assert_same(fast_forward, module, x)
+    assert cpu_compiler, "fused=True did not take the fast path"
+
+
+def test_flat_input_takes_fast_path(cpu_compiler):
+    module = _random_sparta(10, fused=True)
+    x = torch.randn(4, 10)
+    y = module(x)
+    module.fused = False
+    assert y.shape == x.shape and torch.allclose(y, module(x), atol=1e-6)
+    assert cpu_compiler == [torch.Size([4, 10, 1, 1])]
+
+
+def test_auto_is_plain_on_cpu_and_inside_compile(cpu_compiler):
+    assert not use_fast_path(None, torch.zeros(1, 2, 3, 3))
+    assert use_fast_path(True, torch.zeros(1, 2, 3, 3)) and not use_fast_path(False, torch.zeros(1))
+    module = _random_sparta(4, fused=None)
+    module(torch.randn(1, 4, 3, 3))
+    assert not cpu_compiler
+    x = torch.randn(2, 4, 5, 5)
+    expected = module(x)
+    module.fused = True
+    outer = torch.compile(module, backend="aot_eager", fullgraph=True)
+    assert torch.allclose(outer(x), expected, atol=1e-6)
+    assert not cpu_compiler, "the fast path ran inside an enclosing compile"
+
+
+def test_option_keeps_parameters_and_threshold():
+    plain, fused = _random_sparta(6, seed=3), Sparta(6, fused=True)
+    assert list(plain.state_dict()) == list(fused.state_dict())
+    fused.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 6, 4, 4)
+    assert torch.equal(fused.threshold(x), plain.threshold(x))
+    assert isinstance(create_activation("sparta", 6, fused=False), Sparta)
+
+
+def test_fused_needs_pooled_phi():
+    with pytest.raises(SpartaError, match="pooled"):
+        Sparta(4, phi="depthwise", fused=True)
+    assert Sparta(4, phi="depthwise").fused is None  # auto: the plain path for depthwise
+
+
+def test_model_with_shared_sparta_matches(cpu_compiler):
+    """A whole SmallCNN (stage-shared Sparta, conv and flat sites): loss and all gradients."""
+    torch.manual_seed(0)
+    model = build_model("smallcnn", "sparta", 10, 1, image_size=28, fused=False)
+    for module in model.modules():
+        if isinstance(module, Sparta):
+            torch.nn.init.normal_(module.phi.conv2.weight, std=0.3)
+    model.head[-1].weight.data.normal_(std=0.1)
+    x, y = torch.rand(4, 1, 28, 28), torch.randint(0, 10, (4,))
+
+    def loss_and_grads(fused):
+        for module in model.modules():
+            if isinstance(module, Sparta):
+                module.fused = fused
+        model.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    ref_loss, ref = loss_and_grads(False)
+    got_loss, got = loss_and_grads(True)
+    assert len(cpu_compiler) == 6  # every site went through the fast path
+    assert torch.allclose(got_loss, ref_loss, atol=1e-6)
+    for name in ref:
+        assert torch.allclose(got[name], ref[name], rtol=1e-4, atol=1e-6), name
+
+
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_cuda_fast_path_matches_reference_fp32(channels_last, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # TF32 convs differ by 1e-3
+    module = _random_sparta(64).cuda()
+    assert use_fast_path(None, torch.zeros(1, device="cuda")) == fast.compiler_available(torch.device("cuda"))
+    x = torch.randn(8, 64, 16, 16, device="cuda")
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def fast_forward(v):
+        module.fused = True
+        return module(v)
+
+    _assert_same(fast_forward, module, x, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_cuda_fast_path_matches_reference_bf16_autocast():
+    module = _random_sparta(32, per_channel_beta=True).cuda()
+    x = torch.randn(8, 32, 16, 16, device="cuda").contiguous(memory_format=torch.channels_last)
+
+    def under_autocast(fused):
+        def run(v):
+            module.fused = fused
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                return module(v)
+        return run
+
+    ref, ref_grads = _value_and_grads(under_autocast(False), module, x)
+    got, got_grads = _value_and_grads(under_autocast(True), module, x)
+    assert got.dtype == ref.dtype == torch.bfloat16
+    # bf16 keeps 8 bits: the fused kernels round at other points than eager ops do.
+    assert (got.float() - ref.float()).abs().max() <= 0.05 * ref.float().abs().max()
+    for name, expected in ref_grads.items():
+        error = (got_grads[name].float() - expected.float()).norm() / expected.float().norm()
+        assert error < 0.05, name

@@ -1,0 +1,167 @@
+"""sparta report: report.md with readable PNGs, and the data behind each plot read off the run files."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.image import imread
+from scipy import stats
+
+from sparta.checkpoint import load_checkpoint
+from sparta.cli import main
+from sparta.config import TrainConfig
+from sparta.data import load_dataset
+from sparta.errors import SpartaError
+from sparta.evaluation import evaluate_run
+from sparta.report import find_runs, group_runs, robust_accuracy_curves, training_curves
+from sparta.report.collect import missing_eps
+from sparta.report.thresholds import threshold_maps
+from sparta.training.loop import train
+
+EPS = (0.05, 0.1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and lose a lot on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    """Two tiny runs (relu, sparta) side by side, as a compare grid leaves them."""
+    root = tmp_path_factory.mktemp("grid")
+    for act in ("relu", "sparta"):
+        run = train(TrainConfig(out=str(root / act), dataset="digits", act=act, subset=128, epochs=2,
+                                attack_steps=1, eval_n=32))
+        for eps in EPS:
+            evaluate_run(run, ["clean", "pgd"], n=32, eps=eps)
+    return root
+
+
+def _records(run_dir) -> list[dict]:
+    return json.loads((run_dir / "eval.json").read_text())["results"]
+
+
+def _fake_run(source, target, records, **changes):
+    """A run directory with the source's config (changed) and the given eval records, no model."""
+    target.mkdir(parents=True)
+    config = {**json.loads((source / "config.json").read_text()), **changes, "out": str(target)}
+    (target / "config.json").write_text(json.dumps(config))
+    (target / "eval.json").write_text(json.dumps({"results": records}))
+    return target
+
+
+def test_report_links_readable_pngs(grid, tmp_path, capsys):
+    before = {act: _records(grid / act) for act in ("relu", "sparta")}
+    out = tmp_path / "report"
+    assert main(["report", str(grid), "--out", str(out), "--images", "2"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    text = (out / "report.md").read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(links) == 3 and all(link.endswith(".png") for link in links)  # eps, curves, one Sparta run
+    for link in links:
+        image = imread(out / link)
+        assert image.ndim == 3 and image.shape[0] >= 300 and image.shape[1] >= 400, link
+        assert image[..., :3].var() > 0, f"{link} is blank"
+    assert "relu (run relu): no Sparta activation" in text
+    for act in ("relu", "sparta"):
+        assert len(re.findall(rf"^\| {act} \| (clean|pgd) \|", text, re.M)) == len(before[act])
+        assert _records(grid / act) == before[act]  # no --eps-sweep: nothing evaluated
+
+
+def test_eps_curve_is_what_eval_json_says(grid):
+    groups = group_runs(find_runs([grid]))
+    assert list(groups) == ["relu", "sparta"]
+    curves = robust_accuracy_curves(groups)
+    for act, band in curves.items():
+        records = _records(grid / act)
+        expected = {0.0: next(r["accuracy"] for r in records if r["attack"] == "clean")}
+        expected.update({r["eps"]: r["accuracy"] for r in records if r["attack"] == "pgd"})
+        assert band.x == pytest.approx(sorted(expected)) and sorted(expected) == [0.0, *EPS]
+        assert band.mean == pytest.approx([expected[eps] for eps in sorted(expected)])
+        assert band.low == band.mean == band.high and band.count == [1, 1, 1]
+
+
+def test_seeds_are_averaged_with_a_95_percent_band(grid, tmp_path):
+    real = _records(grid / "relu")
+    accuracies = {}
+    for seed, shift in ((1, 0.25), (2, 0.5)):
+        shifted = [{**r, "accuracy": min(1.0, r["accuracy"] + shift)} for r in real]
+        accuracies[seed] = shifted
+        _fake_run(grid / "relu", tmp_path / f"relu-s{seed}", shifted, seed=seed)
+    _fake_run(grid / "relu", tmp_path / "relu-eps0.2", real, eps=0.2)  # another experiment, not a seed
+    groups = group_runs(find_runs([grid / "relu", tmp_path]))
+    assert {label: len(runs) for label, runs in groups.items()} == {"relu": 3, "relu, eps=0.2": 1}
+    band = robust_accuracy_curves(groups)["relu"]
+    pgd = [[r["accuracy"] for r in records if r["attack"] == "pgd" and r["eps"] == 0.1]
+           for records in (real, accuracies[1], accuracies[2])]
+    values = np.array(pgd).ravel()
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=stats.sem(values))
+    at = band.x.index(0.1)
+    assert band.count[at] == 3 and band.mean[at] == pytest.approx(values.mean())
+    assert (band.low[at], band.high[at]) == pytest.approx((low, high))
+
+
+def test_training_curves_follow_metrics_jsonl(grid):
+    curves = training_curves(group_runs(find_runs([grid])))
+    for act in ("relu", "sparta"):
+        lines = [json.loads(line) for line in (grid / act / "metrics.jsonl").read_text().splitlines()]
+        for metric in ("train_loss", "test_clean", "test_pgd10"):
+            assert curves[act][metric].x == [1.0, 2.0]
+            assert curves[act][metric].mean == pytest.approx([line[metric] for line in lines])
+
+
+def test_threshold_maps_are_t_of_the_first_sparta_input(grid):
+    model, _ = load_checkpoint(grid / "sparta")
+    x, y = load_dataset("digits", "test")
+    maps = threshold_maps(model, x[:3], y[:3], eps=0.1)
+    assert maps.site == "block1.1" and maps.site_shape == (32, 26, 26) and maps.maps_per_site == 1
+
+    def first_threshold(images: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            features = model.block1[0](model.normalize(images))
+            return model.block1[1].threshold(features)[:, 0].numpy()
+
+    adversarial = torch.from_numpy(maps.adversarial)[:, None]
+    assert np.abs(maps.adversarial - maps.images).max() <= 0.1 + 1e-6
+    assert maps.images == pytest.approx(x[:3, 0].numpy())
+    assert maps.t_clean == pytest.approx(first_threshold(x[:3]), abs=1e-6)
+    assert maps.t_adversarial == pytest.approx(first_threshold(adversarial), abs=1e-6)
+
+
+def test_eps_sweep_evaluates_only_what_is_missing(grid, tmp_path, capsys):
+    runs = shutil.copytree(grid, tmp_path / "grid")
+    before = {act: _records(runs / act) for act in ("relu", "sparta")}
+    out = tmp_path / "report"
+    argv = ["report", str(runs), "--out", str(out), "--eps-sweep", "0,0.1,0.15", "--n", "32", "--images", "0"]
+    assert main(argv) == 0
+    assert len(re.findall(r"^evaluated .* pgd +eps=0\.1500", capsys.readouterr().out, re.M)) == 2
+    for act in ("relu", "sparta"):
+        after = _records(runs / act)
+        assert after[:len(before[act])] == before[act]  # existing records are kept, not redone
+        (new,) = after[len(before[act]):]
+        assert (new["attack"], new["eps"], new["n"], new["settings"]["steps"]) == ("pgd", 0.15, 32, 20)
+    assert all(missing_eps(run, [0.0, 0.1, 0.15], 32) == [] for run in find_runs([runs]))
+    assert "Threshold maps not drawn" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("name, message", [("notes", "holds no run directory"), ("missing", "is not a directory")])
+def test_a_folder_without_runs_is_a_one_line_error(tmp_path, capsys, name, message):
+    path = tmp_path / name
+    if name == "notes":
+        path.mkdir()
+        (path / "notes.txt").write_text("not a run")
+    with pytest.raises(SpartaError, match=message):
+        find_runs([path])
+    assert main(["report", str(path), "--out", str(tmp_path / "report")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sparta: error:") and message in err and "\n" not in err

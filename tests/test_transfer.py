@@ -1,0 +1,114 @@
+"""sparta transfer: a trained Sparta function, frozen, in another dataset or CNN, against two baselines."""
+
+import csv
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sparta import SpartaError
+from sparta.cli import main
+from sparta.config import TrainConfig
+from sparta.experiments import arm_cells, read_source
+from sparta.experiments.transfer import default_share, target_config
+from sparta.training.loop import train
+
+TINY = ["--subset", "48", "--epochs", "1", "--batch-size", "16", "--attack-steps", "1", "--eval-every", "0",
+        "--attacks", "clean,pgd", "--n", "32"]
+ARMS = ("relu", "sparta-scratch", "sparta-frozen")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: tiny models on a shared, busy CPU run many times faster without OpenMP spinning."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def cross_dataset(tmp_path_factory):
+    """Fashion-MNIST source trained in the command, transferred to digits.
+
+    Three steps: the first only moves the zero-initialised last layer, the last has lr 0.
+    """
+    out = tmp_path_factory.mktemp("transfer")
+    code = main(["transfer", "--kind", "cross-dataset", "--target-dataset", "digits", "--seeds", "1",
+                 "--act-option", "hidden=2", *TINY, "--out", str(out)])
+    assert code == 0
+    return out
+
+
+def test_cross_dataset_gives_three_arms(cross_dataset):
+    rows = list(csv.DictReader((cross_dataset / "table.csv").open()))
+    assert [r["arm"] for r in rows] == list(ARMS)
+    assert {(r["model"], r["dataset"], r["n_seeds"]) for r in rows} == {("smallcnn", "digits", "1")}
+    by_arm = {r["arm"]: r for r in rows}
+    assert by_arm["sparta-frozen"]["params"] == by_arm["sparta-scratch"]["params"]
+    assert int(by_arm["sparta-frozen"]["trainable_params"]) < int(by_arm["sparta-scratch"]["trainable_params"])
+    source = json.loads((cross_dataset / "source-smallcnn-fashion-mnist-seed0" / "config.json").read_text())
+    assert source["dataset"] == "fashion-mnist" and source["share"] == "stage"
+    assert source["act_options"] == {"hidden": 2}
+
+
+def test_frozen_arm_keeps_the_source_function_and_scratch_arm_learns_its_own(cross_dataset):
+    source = load_file(cross_dataset / "source-smallcnn-fashion-mnist-seed0" / "sparta.safetensors")
+    frozen = load_file(cross_dataset / "sparta-frozen-smallcnn-digits-seed0" / "sparta.safetensors")
+    scratch = load_file(cross_dataset / "sparta-scratch-smallcnn-digits-seed0" / "sparta.safetensors")
+    assert source.keys() == frozen.keys() == scratch.keys()
+    assert any(source[k].abs().sum() > 0 for k in source if "conv2.weight" in k)  # trained, not the zero init
+    assert all(torch.equal(source[k], frozen[k]) for k in source)
+    assert not all(torch.equal(source[k], scratch[k]) for k in source)
+
+
+def test_rerun_with_the_source_dir_skips_everything(cross_dataset, capsys):
+    source = cross_dataset / "source-smallcnn-fashion-mnist-seed0"
+    assert main(["transfer", "--kind", "cross-dataset", "--source", str(source), "--target-dataset", "digits",
+                 "--seeds", "1", *TINY, "--out", str(cross_dataset)]) == 0
+    assert capsys.readouterr().out.count("done, skipped") == 3
+
+
+def test_stage_shared_function_does_not_fit_another_cnn_but_network_shared_does(cross_dataset, tmp_path):
+    source = read_source(cross_dataset / "source-smallcnn-fashion-mnist-seed0")
+    target = target_config(TrainConfig(dataset="digits"), "cross-cnn", source, "resnet34", None)
+    assert (target.model, target.dataset) == ("resnet34", "fashion-mnist")
+    with pytest.raises(SpartaError, match="use share='network'"):
+        arm_cells(target, source, [0], tmp_path)
+    assert default_share("smallcnn", "resnet34") == "network" and default_share("resnet18", "resnet34") == "stage"
+
+
+def test_network_shared_function_fits_any_cnn(tmp_path):
+    run = train(TrainConfig(out=str(tmp_path / "src"), dataset="digits", subset=32, batch_size=32, epochs=1,
+                            method="standard", share="network", act_options={"hidden": 2}, eval_every=0))
+    source = read_source(run)  # exports sparta.safetensors for a run made by `sparta train`
+    assert source.function == (run / "sparta.safetensors").resolve() and source.share == "network"
+    target = target_config(TrainConfig(), "cross-cnn", source, "resnet34", None)
+    cells = arm_cells(target, source, [0, 1], tmp_path / "out")
+    assert [c.labels["arm"] for c in cells] == [a for a in ARMS for _ in (0, 1)]
+    frozen = cells[-1].config
+    assert frozen.freeze_sparta and frozen.sparta_from == str(source.function) and frozen.share == "network"
+    assert frozen.model == "resnet34" and frozen.act_options == {"hidden": 2} and cells[0].config.act_options == {}
+
+
+def test_transfer_errors_are_clear(cross_dataset, tmp_path, capsys):
+    relu = cross_dataset / "relu-smallcnn-digits-seed0"
+    cases = [
+        (["--kind", "cross-dataset", "--source", str(relu), "--target-dataset", "mnist"], "must use Sparta"),
+        (["--kind", "cross-cnn", "--source", str(cross_dataset / "sparta-frozen-smallcnn-digits-seed0")],
+         "--kind cross-cnn needs --target-model"),
+        (["--kind", "cross-dataset", "--source", str(cross_dataset / "sparta-frozen-smallcnn-digits-seed0"),
+          "--target-dataset", "digits"], "a target dataset other than the source's (digits)"),
+        (["--kind", "cross-cnn", "--source", str(relu / "model.safetensors"), "--target-model", "resnet18"],
+         "not a Sparta function file"),
+        (["--kind", "cross-cnn", "--source", str(cross_dataset / "sparta-frozen-smallcnn-digits-seed0"
+                                                  / "sparta.safetensors"), "--target-model", "resnet18"],
+         "does not name its dataset"),
+        (["--kind", "cross-cnn", "--source", str(cross_dataset / "source-smallcnn-fashion-mnist-seed0"),
+          "--target-model", "resnet18", "--share", "network"], "--share is the source's"),
+    ]
+    for argv, message in cases:
+        assert main(["transfer", *argv, "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("sparta: error:") and message in err and "\n" not in err
