@@ -1,4 +1,7 @@
-"""WideResNet-34-10 (Zagoruyko & Komodakis 2016), the usual CIFAR PGD-AT benchmark model."""
+"""WideResNet-34-10 (Zagoruyko & Komodakis 2016), the usual CIFAR PGD-AT benchmark model.
+
+Its blocks are the pre-activation blocks of PreAct ResNet, made wide.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +9,7 @@ import torch
 from torch import nn
 
 from sparta.models.common import ActivationFactory, Normalize, StagedNet
-
-
-class WideBlock(nn.Module):
-    """Pre-activation wide block, as in Madry et al.'s and TRADES' WRN-34-10."""
-
-    def __init__(self, act: ActivationFactory, in_planes: int, planes: int, stride: int) -> None:
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_planes)
-        self.act1 = act(in_planes)
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.act2 = act(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
-        self.projection = (nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False)
-                           if stride != 1 or in_planes != planes else None)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.act1(self.bn1(x))
-        shortcut = x if self.projection is None else self.projection(out)
-        return self.conv2(self.act2(self.bn2(self.conv1(out)))) + shortcut
+from sparta.models.resnet import PreActBlock
 
 
 class WideResNet(StagedNet):
@@ -43,7 +27,7 @@ class WideResNet(StagedNet):
             layers = []
             for position in range(per_stage):
                 stride = 2 if index > 1 and position == 0 else 1
-                layers.append(WideBlock(act, in_planes, planes, stride))
+                layers.append(PreActBlock(act, in_planes, planes, stride))
                 in_planes = planes
             setattr(self, f"layer{index}", nn.Sequential(*layers))
         self.layer3.append(nn.Sequential(nn.BatchNorm2d(in_planes), act(in_planes)))

@@ -120,6 +120,8 @@ def _train(config, resume, method, schedule, ranks, device) -> Path:
         start_epoch, step = reached["epoch"], reached["step"]
     forward = distributed.wrap(model, ranks, device)
     forward = torch.compile(forward) if config.compile else forward
+    # Attacks go through the (compiled) forward, except under DDP: its reducer expects weight grads.
+    attack_model = model if ranks.distributed else None
     metrics_path = run_dir / "metrics.jsonl"
     if ranks.is_main:
         _keep_metrics_before(metrics_path, start_epoch)
@@ -142,7 +144,7 @@ def _train(config, resume, method, schedule, ranks, device) -> Path:
             step_size = config.step_size * (eps / config.eps if config.eps > 0 else 1.0)
             setting = AttackSetting(eps=eps, steps=config.attack_steps, step_size=step_size,
                                     bn_training=config.attack_bn_mode == "train",
-                                    trades_beta=config.trades_beta, attack_model=model)
+                                    trades_beta=config.trades_beta, attack_model=attack_model)
             with precision:
                 loss, logits = method(forward, x, y, setting)
             if not math.isfinite(loss.item()):
