@@ -1,9 +1,18 @@
-"""Shared fixtures: a small model trained once per test session on scikit-learn's digits."""
+"""Shared fixtures: a small model trained once per test session on scikit-learn's digits.
+
+The suite runs with one intra-op thread (and so do the processes it starts): its models
+are tiny, and OpenMP's spinning threads slow them down many times on a busy CPU.
+"""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
 
 from sparta.checkpoint import load_checkpoint
 from sparta.config import TrainConfig

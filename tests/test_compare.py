@@ -4,7 +4,6 @@ import csv
 import json
 
 import pytest
-import torch
 from safetensors.torch import load_file
 
 from sparta import SpartaError
@@ -15,15 +14,6 @@ from sparta.experiments.table import collect
 
 TINY = dict(dataset="digits", subset=32, epochs=1, batch_size=32, method="standard", eval_every=0)
 PLAN = EvalPlan(("clean", "pgd"), n=32)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: tiny models on a shared, busy CPU run many times faster without OpenMP spinning."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def count_train_calls(monkeypatch):

@@ -26,15 +26,6 @@ from sparta.training.loop import train
 EPS = (0.05, 0.1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and lose a lot on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory):
     """Two tiny runs (relu, sparta) side by side, as a compare grid leaves them."""

@@ -29,15 +29,6 @@ class Quantised(nn.Module):
         return self.model(torch.round(x * 4) / 4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and lose much on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture()
 def data(digits_test):
     x, y = digits_test

@@ -19,15 +19,6 @@ TINY = ["--subset", "48", "--epochs", "1", "--batch-size", "16", "--attack-steps
 ARMS = ("relu", "sparta-scratch", "sparta-frozen")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: tiny models on a shared, busy CPU run many times faster without OpenMP spinning."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def cross_dataset(tmp_path_factory):
     """Fashion-MNIST source trained in the command, transferred to digits.
