@@ -45,6 +45,7 @@ from sparta.errors import SpartaError
 from sparta.fast import compiler_available
 from sparta.runtime import autocast, machine_facts, resolve_device
 from sparta.training.loader import DeviceLoader
+from sparta.training.loop import train_step
 from sparta.training.methods import METHODS, AttackSetting
 
 ATTACK_STEPS = 10
@@ -168,11 +169,7 @@ def training_step(act: str, regime: Regime, batch: int, device: torch.device,
     model.train()
 
     def step() -> None:
-        with precision:
-            loss, _ = standard(forward, x, y, setting)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(forward, optimizer, standard, x, y, setting, precision)
 
     return step
 
@@ -274,13 +271,7 @@ def sparta_loop(case: Case, act: str, images: torch.Tensor, labels: torch.Tensor
         x, y = next(batches)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with precision:
-            loss, logits = method(forward, x, y, setting)
-        loss.item()  # the loop checks every loss for divergence
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        (logits.argmax(1) == y).sum().item()  # and counts correct predictions
+        train_step(forward, optimizer, method, x, y, setting, precision)
 
     return step
 

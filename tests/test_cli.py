@@ -72,3 +72,16 @@ def test_resume_refuses_extra_settings(tmp_path, capsys):
 def test_console_entry_point_runs():
     done = subprocess.run([sys.executable, "-m", "sparta", "eval", "/nonexistent"], capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.count("\n") == 1
+
+
+def test_sparta_from_a_run_and_a_mismatched_target(tmp_path, capsys):
+    source = tmp_path / "source"
+    assert main(["train", *TINY, "--act", "sparta", "--out", str(source)]) == 0
+    assert (source / "sparta.safetensors").is_file()
+    frozen = tmp_path / "frozen"
+    assert main(["train", *TINY, "--act", "sparta", "--sparta-from", str(source), "--freeze-sparta",
+                 "--out", str(frozen)]) == 0
+    assert main(["train", *TINY, "--model", "resnet18", "--act", "sparta", "--sparta-from", str(source),
+                 "--out", str(tmp_path / "mismatch")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "has stages" in err and "share='network'" in err and "\n" not in err

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from sparta.attacks import PGD
-from sparta.checkpoint import atomic_write_text, save_checkpoint
+from sparta.checkpoint import atomic_write, atomic_write_text, save_checkpoint
 from sparta.config import TrainConfig
 from sparta.data import dataset_info, load_dataset
 from sparta.errors import SpartaError
@@ -23,12 +23,15 @@ from sparta.evaluation import accuracy
 from sparta.models import build_model
 from sparta.progress import progress
 from sparta.runtime import autocast, machine_facts, resolve_device, seed_everything
-from sparta.sharing import import_sparta
+from sparta.sharing import export_sparta, import_sparta, sparta_sites
 from sparta.training import distributed
 from sparta.training.loader import DEFAULT_AUGMENT, DeviceLoader
-from sparta.training.methods import METHODS, AttackSetting
+from sparta.training.methods import METHODS, AttackSetting, Method
 from sparta.training.schedule import SCHEDULES, eps_at
 from sparta.training.state import load_state, save_state
+
+
+SPARTA_FILE = "sparta.safetensors"
 
 
 def take_subset(images: torch.Tensor, labels: torch.Tensor, n: int | None, seed: int):
@@ -46,9 +49,27 @@ def model_for(config: TrainConfig) -> nn.Module:
                         std=info.std, share=config.share, **config.act_options)
     if config.sparta_from:
         source = Path(config.sparta_from)
-        import_sparta(model, source / "sparta.safetensors" if source.is_dir() else source,
+        import_sparta(model, source / SPARTA_FILE if source.is_dir() else source,
                       freeze=config.freeze_sparta)
     return model
+
+
+class Diverged(ArithmeticError):
+    """The loss is NaN or infinite; the step was not taken."""
+
+
+def train_step(forward: nn.Module, optimizer: torch.optim.Optimizer, method: Method, x: torch.Tensor,
+               y: torch.Tensor, setting: AttackSetting, precision) -> tuple[float, int]:
+    """One optimisation step: the loss (checked finite before any update) and correct count."""
+    with precision:
+        loss, logits = method(forward, x, y, setting)
+    value = loss.item()
+    if not math.isfinite(value):
+        raise Diverged(value)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return value, int((logits.argmax(1) == y).sum().item())
 
 
 def _prepare_run_dir(config: TrainConfig, resume: bool) -> Path:
@@ -145,17 +166,14 @@ def _train(config, resume, method, schedule, ranks, device) -> Path:
             setting = AttackSetting(eps=eps, steps=config.attack_steps, step_size=step_size,
                                     bn_training=config.attack_bn_mode == "train",
                                     trades_beta=config.trades_beta, attack_model=attack_model)
-            with precision:
-                loss, logits = method(forward, x, y, setting)
-            if not math.isfinite(loss.item()):
-                raise SpartaError(f"training diverged: loss is {loss.item()} at epoch {epoch + 1}, "
-                                  f"step {step}; the last good checkpoint is kept in {run_dir}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            try:
+                loss, right = train_step(forward, optimizer, method, x, y, setting, precision)
+            except Diverged as err:
+                raise SpartaError(f"training diverged: loss is {err} at epoch {epoch + 1}, step {step}; "
+                                  f"the last good checkpoint is kept in {run_dir}") from None
             step += 1
-            loss_sum += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
+            loss_sum += loss * len(y)
+            correct += right
             seen += len(y)
         loss_sum, correct, seen = distributed.sum_across([loss_sum, correct, seen], ranks, device)
         seconds = time.perf_counter() - started
@@ -169,6 +187,8 @@ def _train(config, resume, method, schedule, ranks, device) -> Path:
                 handle.write(json.dumps(record) + "\n")
             save_checkpoint(model, run_dir, epoch=epoch + 1, config=json.loads(config.to_json()), **facts)
             save_state(run_dir, model, optimizer, epoch + 1, step, device)
+            if sparta_sites(model):  # the Sparta function, for --sparta-from RUN_DIR
+                atomic_write(run_dir / SPARTA_FILE, lambda tmp: export_sparta(model, tmp))
         distributed.barrier(ranks)
     return run_dir
 
