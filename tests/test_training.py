@@ -155,3 +155,28 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     epochs = [json.loads(l)["epoch"] for l in (killed / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [0, 1, 2]
+
+
+def test_divergence_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    """A NaN loss in epoch 2 stops the run; epoch 1's checkpoint stays loadable and resumable."""
+    from sparta.training import loop
+
+    real = METHODS.get("standard")
+    calls = {"n": 0}
+
+    def nan_after_first_epoch(model, x, y, setting):
+        calls["n"] += 1
+        loss, logits = real(model, x, y, setting)
+        return (loss * float("nan"), logits) if calls["n"] > 4 else (loss, logits)
+
+    class Methods:
+        def get(self, name):
+            return nan_after_first_epoch
+
+    monkeypatch.setattr(loop, "METHODS", Methods())
+    config = tiny_config(tmp_path, method="standard", act="relu", epochs=3, eval_every=0)  # 4 batches an epoch
+    with pytest.raises(SpartaError, match="training diverged: loss is nan at epoch 2"):
+        train(config)
+    model, meta = load_checkpoint(config.out)
+    assert meta["epoch"] == 1 and all(torch.isfinite(p).all() for p in model.parameters())
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
