@@ -54,6 +54,13 @@ class PreActBlock(nn.Module):
         return out + shortcut
 
 
+def make_stage(block: type[nn.Module], act: ActivationFactory, in_planes: int, planes: int, count: int,
+               stride: int) -> nn.Sequential:
+    """`count` blocks at one resolution; the first changes width and stride."""
+    return nn.Sequential(*(block(act, in_planes if i == 0 else planes, planes, stride if i == 0 else 1)
+                           for i in range(count)))
+
+
 class ResNet(StagedNet):
     stage_names = ("stem", "layer1", "layer2", "layer3", "layer4")
 
@@ -66,14 +73,10 @@ class ResNet(StagedNet):
         if not preact:
             stem += [nn.BatchNorm2d(64), act(64)]
         self.stem = nn.Sequential(*stem)
-        in_planes = 64
-        for index, (planes, count) in enumerate(zip((64, 128, 256, 512), blocks), start=1):
-            layers = []
-            for position in range(count):
-                stride = 2 if index > 1 and position == 0 else 1
-                layers.append(block(act, in_planes, planes, stride))
-                in_planes = planes
-            setattr(self, f"layer{index}", nn.Sequential(*layers))
+        widths = (64, 128, 256, 512)
+        for index, (planes, count) in enumerate(zip(widths, blocks), start=1):
+            in_planes = widths[max(0, index - 2)]
+            setattr(self, f"layer{index}", make_stage(block, act, in_planes, planes, count, 1 if index == 1 else 2))
         # PreAct nets end with BN + activation; it belongs to the last stage.
         if preact:
             self.layer4.append(nn.Sequential(nn.BatchNorm2d(512), act(512)))

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from sparta.models.common import ActivationFactory, Normalize, StagedNet
-from sparta.models.resnet import PreActBlock
+from sparta.models.resnet import PreActBlock, make_stage
 
 
 class WideResNet(StagedNet):
@@ -22,17 +22,13 @@ class WideResNet(StagedNet):
         widths = (16 * widen, 32 * widen, 64 * widen)
         self.normalize = normalize
         self.stem = nn.Sequential(nn.Conv2d(in_channels, 16, 3, padding=1, bias=False))
-        in_planes = 16
         for index, planes in enumerate(widths, start=1):
-            layers = []
-            for position in range(per_stage):
-                stride = 2 if index > 1 and position == 0 else 1
-                layers.append(PreActBlock(act, in_planes, planes, stride))
-                in_planes = planes
-            setattr(self, f"layer{index}", nn.Sequential(*layers))
-        self.layer3.append(nn.Sequential(nn.BatchNorm2d(in_planes), act(in_planes)))
+            in_planes = 16 if index == 1 else widths[index - 2]
+            setattr(self, f"layer{index}", make_stage(PreActBlock, act, in_planes, planes, per_stage,
+                                                      1 if index == 1 else 2))
+        self.layer3.append(nn.Sequential(nn.BatchNorm2d(widths[-1]), act(widths[-1])))
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(in_planes, num_classes)
+        self.fc = nn.Linear(widths[-1], num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.layer3(self.layer2(self.layer1(self.stem(self.normalize(x)))))
