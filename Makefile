@@ -21,7 +21,7 @@ demo: setup
 	$(VENV)/bin/sparta train --dataset fashion-mnist --model smallcnn --act sparta --method pgd \
 		--eps 0.1 --epochs 3 --subset 6000 --attack-steps 5 --eval-n 500 --out runs/demo
 	$(VENV)/bin/sparta eval runs/demo --attacks clean,fgsm,pgd,cw --n 1000
-	$(VENV)/bin/sparta eval runs/demo --attacks autoattack --n 100
+	$(VENV)/bin/sparta eval runs/demo --attacks autoattack --n 50
 
 test: setup
 	$(PY) -m pytest

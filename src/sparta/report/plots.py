@@ -112,7 +112,11 @@ def plot_training_curves(curves: Mapping[str, Mapping[str, Band]], path: str | P
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     loss_ax.legend(loc="best")
-    acc_ax.legend(handles=handles, loc="best", fontsize=9)
+    if any("test_clean" in metrics or "test_pgd10" in metrics for metrics in curves.values()):
+        acc_ax.legend(handles=handles, loc="best", fontsize=9)
+    else:  # runs trained with --eval-every 0: say so rather than leave empty axes
+        acc_ax.text(0.5, 0.5, "no per-epoch test evaluation in these runs\n(trained with --eval-every 0)",
+                    transform=acc_ax.transAxes, ha="center", va="center", color="0.35")
     note = _seed_note([band for metrics in curves.values() for band in metrics.values()], shaded=False)
     fig.suptitle("Training curves" + (f" ({note})" if note else ""))
     return _save(fig, path)
