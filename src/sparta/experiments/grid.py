@@ -15,8 +15,9 @@ OUT/<cell name>. Rerunning a grid walks every cell through these states:
 A directory whose config.json differs from the cell's settings is an error, never
 overwritten: the old results would be mixed with the new ones.
 
-Every Sparta cell gets its Sparta function exported to sparta.safetensors, so that
-``--sparta-from RUN_DIR`` can reuse it (see ``sparta.training.loop.model_for``).
+Every Sparta cell holds its Sparta function in sparta.safetensors (the training loop
+writes it), so that ``--sparta-from RUN_DIR`` can reuse it; ``export_function`` writes it
+for runs that predate that.
 """
 
 from __future__ import annotations
@@ -38,11 +39,10 @@ from sparta.errors import SpartaError
 from sparta.evaluation import EVAL_FILE, evaluate_run
 from sparta.models import MODELS
 from sparta.sharing import export_sparta
-from sparta.training.loop import train
+from sparta.training.loop import SPARTA_FILE, train
 from sparta.training.methods import METHODS
 from sparta.training.state import STATE_FILE
 
-SPARTA_FILE = "sparta.safetensors"
 CONFIG_FILE = "config.json"
 # Files a training run writes; a restarted cell loses exactly these.
 RUN_FILES = (CONFIG_FILE, "metrics.jsonl", MODEL_FILE, STATE_FILE, EVAL_FILE, SPARTA_FILE)
@@ -183,7 +183,7 @@ def cell_state(cell: Cell, plan: EvalPlan, n: int) -> str:
 
 
 def export_function(run_dir: Path) -> Path:
-    """Write RUN_DIR/sparta.safetensors from the run's model (atomically)."""
+    """Write RUN_DIR/sparta.safetensors from the run's model (atomically), for older runs."""
     model, _ = load_checkpoint(run_dir)
     path = run_dir / SPARTA_FILE
     atomic_write(path, lambda tmp: export_sparta(model, tmp))
@@ -216,8 +216,6 @@ def run_cell(cell: Cell, plan: EvalPlan) -> str:
             _clear_run(cell.run_dir)
         train(cell.config, resume=state == "resume")
         done.append({"new": "trained", "restart": "restarted and trained", "resume": "resumed"}[state])
-    if cell.config.act == "sparta" and (done or not (cell.run_dir / SPARTA_FILE).is_file()):
-        export_function(cell.run_dir)
     attacks = missing_attacks(cell, plan, n)
     if attacks:
         evaluate_run(cell.run_dir, attacks, n=n, device=cell.config.device, batch_size=plan.batch_size,
