@@ -91,11 +91,12 @@ def evaluate_run(run_dir: str | Path, attacks: list[str], n: int | None = None, 
 
     run_dir = Path(run_dir)
     model, meta, config, x, y = load_run(run_dir, n, device, data_root)
+    facts = machine_facts(x.device)  # before the attacks: the code that runs them
     eps = config.eps if eps is None else eps
     records = evaluate(model, x, y, attacks, eps, batch_size, config.seed)
     path = run_dir / EVAL_FILE
     previous = json.loads(path.read_text()) if path.exists() else {}  # other keys (e.g. "sanity") stay
-    result = {**previous, "run": str(run_dir), "epoch": meta.get("epoch"), "machine": machine_facts(x.device),
+    result = {**previous, "run": str(run_dir), "epoch": meta.get("epoch"), "machine": facts,
               "results": merge_records(previous.get("results", []), records)}
     atomic_write_text(path, json.dumps(result, indent=2))
     return records
