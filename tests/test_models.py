@@ -96,3 +96,16 @@ def test_mismatched_stages_are_clear(tmp_path):
     export_sparta(source, tmp_path / "fn.safetensors")
     with pytest.raises(SpartaError, match="has stages .* the model has"):
         import_sparta(build_model("resnet18", "sparta", 10, 3), tmp_path / "fn.safetensors")
+
+
+def test_frozen_depthwise_function_keeps_its_batchnorm_statistics(tmp_path):
+    source = build_model("smallcnn", "sparta", 10, 1, image_size=28, share="layer", phi="depthwise")
+    export_sparta(source, tmp_path / "fn.safetensors")
+    target = build_model("smallcnn", "sparta", 10, 1, image_size=28, share="layer", phi="depthwise")
+    import_sparta(target, tmp_path / "fn.safetensors", freeze=True)
+    site = sparta_sites(target)["block1"][0]
+    before = site.phi.norm.running_mean.clone()
+    target.train()
+    target(torch.rand(4, 1, 28, 28) * 5)
+    assert target.training and not site.phi.training
+    assert torch.equal(site.phi.norm.running_mean, before)

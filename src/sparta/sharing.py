@@ -108,6 +108,5 @@ def import_sparta(model: nn.Module, path: str | os.PathLike, freeze: bool = True
             first_line = str(err).strip().splitlines()[0]
             raise SpartaError(f"Sparta function {path} does not fit stage '{name}': {first_line}") from None
         if freeze:
-            site.log_beta.requires_grad_(False)
-            site.phi.requires_grad_(False)
+            site.freeze()
     return model

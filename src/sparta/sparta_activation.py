@@ -92,6 +92,7 @@ class Sparta(nn.Module):
         if fused and self.phi_kind != "pooled":
             raise SpartaError(f"Sparta fused=True needs phi='pooled', got phi='{phi}'")
         self.fused = fused
+        self.frozen = False  # see freeze()
         self.phi = PHIS.get(phi)(channels, kernel_size=kernel_size, hidden=hidden, groups=groups)
         beta_shape = (channels,) if per_channel_beta else ()
         # Stored as a log so that beta stays positive under any optimizer step.
@@ -100,6 +101,19 @@ class Sparta(nn.Module):
     @property
     def beta(self) -> torch.Tensor:
         return self.log_beta.exp()
+
+    def freeze(self) -> None:
+        """Fix phi and beta: no gradients, and phi's BatchNorm statistics stop moving too."""
+        self.log_beta.requires_grad_(False)
+        self.phi.requires_grad_(False)
+        self.frozen = True
+        self.phi.eval()
+
+    def train(self, mode: bool = True) -> Sparta:
+        super().train(mode)
+        if self.frozen:
+            self.phi.eval()
+        return self
 
     def threshold(self, x: torch.Tensor) -> torch.Tensor:
         """T(X) broadcast to X's shape (one map per channel)."""
