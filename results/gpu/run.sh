@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# The full-size experiments, for one GPU (each block fits the device tool's 10-minute call
-# when the loop is fast; run them one call at a time and copy $OUT back under results/gpu/).
-# On the lent H100 machine: python3 has torch 2.11 + CUDA and every dependency but
-# pyautoattack; carry its wheel (pip download pyautoattack==0.2.0 --no-deps -d .whl) and
-# install it with: python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
-# export PYTHONPATH=/tmp/site:src; carry Fashion-MNIST as files and set SPARTA_DATA.
+# The full-size experiments, for one GPU. Run one block at a time (the argument names it)
+# and keep the run directories under results/gpu/.
+# On a GPU machine without network that has torch + CUDA and the other dependencies but not
+# pyautoattack: bring its wheel (pip download pyautoattack==0.2.0 --no-deps -d .whl), install
+# it with python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl,
+# export PYTHONPATH=/tmp/site:src, bring Fashion-MNIST's four files and set SPARTA_DATA.
 set -euo pipefail
 OUT=${OUT:-results/gpu}
 SPARTA="python3 -m sparta"
 STEP=${1:-all}
-FMNIST="--dataset fashion-mnist --eps 0.1 --epochs 10 --attack-steps 10 --batch-size 128 --seeds 3"
+TRAIN="--eps 0.1 --epochs 10 --attack-steps 10 --batch-size 128 --seeds 3"
+FMNIST="--dataset fashion-mnist $TRAIN"
 ACTS=relu,swish,softplus,gelu,frelu,sparta
 
 case $STEP in
@@ -28,7 +29,7 @@ case $STEP in
   transfer|all)
     # claim (b): ResNet-18's Sparta function, frozen, in ResNet-34 (stage to stage)
     $SPARTA transfer --kind cross-cnn --source $OUT/compare-resnet18/resnet18-sparta-pgd-seed0 \
-        --target-model resnet34 $FMNIST --attacks clean,pgd,cw,autoattack --n 1000 --out $OUT/transfer-cnn
+        --target-model resnet34 --target-dataset fashion-mnist $TRAIN --attacks clean,pgd,cw,autoattack --n 1000 --out $OUT/transfer-cnn
     # claim (c): SmallCNN's Sparta function from Fashion-MNIST, frozen, on digits
     $SPARTA transfer --kind cross-dataset --source $OUT/compare-smallcnn/smallcnn-sparta-pgd-seed0 \
         --target-dataset digits --eps 0.1 --epochs 30 --attack-steps 10 --seeds 3 \
