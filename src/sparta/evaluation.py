@@ -14,8 +14,8 @@ from sparta.attacks import ATTACKS, Attack, create_attack, model_mode
 from sparta.checkpoint import atomic_write_text, load_checkpoint
 from sparta.config import TrainConfig
 from sparta.errors import SpartaError
+from sparta.runfiles import EVAL_FILE
 
-EVAL_FILE = "eval.json"
 # Evaluation settings (DESIGN.md section 5): PGD-20 with step eps/4; CW = PGD-30 on the margin.
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "pgd": {"steps": 20, "restarts": 1}, "cw": {"steps": 30, "restarts": 1},

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 
 from sparta.commands._types import bool_value, eps_value, option_value
 from sparta.config import TrainConfig
 from sparta.errors import SpartaError
+from sparta.runfiles import read_metrics
 
 NAME = "train"
 HELP = "train a model (standard, pgd, fgsm-rs or trades)"
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         run_dir = train(TrainConfig.load(args.resume), resume=True)
     else:
         run_dir = train(TrainConfig(**given))
-    last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    last = read_metrics(run_dir)[-1]
     shown = {k: round(v, 4) for k, v in last.items() if k.startswith(("test_", "train_"))}
     print(f"trained {run_dir}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
     return 0

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +35,8 @@ from sparta.checkpoint import MODEL_FILE, atomic_write, load_checkpoint, read_ch
 from sparta.config import TrainConfig
 from sparta.data import load_dataset
 from sparta.errors import SpartaError
-from sparta.evaluation import EVAL_FILE, evaluate_run
+from sparta.evaluation import evaluate_run
+from sparta.runfiles import EVAL_FILE, METRICS_FILE, read_eval_records
 from sparta.models import MODELS
 from sparta.sharing import export_sparta
 from sparta.training.loop import SPARTA_FILE, train
@@ -45,7 +45,7 @@ from sparta.training.state import STATE_FILE
 
 CONFIG_FILE = "config.json"
 # Files a training run writes; a restarted cell loses exactly these.
-RUN_FILES = (CONFIG_FILE, "metrics.jsonl", MODEL_FILE, STATE_FILE, EVAL_FILE, SPARTA_FILE)
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, MODEL_FILE, STATE_FILE, EVAL_FILE, SPARTA_FILE)
 # Settings that only a Sparta activation reads; other activations get the defaults.
 SPARTA_ONLY = ("act_options", "sparta_from", "freeze_sparta")
 
@@ -138,16 +138,6 @@ def epochs_done(run_dir: Path) -> int:
     return int(read_checkpoint_header(run_dir)["meta"].get("epoch", 0))
 
 
-def eval_records(run_dir: Path) -> list[dict]:
-    path = run_dir / EVAL_FILE
-    if not path.is_file():
-        return []
-    try:
-        return json.loads(path.read_text())["results"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise SpartaError(f"{path} is not a sparta eval file ({type(err).__name__}: {err})") from None
-
-
 def find_record(records: Sequence[dict], attack: str, eps: float, n: int) -> dict | None:
     """The record of `attack` at `eps` (any eps for clean) on n images; the latest wins."""
     for record in reversed(records):
@@ -158,7 +148,7 @@ def find_record(records: Sequence[dict], attack: str, eps: float, n: int) -> dic
 
 
 def missing_attacks(cell: Cell, plan: EvalPlan, n: int) -> list[str]:
-    records = eval_records(cell.run_dir)
+    records = read_eval_records(cell.run_dir)
     return [a for a in plan.attacks if find_record(records, a, cell.config.eps, n) is None]
 
 

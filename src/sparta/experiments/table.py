@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,8 @@ from pathlib import Path
 from sparta.checkpoint import atomic_write_text
 from sparta.config import TrainConfig
 from sparta.errors import SpartaError
-from sparta.experiments.grid import Cell, EvalPlan, eval_records, eval_size, find_record
+from sparta.experiments.grid import Cell, EvalPlan, eval_size, find_record
+from sparta.runfiles import read_eval_records, read_metrics
 from sparta.sparta_activation import Sparta
 from sparta.stats import Estimate, mean_ci
 from sparta.training.loop import model_for
@@ -57,10 +57,10 @@ def parameter_counts(config: TrainConfig) -> tuple[int, int]:
 
 
 def train_seconds(run_dir: Path) -> float:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
+    metrics = read_metrics(run_dir)
+    if not metrics:
         raise SpartaError(f"{run_dir} has no metrics.jsonl; run the grid first")
-    return sum(json.loads(line)["seconds"] for line in path.read_text().splitlines() if line)
+    return sum(record["seconds"] for record in metrics)
 
 
 def attack_title(record: dict) -> str:
@@ -70,7 +70,7 @@ def attack_title(record: dict) -> str:
 
 
 def _cell_values(cell: Cell, plan: EvalPlan) -> dict[str, float]:
-    records = eval_records(cell.run_dir)
+    records = read_eval_records(cell.run_dir)
     n = eval_size(cell.config, plan)
     values = {}
     for attack in plan.attacks:

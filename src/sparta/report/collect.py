@@ -17,11 +17,10 @@ from typing import Any
 
 from sparta.config import TrainConfig
 from sparta.errors import SpartaError
-from sparta.evaluation import EVAL_FILE
+from sparta.runfiles import read_eval_records, read_metrics
 from sparta.stats import mean_ci
 
 CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.jsonl"
 # Settings that do not define the experiment: runs differing only in these are replicates.
 REPLICATE_FIELDS = frozenset({"seed", "out", "device", "data_root", "precision", "channels_last",
                               "compile", "sync_bn", "eval_every", "eval_n"})
@@ -59,30 +58,10 @@ class Band:
     count: list[int]
 
 
-def _read_json_lines(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except json.JSONDecodeError as err:
-        raise SpartaError(f"{path} is not valid JSON lines: {err}") from None
-
-
-def _read_records(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    try:
-        return list(json.loads(path.read_text())["results"])
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise SpartaError(f"{path} is not an eval.json with a 'results' list ({type(err).__name__}: {err})"
-                          ) from None
-
-
 def read_run(path: str | Path) -> Run:
     """Read one run directory; metrics and eval records may be missing (empty lists)."""
     path = Path(path)
-    return Run(path, TrainConfig.load(path), _read_json_lines(path / METRICS_FILE),
-               _read_records(path / EVAL_FILE))
+    return Run(path, TrainConfig.load(path), read_metrics(path), read_eval_records(path))
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Run]:

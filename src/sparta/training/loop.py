@@ -22,6 +22,7 @@ from sparta.errors import SpartaError
 from sparta.evaluation import accuracy
 from sparta.models import build_model
 from sparta.progress import progress
+from sparta.runfiles import METRICS_FILE, read_metrics
 from sparta.runtime import autocast, machine_facts, resolve_device, seed_everything
 from sparta.sharing import export_sparta, import_sparta, sparta_sites
 from sparta.training import distributed
@@ -87,11 +88,10 @@ def _prepare_run_dir(config: TrainConfig, resume: bool) -> Path:
     return run_dir
 
 
-def _keep_metrics_before(path: Path, epoch: int) -> None:
+def _keep_metrics_before(run_dir: Path, epoch: int) -> None:
     """Drop lines a killed run wrote for epochs it did not checkpoint."""
-    if path.exists():
-        lines = [l for l in path.read_text().splitlines() if l and json.loads(l)["epoch"] < epoch]
-        atomic_write_text(path, "".join(l + "\n" for l in lines))
+    kept = [record for record in read_metrics(run_dir) if record["epoch"] < epoch]
+    atomic_write_text(run_dir / METRICS_FILE, "".join(json.dumps(record) + "\n" for record in kept))
 
 
 def train(config: TrainConfig, resume: bool = False) -> Path:
@@ -143,9 +143,9 @@ def _train(config, resume, method, schedule, ranks, device) -> Path:
     forward = torch.compile(forward) if config.compile else forward
     # Attacks go through the (compiled) forward, except under DDP: its reducer expects weight grads.
     attack_model = model if ranks.distributed else None
-    metrics_path = run_dir / "metrics.jsonl"
+    metrics_path = run_dir / METRICS_FILE
     if ranks.is_main:
-        _keep_metrics_before(metrics_path, start_epoch)
+        _keep_metrics_before(run_dir, start_epoch)
 
     total_steps = config.epochs * len(loader)
     precision = autocast(device, config.precision)
