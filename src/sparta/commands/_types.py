@@ -38,3 +38,25 @@ def bool_value(text: str) -> bool:
 
 def name_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def shard_value(text: str) -> tuple[int, int]:
+    """I/K with 0 <= I < K: the I-th of K interleaved slices of a grid."""
+    index, sep, count = text.partition("/")
+    try:
+        i, k = int(index), int(count)
+    except ValueError:
+        i, k = -1, 0
+    if not sep or not 0 <= i < k:
+        raise argparse.ArgumentTypeError(f"expected I/K with 0 <= I < K, got '{text}'")
+    return i, k
+
+
+def level_list(text: str) -> tuple[str, list[Any]]:
+    """FACTOR=V1,V2,... with each value read as JSON when it parses (numbers, true/false)."""
+    factor, values = option_value(text)
+    raw = values if isinstance(values, str) else text.partition("=")[2]
+    levels = [option_value(f"x={item.strip()}")[1] for item in raw.split(",") if item.strip()]
+    if not levels:
+        raise argparse.ArgumentTypeError(f"expected FACTOR=V1,V2,..., got '{text}'")
+    return factor, levels

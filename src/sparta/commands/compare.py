@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from sparta.commands import train as train_command
-from sparta.commands._types import name_list
+from sparta.commands._types import name_list, shard_value
 from sparta.config import TrainConfig
 from sparta.errors import SpartaError
 
@@ -51,6 +51,9 @@ def add_grid_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=3,
                         help="number of seeds per cell, counting up from --seed (default: 3)")
     parser.add_argument("--out", required=True, metavar="DIR", help="directory of the cells and the table")
+    parser.add_argument("--shard", type=shard_value, default=None, metavar="I/K",
+                        help="run only cells I, I+K, I+2K, ... (0 <= I < K), e.g. one process per GPU; "
+                        "no table is written: rerun without --shard for it (finished cells are only read)")
     group = parser.add_argument_group("evaluation")
     group.add_argument("--attacks", type=name_list, default=name_list(DEFAULT_ATTACKS),
                        help=f"comma list of clean,fgsm,pgd,cw,autoattack,square (default: {DEFAULT_ATTACKS})")
@@ -86,11 +89,23 @@ def eval_plan(args: argparse.Namespace):
     return EvalPlan(tuple(args.attacks), args.n, args.eval_batch_size)
 
 
+def run_cells(cells, plan, args: argparse.Namespace, tabulate) -> int:
+    """Run the cells (this shard's only, with --shard); then print `tabulate()`, the table, unless sharded."""
+    from sparta.experiments import run_grid
+
+    if args.shard is None:
+        run_grid(cells, plan)
+        print(tabulate())
+        return 0
+    index, count = args.shard
+    run_grid(cells[index::count], plan)
+    print(f"shard {index}/{count} done; rerun without --shard for the table")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    from sparta.experiments import grid_cells, run_grid, write_table
+    from sparta.experiments import grid_cells, write_table
 
     plan = eval_plan(args)
     cells = grid_cells(base_config(args), args.out, args.acts, seed_list(args), args.models, args.methods)
-    run_grid(cells, plan)
-    print(write_table(cells, plan, args.out, "Activations compared"))
-    return 0
+    return run_cells(cells, plan, args, lambda: write_table(cells, plan, args.out, "Activations compared"))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sparta.commands.compare import add_grid_flags, add_train_flags, base_config, eval_plan, seed_list
+from sparta.commands.compare import add_grid_flags, add_train_flags, base_config, eval_plan, run_cells, seed_list
 from sparta.errors import SpartaError
 
 NAME = "transfer"
@@ -62,13 +62,12 @@ def _source(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from sparta.experiments import arm_cells, run_grid, write_table
+    from sparta.experiments import arm_cells, write_table
     from sparta.experiments.transfer import target_config
 
     seeds, plan = seed_list(args), eval_plan(args)
     source = _source(args)
     target = target_config(base_config(args), args.kind, source, args.target_model, args.target_dataset)
     cells = arm_cells(target, source, seeds, args.out)
-    run_grid(cells, plan)
-    print(write_table(cells, plan, args.out, f"Transfer ({args.kind}) of the Sparta function {source.function}"))
-    return 0
+    title = f"Transfer ({args.kind}) of the Sparta function {source.function}"
+    return run_cells(cells, plan, args, lambda: write_table(cells, plan, args.out, title))

@@ -26,8 +26,6 @@ from sparta.sparta_activation import Sparta
 from sparta.stats import Estimate, mean_ci
 from sparta.training.loop import model_for
 
-TABLE_MD = "table.md"
-TABLE_CSV = "table.csv"
 
 
 @dataclass
@@ -167,10 +165,11 @@ def caption_for(cells: Sequence[Cell], plan: EvalPlan, title: str) -> str:
             "Training time: seconds of training, summed over epochs.")
 
 
-def write_table(cells: Sequence[Cell], plan: EvalPlan, out: str | Path, title: str) -> str:
-    """Collect the cells into OUT/table.md and OUT/table.csv; returns the markdown."""
+def write_table(cells: Sequence[Cell], plan: EvalPlan, out: str | Path, title: str,
+                stem: str = "table", extra: str = "") -> str:
+    """Collect the cells into OUT/<stem>.md (plus `extra` markdown) and OUT/<stem>.csv; returns the markdown."""
     rows = collect(cells, plan)
-    markdown = to_markdown(rows, caption_for(cells, plan, title))
-    atomic_write_text(Path(out) / TABLE_MD, markdown)
-    atomic_write_text(Path(out) / TABLE_CSV, to_csv(rows))
+    markdown = to_markdown(rows, caption_for(cells, plan, title)) + ("\n" + extra if extra else "")
+    atomic_write_text(Path(out) / f"{stem}.md", markdown)
+    atomic_write_text(Path(out) / f"{stem}.csv", to_csv(rows))
     return markdown
