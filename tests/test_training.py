@@ -124,6 +124,29 @@ def test_checkpoint_round_trip_gives_identical_logits(tmp_path, act):
     assert torch.equal(model(x), loaded(x))
 
 
+def test_shared_depthwise_phi_round_trips_with_its_batchnorm_state(tmp_path):
+    """A shared phi's BatchNorm is saved once; loading restores it at every site, strictly."""
+    torch.manual_seed(0)
+    model = build_model("smallcnn", "sparta", 10, 1, image_size=28, share="stage", phi="depthwise").train()
+    for _ in range(3):
+        model(torch.rand(8, 1, 28, 28))  # moves running statistics and num_batches_tracked
+    save_checkpoint(model.eval(), tmp_path)
+    loaded, _ = load_checkpoint(tmp_path)
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.equal(model(x), loaded(x))
+    assert loaded.block1[1].phi is loaded.block1[3].phi
+    assert int(loaded.block1[3].phi.norm.num_batches_tracked) == 6  # 3 batches x 2 sites
+
+
+def test_checkpoint_of_another_model_names_the_mismatch(tmp_path):
+    save_checkpoint(build_model("smallcnn", "relu", 10, 1, image_size=28), tmp_path)
+    other = build_model("smallcnn", "sparta", 10, 1, image_size=28)
+    from sparta.checkpoint import load_weights
+
+    with pytest.raises(SpartaError, match="does not match its model: Missing key.*phi"):
+        load_weights(other, tmp_path / "model.safetensors")
+
+
 def test_not_a_checkpoint_is_clear(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(SpartaError, match="not a sparta checkpoint"):

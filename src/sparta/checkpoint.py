@@ -10,7 +10,7 @@ from typing import Any
 
 from safetensors import SafetensorError
 from safetensors import safe_open
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, save_model
 from torch import nn
 
 from sparta.errors import SpartaError
@@ -79,9 +79,34 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[nn.Mo
     header = read_checkpoint_header(path)
     spec = dict(header["build_spec"])
     model = build_model(spec.pop("name"), **spec)
-    try:
-        load_model(model, str(_model_file(path)), device=device)
-    except (RuntimeError, ValueError, OSError, SafetensorError) as err:
-        first_line = str(err).strip().splitlines()[0]
-        raise SpartaError(f"checkpoint {_model_file(path)} does not match its model: {first_line}") from None
+    load_weights(model, _model_file(path), device)
     return model.to(device).eval(), header["meta"]
+
+
+def load_weights(model: nn.Module, file: str | os.PathLike, device: str = "cpu") -> None:
+    """Load a file written by `save_model` into `model`, strictly.
+
+    A module shared by several sites (a Sparta phi shared by stage) is saved once, under
+    one of its names; every other name of the same tensor is filled from it here.
+    (safetensors' own loader misses shared BatchNorm counters: BatchNorm quietly
+    restores a missing `num_batches_tracked`, and the loader then calls it unexpected.)
+    """
+    try:
+        saved = load_file(os.fspath(file), device=device)
+    except (OSError, SafetensorError) as err:
+        raise SpartaError(f"{file} is not a readable safetensors file ({err})") from None
+    names_by_storage: dict[tuple, list[str]] = {}
+    for name, tensor in model.state_dict().items():
+        if tensor.numel():
+            key = (tensor.device, tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tensor.shape)
+            names_by_storage.setdefault(key, []).append(name)
+    for names in names_by_storage.values():
+        present = [name for name in names if name in saved]
+        for name in names:
+            if present and name not in saved:
+                saved[name] = saved[present[0]]
+    try:
+        model.load_state_dict(saved, strict=True)
+    except RuntimeError as err:
+        detail = " ".join(line.strip() for line in str(err).strip().splitlines()[1:])
+        raise SpartaError(f"checkpoint {file} does not match its model: {detail[:300]}") from None
