@@ -4,7 +4,7 @@ import torch
 import sparta
 from sparta import SpartaError, build_model, export_sparta, import_sparta, sparta_sites
 
-FAST = ["smallcnn", "resnet18", "preact_resnet18"]
+FAST = ["smallcnn", "resnet18", "preact_resnet18", "resnet20"]
 
 
 @pytest.mark.parametrize("name", sparta.model_names())
@@ -30,6 +30,17 @@ def test_smallcnn_with_each_activation(act):
 def test_smallcnn_is_the_usual_size():
     model = build_model("smallcnn", "relu", 10, 1, image_size=28)
     assert sum(p.numel() for p in model.parameters()) == 312_202
+
+
+def test_resnet20_is_he_et_al_cifar_net():
+    """3 stages x 3 basic blocks, 16/32/64 wide: about 0.27M parameters (He et al. 2016, Table 6)."""
+    model = build_model("resnet20", "relu", 10, 3)
+    assert model.stage_names == ("stem", "layer1", "layer2", "layer3")
+    assert [len(getattr(model, f"layer{i}")) for i in (1, 2, 3)] == [3, 3, 3]
+    params = sum(p.numel() for p in model.parameters())
+    assert 0.26e6 < params < 0.28e6
+    sites = sparta_sites(build_model("resnet20", "sparta", 10, 3, share="layer"))
+    assert {stage: len(found) for stage, found in sites.items()} == {"stem": 1, "layer1": 6, "layer2": 6, "layer3": 6}
 
 
 def test_normalisation_inside_the_model():

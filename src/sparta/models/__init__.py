@@ -38,6 +38,11 @@ def preact_resnet18(act, num_classes, in_channels, image_size, normalize):
     return ResNet(act, (2, 2, 2, 2), num_classes, in_channels, normalize, preact=True)
 
 
+@MODELS.register("resnet20")
+def resnet20(act, num_classes, in_channels, image_size, normalize):
+    return ResNet(act, (3, 3, 3), num_classes, in_channels, normalize, widths=(16, 32, 64))
+
+
 @MODELS.register("wrn34_10")
 def wrn34_10(act, num_classes, in_channels, image_size, normalize):
     return WideResNet(act, 34, 10, num_classes, in_channels, normalize)

@@ -1,7 +1,9 @@
-"""CIFAR-style ResNets (3x3 stem, no max-pool): ResNet-18/34 and PreAct ResNet-18.
+"""CIFAR-style ResNets (3x3 stem, no max-pool): ResNet-18/34, PreAct ResNet-18, ResNet-20.
 
 He et al. 2016 and "Identity mappings in deep residual networks"; the variants used in
-adversarial training papers (Madry et al., Rice et al.). Work for 28x28 inputs too.
+adversarial training papers (Madry et al., Rice et al.). ResNet-20 is He et al.'s
+three-stage CIFAR net (16/32/64 wide, 0.27M parameters): a second small CNN, cheap
+enough for cross-CNN experiments on a CPU. All work for 28x28 inputs too.
 """
 
 from __future__ import annotations
@@ -62,28 +64,34 @@ def make_stage(block: type[nn.Module], act: ActivationFactory, in_planes: int, p
 
 
 class ResNet(StagedNet):
-    stage_names = ("stem", "layer1", "layer2", "layer3", "layer4")
+    """A stem, one stage per entry of `blocks` (`widths` wide; each after the first halves
+    the resolution), global average pooling and a linear head."""
 
     def __init__(self, act: ActivationFactory, blocks: tuple[int, ...], num_classes: int,
-                 in_channels: int, normalize: Normalize, preact: bool = False) -> None:
+                 in_channels: int, normalize: Normalize, preact: bool = False,
+                 widths: tuple[int, ...] = (64, 128, 256, 512)) -> None:
         super().__init__()
+        if len(widths) != len(blocks):
+            raise ValueError(f"one width per stage: {widths} for {blocks}")
         block = PreActBlock if preact else BasicBlock
         self.normalize = normalize
-        stem: list[nn.Module] = [nn.Conv2d(in_channels, 64, 3, padding=1, bias=False)]
+        stem: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False)]
         if not preact:
-            stem += [nn.BatchNorm2d(64), act(64)]
+            stem += [nn.BatchNorm2d(widths[0]), act(widths[0])]
         self.stem = nn.Sequential(*stem)
-        widths = (64, 128, 256, 512)
+        self.stage_names = ("stem", *(f"layer{i}" for i in range(1, len(blocks) + 1)))
         for index, (planes, count) in enumerate(zip(widths, blocks), start=1):
             in_planes = widths[max(0, index - 2)]
             setattr(self, f"layer{index}", make_stage(block, act, in_planes, planes, count, 1 if index == 1 else 2))
+        last = getattr(self, self.stage_names[-1])
         # PreAct nets end with BN + activation; it belongs to the last stage.
         if preact:
-            self.layer4.append(nn.Sequential(nn.BatchNorm2d(512), act(512)))
+            last.append(nn.Sequential(nn.BatchNorm2d(widths[-1]), act(widths[-1])))
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(512, num_classes)
+        self.fc = nn.Linear(widths[-1], num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.stem(self.normalize(x))
-        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
+        for name in self.stage_names[1:]:
+            out = getattr(self, name)(out)
         return self.fc(self.pool(out).flatten(1))
