@@ -26,6 +26,12 @@ case $STEP in
     $SPARTA compare --acts $ACTS --models resnet18 $FMNIST --attacks clean,pgd,cw --out $OUT/compare-resnet18
     $SPARTA compare --acts $ACTS --models resnet18 $FMNIST --attacks clean,pgd,cw,autoattack --n 1000 \
         --out $OUT/compare-resnet18 ;;&
+  ablation|all)
+    # Sparta's free choices on SmallCNN, one at a time, judged by AutoAttack on 1,000 images;
+    # the default cells are compare-smallcnn's sparta cells
+    $SPARTA ablate --vary phi=depthwise --vary kernel_size=1,5 --vary hidden=4,16 --vary beta0=1,16 \
+        --vary share=layer,network --model smallcnn $FMNIST --attacks clean,pgd,cw,autoattack --n 1000 \
+        --out $OUT/compare-smallcnn ;;&
   transfer|all)
     # claim (b): ResNet-18's Sparta function, frozen, in ResNet-34 (stage to stage)
     $SPARTA transfer --kind cross-cnn --source $OUT/compare-resnet18/resnet18-sparta-pgd-seed0 \
