@@ -105,6 +105,12 @@ def test_shards_together_run_every_cell_once_then_the_table_reads_them(tmp_path,
     assert capsys.readouterr().out.strip().endswith(table.strip())
 
 
+@pytest.mark.parametrize("text", ["kernel_size", "=1", "beta0=", "beta0=,"])
+def test_bad_levels_name_the_expected_form(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="FACTOR=V1,V2"):
+        level_list(text)
+
+
 @pytest.mark.parametrize("text", ["2/2", "1", "a/b", "-1/3"])
 def test_bad_shard_is_refused(text):
     with pytest.raises(argparse.ArgumentTypeError, match="I/K"):

@@ -54,9 +54,8 @@ def shard_value(text: str) -> tuple[int, int]:
 
 def level_list(text: str) -> tuple[str, list[Any]]:
     """FACTOR=V1,V2,... with each value read as JSON when it parses (numbers, true/false)."""
-    factor, values = option_value(text)
-    raw = values if isinstance(values, str) else text.partition("=")[2]
+    factor, sep, raw = text.partition("=")
     levels = [option_value(f"x={item.strip()}")[1] for item in raw.split(",") if item.strip()]
-    if not levels:
+    if not sep or not factor or not levels:
         raise argparse.ArgumentTypeError(f"expected FACTOR=V1,V2,..., got '{text}'")
-    return factor, levels
+    return factor.replace("-", "_"), levels
