@@ -78,6 +78,17 @@ def test_verdict_keeps_the_default_unless_the_paired_gain_is_clear(tmp_path):
     assert found["kernel_size"].best == "kernel_size=1" and found["kernel_size"].winner == "kernel_size=3 (default)"
 
 
+def test_the_baseline_is_the_given_settings_not_the_library_defaults(tmp_path):
+    base = TrainConfig(**TINY, act_options={"hidden": 16})
+    cells = ablation_cells(base, str(tmp_path), {"hidden": [4]}, seeds=[0, 1])
+    assert all(c.config.act_options["hidden"] == (16 if c.labels["factor"] == "default" else 4) for c in cells)
+    _fake_results(cells, {c.name: 0.5 for c in cells})
+    (verdict,) = verdicts(cells, PLAN)
+    assert verdict.winner == "hidden=16 (default)" and list(verdict.level_means) == ["hidden=16 (default)", "hidden=4"]
+    with pytest.raises(SpartaError, match="hidden=16 is the baseline's setting"):
+        ablation_cells(base, str(tmp_path), {"hidden": [16]}, seeds=[0])
+
+
 def test_verdict_needs_the_same_seeds_as_the_baseline(tmp_path):
     cells = ablation_cells(TrainConfig(**TINY), str(tmp_path), {"beta0": [1.0]}, seeds=[0, 1])
     _fake_results(cells, {c.name: 0.5 for c in cells})

@@ -37,6 +37,11 @@ NOT_FACTORS = ("self", "channels", "fused")
 JUDGES = ("autoattack", "cw", "pgd", "square", "fgsm", "clean")
 
 
+def baseline_settings(config: TrainConfig) -> dict[str, Any]:
+    """Every factor's value in a baseline config: the defaults, overridden by its act_options and share."""
+    return {**factor_defaults(), **config.act_options, "share": config.share}
+
+
 def factor_defaults() -> dict[str, Any]:
     """Every ablatable factor and its default: Sparta's keyword options plus the share mode."""
     parameters = inspect.signature(Sparta.__init__).parameters
@@ -66,12 +71,11 @@ class Variant:
 
 def variants(levels: dict[str, Sequence[Any]], base: TrainConfig) -> list[Variant]:
     """The baseline, then every (factor, level) in the given order; checks names and duplicates."""
-    defaults = factor_defaults()
-    current = {**defaults, **base.act_options, "share": base.share}
+    current = baseline_settings(base)
     result = [Variant()]
     for factor, values in levels.items():
-        if factor not in defaults:
-            raise SpartaError(f"unknown Sparta factor '{factor}'; choose from: {', '.join(defaults)}")
+        if factor not in factor_defaults():
+            raise SpartaError(f"unknown Sparta factor '{factor}'; choose from: {', '.join(factor_defaults())}")
         if not values:
             raise SpartaError(f"factor '{factor}' needs at least one level")
         for value in values:
@@ -136,12 +140,13 @@ def verdicts(cells: Sequence[Cell], plan: EvalPlan) -> list[Verdict]:
     groups: dict[tuple[str, str], list[Cell]] = {}
     for cell in cells:
         groups.setdefault((cell.labels["factor"], cell.labels["value"]), []).append(cell)
-    baseline = judge_values(groups[(BASELINE, "")], plan)
+    baseline_cells = groups[(BASELINE, "")]
+    baseline = judge_values(baseline_cells, plan)
+    settings = baseline_settings(baseline_cells[0].config)
     factors = list(dict.fromkeys(f for f, _ in groups if f != BASELINE))
     result = []
     for factor in factors:
-        defaults = factor_defaults()
-        means = {f"{factor}={defaults[factor]} (default)": mean_ci(list(baseline.values())).mean}
+        means = {f"{factor}={settings[factor]} (default)": mean_ci(list(baseline.values())).mean}
         gains = {}
         for (name, value), members in groups.items():
             if name != factor:
