@@ -203,3 +203,22 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     model, meta = load_checkpoint(config.out)
     assert meta["epoch"] == 1 and all(torch.isfinite(p).all() for p in model.parameters())
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_run_that_ends_at_chance_is_flagged(capsys):
+    from sparta.training.loop import warn_if_at_chance
+
+    assert warn_if_at_chance("runs/x", 0.103, 10)
+    assert "runs/x ended near chance (training accuracy 10.3% with 10 classes)" in capsys.readouterr().err
+    assert not warn_if_at_chance("runs/x", 0.30, 10)
+    assert capsys.readouterr().err == ""
+
+
+def test_training_checks_its_last_epoch_against_chance(tmp_path, monkeypatch):
+    from sparta.training import loop
+
+    seen = []
+    monkeypatch.setattr(loop, "warn_if_at_chance", lambda run_dir, acc, classes: seen.append((acc, classes)))
+    run_dir = train(tiny_config(tmp_path, method="standard", epochs=1, subset=64, eval_every=0))
+    last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    assert seen == [(last["train_acc"], 10)]

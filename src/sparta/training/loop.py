@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -190,7 +191,26 @@ def _train(config, resume, method, schedule, ranks, device) -> Path:
             if sparta_sites(model):  # the Sparta function, for --sparta-from RUN_DIR
                 atomic_write(run_dir / SPARTA_FILE, lambda tmp: export_sparta(model, tmp))
         distributed.barrier(ranks)
+    if ranks.is_main and start_epoch < config.epochs:
+        warn_if_at_chance(run_dir, record["train_acc"], dataset_info(config.dataset).num_classes)
     return run_dir
+
+
+# A run whose last-epoch training accuracy stays below this multiple of chance never learned.
+CHANCE_MARGIN = 1.5
+
+
+def warn_if_at_chance(run_dir: Path, train_acc: float, num_classes: int) -> bool:
+    """Say so on stderr when training ended near chance: adversarial training from scratch
+    sometimes never leaves the constant prediction, and its robust accuracy is then
+    meaningless (not a robustness result). Returns whether it warned."""
+    chance = 1.0 / num_classes
+    if train_acc >= CHANCE_MARGIN * chance:
+        return False
+    print(f"sparta: warning: {run_dir} ended near chance (training accuracy {100 * train_acc:.1f}% with "
+          f"{num_classes} classes): the model did not learn; try --eps-warmup-epochs, a lower --lr, "
+          "or another seed", file=sys.stderr)
+    return True
 
 
 def _quick_eval(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
