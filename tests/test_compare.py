@@ -134,3 +134,19 @@ def test_compare_errors_are_one_line(tmp_path, capsys, extra, message):
     assert main(["compare", "--dataset", "digits", "--out", str(tmp_path), *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("sparta: error:") and message in err and "\n" not in err
+
+
+def test_table_names_seeds_whose_training_stayed_at_chance(tmp_path):
+    cells = grid_cells(TrainConfig(**TINY), tmp_path, ["relu"], seeds=[0, 1])
+    plan = EvalPlan(("clean",), n=32)
+    for cell, train_acc in zip(cells, [0.62, 0.103]):
+        cell.run_dir.mkdir(parents=True)
+        (cell.run_dir / "metrics.jsonl").write_text(json.dumps({"epoch": 0, "train_acc": train_acc, "seconds": 1.0}))
+        record = {"attack": "clean", "eps": 0.0, "n": 32, "accuracy": 0.5}
+        (cell.run_dir / "eval.json").write_text(json.dumps({"results": [record]}))
+    (row,) = collect(cells, plan)
+    assert row.seeds == [0, 1] and row.seeds_at_chance == [1]
+    markdown = write_table(cells, plan, tmp_path, "test")
+    assert "| 2 (seed 1 at chance) |" in markdown
+    (csv_row,) = csv.DictReader((tmp_path / "table.csv").open())
+    assert csv_row["seeds_at_chance"] == "1" and csv_row["n_seeds"] == "2"

@@ -3,7 +3,9 @@
 Per row: accuracy (%) under each requested attack, training seconds (the sum of the
 per-epoch `seconds` in metrics.jsonl, quick evaluations excluded), each as mean ± 95% CI
 over seeds (Student's t, see sparta.stats); the parameter count (all, and trainable:
-a frozen imported Sparta function is not trained); and the number of seeds.
+a frozen imported Sparta function is not trained); and the number of seeds, naming any
+seed whose training ended near chance (its accuracies are in the mean: a variant that
+sometimes fails to train is worse for it, but the reader should see why).
 Written as table.md (for reading) and table.csv (means and CI half widths as numbers,
 an empty cell where one seed gives no interval).
 """
@@ -19,12 +21,13 @@ from pathlib import Path
 
 from sparta.checkpoint import atomic_write_text
 from sparta.config import TrainConfig
+from sparta.data import dataset_info
 from sparta.errors import SpartaError
 from sparta.experiments.grid import Cell, EvalPlan, eval_size, find_record
 from sparta.runfiles import read_eval_records, read_metrics
 from sparta.sparta_activation import Sparta
 from sparta.stats import Estimate, mean_ci
-from sparta.training.loop import model_for
+from sparta.training.loop import CHANCE_MARGIN, model_for
 
 
 
@@ -37,6 +40,7 @@ class Row:
     params: int
     trainable_params: int
     seeds: list[int]
+    seeds_at_chance: list[int] = dataclasses.field(default_factory=list)
 
 
 def parameter_counts(config: TrainConfig) -> tuple[int, int]:
@@ -65,6 +69,12 @@ def attack_title(record: dict) -> str:
     """'clean', 'pgd-20', 'cw-30', 'autoattack': the step count is part of what was run."""
     steps = record.get("settings", {}).get("steps")
     return record["attack"] if steps is None else f"{record['attack']}-{steps}"
+
+
+def ended_at_chance(cell: Cell) -> bool:
+    """Whether the cell's last training epoch stayed near chance (see training.loop)."""
+    last = read_metrics(cell.run_dir)[-1]
+    return last["train_acc"] < CHANCE_MARGIN / dataset_info(cell.config.dataset).num_classes
 
 
 def _cell_values(cell: Cell, plan: EvalPlan) -> dict[str, float]:
@@ -100,7 +110,8 @@ def collect(cells: Sequence[Cell], plan: EvalPlan) -> list[Row]:
         per_cell = [_cell_values(cell, plan) for cell in members]
         metrics = {key: mean_ci([values[key] for values in per_cell]) for key in per_cell[0]}
         params, trainable = parameter_counts(first.config)
-        rows.append(Row(dict(first.labels), metrics, params, trainable, [c.config.seed for c in members]))
+        rows.append(Row(dict(first.labels), metrics, params, trainable, [c.config.seed for c in members],
+                        [c.config.seed for c in members if ended_at_chance(c)]))
     return rows
 
 
@@ -127,9 +138,17 @@ def to_markdown(rows: Sequence[Row], caption: str = "") -> str:
         cells = [row.labels.get(k, "") for k in keys]
         cells += [row.metrics[t].format(100.0 if _is_accuracy(t) else 1.0, 2 if _is_accuracy(t) else 1)
                   for t in titles]
-        cells += [f"{row.params:,}", f"{row.trainable_params:,}", str(len(row.seeds))]
+        cells += [f"{row.params:,}", f"{row.trainable_params:,}", _seeds_text(row)]
         lines.append("| " + " | ".join(cells) + " |")
     return (caption + "\n\n" if caption else "") + "\n".join(lines) + "\n"
+
+
+def _seeds_text(row: Row) -> str:
+    """'3', or '3 (seed 1 at chance)' when some seeds never learned."""
+    if not row.seeds_at_chance:
+        return str(len(row.seeds))
+    named = ", ".join(map(str, row.seeds_at_chance))
+    return f"{len(row.seeds)} (seed{'s' if len(row.seeds_at_chance) > 1 else ''} {named} at chance)"
 
 
 def to_csv(rows: Sequence[Row]) -> str:
@@ -138,7 +157,7 @@ def to_csv(rows: Sequence[Row]) -> str:
     titles = list(rows[0].metrics) if rows else []
     slug = {t: t.replace(" ", "_") for t in titles}
     header = [*keys, *(f"{slug[t]}_{part}" for t in titles for part in ("mean", "ci95")),
-              "params", "trainable_params", "n_seeds", "seeds"]
+              "params", "trainable_params", "n_seeds", "seeds", "seeds_at_chance"]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -149,7 +168,8 @@ def to_csv(rows: Sequence[Row]) -> str:
             estimate = row.metrics[t]
             half = "" if estimate.half_width is None else round(scale * estimate.half_width, 6)
             values += [round(scale * estimate.mean, 6), half]
-        values += [row.params, row.trainable_params, len(row.seeds), " ".join(map(str, row.seeds))]
+        values += [row.params, row.trainable_params, len(row.seeds), " ".join(map(str, row.seeds)),
+                   " ".join(map(str, row.seeds_at_chance))]
         writer.writerow(values)
     return buffer.getvalue()
 
