@@ -130,9 +130,14 @@ class Verdict:
 
     factor: str
     level_means: dict[str, float]  # level label -> mean accuracy (the default included)
+    gains: dict[str, Estimate]  # level label -> its accuracy minus the default's, paired over seeds
     best: str
-    gain: Estimate | None  # best minus default, paired over seeds; None when the default is best
     winner: str  # the level to use: best when its gain's interval is above zero, else the default
+
+    @property
+    def gain(self) -> Estimate | None:
+        """The best level's paired gain; None when the default is best."""
+        return self.gains.get(self.best)
 
 
 def verdicts(cells: Sequence[Cell], plan: EvalPlan) -> list[Verdict]:
@@ -162,19 +167,19 @@ def verdicts(cells: Sequence[Cell], plan: EvalPlan) -> list[Verdict]:
         gain = gains.get(best)
         separated = gain is not None and gain.low is not None and gain.low > 0
         default_label = next(iter(means))
-        result.append(Verdict(factor, means, best, gain, best if separated else default_label))
+        result.append(Verdict(factor, means, gains, best, best if separated else default_label))
     return result
 
 
 def verdict_markdown(found: Sequence[Verdict], plan: EvalPlan) -> str:
     """The decision per factor, as a markdown table."""
     attack = judge_attack(plan)
-    head = ["factor", f"{attack} (%) per level", "best", "best - default (paired, 95% CI)", "use"]
+    head = ["factor", f"{attack} (%) per level", "level - default (paired, 95% CI)", "best", "use"]
     lines = [f"### Verdict by {attack} accuracy\n",
              "A level replaces the default only when its paired gain's 95% interval lies above zero.\n",
              "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for verdict in found:
         levels = ", ".join(f"{label}: {100 * mean:.2f}" for label, mean in verdict.level_means.items())
-        gain = "default is best" if verdict.gain is None else verdict.gain.format(100.0, 2)
-        lines.append(f"| {verdict.factor} | {levels} | {verdict.best} | {gain} | {verdict.winner} |")
+        gains = ", ".join(f"{label}: {gain.format(100.0, 2)}" for label, gain in verdict.gains.items())
+        lines.append(f"| {verdict.factor} | {levels} | {gains} | {verdict.best} | {verdict.winner} |")
     return "\n".join(lines) + "\n"
