@@ -13,3 +13,7 @@ ARGS="--kind cross-cnn --source-model smallcnn --source-dataset fashion-mnist --
   --eval-every 0 --seeds 3 --out $OUT"
 .venv/bin/sparta transfer $ARGS --attacks clean,pgd,cw --n 200 > results/cpu/table-cross-cnn-n200.txt
 .venv/bin/sparta transfer $ARGS --attacks clean,pgd,cw,autoattack --n 100 > results/cpu/table-cross-cnn-autoattack-n100.txt
+# The AutoAttack step above did not fit in the session for the from-scratch arm; what ran:
+# AutoAttack on 100 images for the ReLU and the frozen arms only, two processes:
+#   for r in relu-resnet20-fashion-mnist-seed{0,1,2} sparta-frozen-resnet20-fashion-mnist-seed{0,1,2}; do
+#     .venv/bin/sparta eval $OUT/$r --attacks clean,pgd,cw,autoattack --n 100; done
