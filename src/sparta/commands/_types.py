@@ -22,10 +22,15 @@ def option_value(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got '{text}'")
+    return key.replace("-", "_"), json_or_text(raw)
+
+
+def json_or_text(raw: str) -> Any:
+    """RAW read as JSON when it parses (numbers, true/false), else the string itself."""
     try:
-        return key.replace("-", "_"), json.loads(raw)
+        return json.loads(raw)
     except json.JSONDecodeError:
-        return key.replace("-", "_"), raw
+        return raw
 
 
 def bool_value(text: str) -> bool:
@@ -55,7 +60,7 @@ def shard_value(text: str) -> tuple[int, int]:
 def level_list(text: str) -> tuple[str, list[Any]]:
     """FACTOR=V1,V2,... with each value read as JSON when it parses (numbers, true/false)."""
     factor, sep, raw = text.partition("=")
-    levels = [option_value(f"x={item.strip()}")[1] for item in raw.split(",") if item.strip()]
+    levels = [json_or_text(item.strip()) for item in raw.split(",") if item.strip()]
     if not sep or not factor or not levels:
         raise argparse.ArgumentTypeError(f"expected FACTOR=V1,V2,..., got '{text}'")
     return factor.replace("-", "_"), levels

@@ -151,7 +151,8 @@ def verdicts(cells: Sequence[Cell], plan: EvalPlan) -> list[Verdict]:
     factors = list(dict.fromkeys(f for f, _ in groups if f != BASELINE))
     result = []
     for factor in factors:
-        means = {f"{factor}={settings[factor]} (default)": mean_ci(list(baseline.values())).mean}
+        default_label = f"{factor}={settings[factor]} (default)"
+        means = {default_label: mean_ci(list(baseline.values())).mean}
         gains = {}
         for (name, value), members in groups.items():
             if name != factor:
@@ -164,9 +165,8 @@ def verdicts(cells: Sequence[Cell], plan: EvalPlan) -> list[Verdict]:
             means[label] = mean_ci(list(values.values())).mean
             gains[label] = mean_ci([values[s] - baseline[s] for s in sorted(values)])
         best = max(means, key=means.__getitem__)
-        gain = gains.get(best)
+        gain = gains.get(best)  # None when the default is best
         separated = gain is not None and gain.low is not None and gain.low > 0
-        default_label = next(iter(means))
         result.append(Verdict(factor, means, gains, best, best if separated else default_label))
     return result
 

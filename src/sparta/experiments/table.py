@@ -27,8 +27,7 @@ from sparta.experiments.grid import Cell, EvalPlan, eval_size, find_record
 from sparta.runfiles import read_eval_records, read_metrics
 from sparta.sparta_activation import Sparta
 from sparta.stats import Estimate, mean_ci
-from sparta.training.loop import CHANCE_MARGIN, model_for
-
+from sparta.training.loop import model_for, near_chance
 
 
 @dataclass
@@ -74,7 +73,7 @@ def attack_title(record: dict) -> str:
 def ended_at_chance(cell: Cell) -> bool:
     """Whether the cell's last training epoch stayed near chance (see training.loop)."""
     last = read_metrics(cell.run_dir)[-1]
-    return last["train_acc"] < CHANCE_MARGIN / dataset_info(cell.config.dataset).num_classes
+    return near_chance(last["train_acc"], dataset_info(cell.config.dataset).num_classes)
 
 
 def _cell_values(cell: Cell, plan: EvalPlan) -> dict[str, float]:

@@ -200,12 +200,16 @@ def _train(config, resume, method, schedule, ranks, device) -> Path:
 CHANCE_MARGIN = 1.5
 
 
+def near_chance(train_acc: float, num_classes: int) -> bool:
+    """Whether a training accuracy is below CHANCE_MARGIN times chance (1 / num_classes)."""
+    return train_acc < CHANCE_MARGIN / num_classes
+
+
 def warn_if_at_chance(run_dir: Path, train_acc: float, num_classes: int) -> bool:
     """Say so on stderr when training ended near chance: adversarial training from scratch
     sometimes never leaves the constant prediction, and its robust accuracy is then
     meaningless (not a robustness result). Returns whether it warned."""
-    chance = 1.0 / num_classes
-    if train_acc >= CHANCE_MARGIN * chance:
+    if not near_chance(train_acc, num_classes):
         return False
     print(f"sparta: warning: {run_dir} ended near chance (training accuracy {100 * train_acc:.1f}% with "
           f"{num_classes} classes): the model did not learn; try --eps-warmup-epochs, a lower --lr, "
