@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors import SafetensorError
 from safetensors import safe_open
-from safetensors.torch import load_file, save_model
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from sparta.errors import SpartaError
@@ -41,6 +43,26 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
+def portable(tensor: torch.Tensor) -> torch.Tensor:
+    """A detached, dense, row-major CPU copy of `tensor`.
+
+    Every file this project writes goes through here: safetensors stores only dense
+    row-major tensors (a channels_last weight is refused), and a file must load into a
+    model of either memory format on either device.
+    """
+    return torch.empty(tensor.shape, dtype=tensor.dtype).copy_(tensor.detach())
+
+
+def portable_tensors(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`portable` applied to each value; aliases of one tensor become separate copies."""
+    return {name: portable(tensor) for name, tensor in tensors.items()}
+
+
+def like_parameter(value: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    """`value` on the device, dtype and memory format of `param` (a loaded optimizer buffer)."""
+    return torch.empty_like(param).copy_(value) if value.shape == param.shape else value.to(param.device)
+
+
 def _model_file(path: str | os.PathLike) -> Path:
     path = Path(path)
     return path / MODEL_FILE if path.is_dir() else path
@@ -56,7 +78,8 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, **meta: Any) -> P
         raise SpartaError("save_checkpoint needs a model made by sparta.build_model (it has no build_spec)")
     target = Path(path) / MODEL_FILE if Path(path).is_dir() else Path(path)
     header = {"build_spec": json.dumps(spec), "meta": json.dumps(meta)}
-    atomic_write(target, lambda tmp: save_model(model, tmp, metadata=header))
+    tensors = portable_tensors(model.state_dict())
+    atomic_write(target, lambda tmp: save_file(tensors, tmp, metadata=header))
     return target
 
 
@@ -84,10 +107,11 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[nn.Mo
 
 
 def load_weights(model: nn.Module, file: str | os.PathLike, device: str = "cpu") -> None:
-    """Load a file written by `save_model` into `model`, strictly.
+    """Load a checkpoint's weights into `model` (of either memory format), strictly.
 
-    A module shared by several sites (a Sparta phi shared by stage) is saved once, under
-    one of its names; every other name of the same tensor is filled from it here.
+    Files written by earlier versions hold a module shared by several sites (a Sparta phi
+    shared by stage) once, under one of its names; every other name of the same tensor is
+    filled from it here.
     (safetensors' own loader misses shared BatchNorm counters: BatchNorm quietly
     restores a missing `num_batches_tracked`, and the loader then calls it unexpected.)
     """

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sparta.runtime import compile_backend
+
 
 def sparta_function(x: torch.Tensor, conv1_weight: torch.Tensor, conv1_bias: torch.Tensor,
                     conv2_weight: torch.Tensor, conv2_bias: torch.Tensor,
@@ -77,5 +79,5 @@ def use_fast_path(fused: bool | None, x: torch.Tensor) -> bool:
 def fast_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The fast equivalent of `Sparta.forward` (pooled phi) for a 4-D input."""
     phi = module.phi
-    return compiled_sparta_function()(x, phi.conv1.weight, phi.conv1.bias, phi.conv2.weight,
+    return compiled_sparta_function(compile_backend())(x, phi.conv1.weight, phi.conv1.bias, phi.conv2.weight,
                                       phi.conv2.bias, module.log_beta)

@@ -15,6 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from sparta.checkpoint import portable
 from sparta.errors import SpartaError
 from sparta.sparta_activation import Sparta
 
@@ -79,9 +80,9 @@ def export_sparta(model: nn.Module, path: str | os.PathLike) -> None:
     """Write the model's Sparta function(s) to a safetensors file keyed by stage."""
     tensors: dict[str, torch.Tensor] = {}
     for name, site in _functions(model).items():
-        tensors[f"{name}.log_beta"] = site.log_beta.detach().cpu().clone()
+        tensors[f"{name}.log_beta"] = portable(site.log_beta)
         for key, value in site.phi.state_dict().items():
-            tensors[f"{name}.phi.{key}"] = value.detach().cpu().clone()
+            tensors[f"{name}.phi.{key}"] = portable(value)
     meta = {"share": getattr(model, "sparta_share", "layer")}
     save_file(tensors, os.fspath(path), metadata={"sparta": json.dumps(meta)})
 

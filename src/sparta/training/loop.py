@@ -24,7 +24,7 @@ from sparta.evaluation import accuracy
 from sparta.models import build_model
 from sparta.progress import progress
 from sparta.runfiles import METRICS_FILE, read_metrics
-from sparta.runtime import autocast, machine_facts, resolve_device, seed_everything
+from sparta.runtime import autocast, compile_backend, machine_facts, resolve_device, seed_everything
 from sparta.sharing import export_sparta, import_sparta, sparta_sites
 from sparta.training import distributed
 from sparta.training.loader import DEFAULT_AUGMENT, DeviceLoader
@@ -141,7 +141,7 @@ def _train(config, resume, method, schedule, ranks, device) -> Path:
         reached = load_state(run_dir, model, optimizer, device)
         start_epoch, step = reached["epoch"], reached["step"]
     forward = distributed.wrap(model, ranks, device)
-    forward = torch.compile(forward) if config.compile else forward
+    forward = torch.compile(forward, backend=compile_backend()) if config.compile else forward
     # Attacks go through the (compiled) forward, except under DDP: its reducer expects weight grads.
     attack_model = model if ranks.distributed else None
     metrics_path = run_dir / METRICS_FILE

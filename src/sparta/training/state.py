@@ -16,7 +16,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from sparta.checkpoint import atomic_write
+from sparta.checkpoint import atomic_write, like_parameter, portable, portable_tensors
 from sparta.errors import SpartaError
 
 STATE_FILE = "checkpoint.safetensors"
@@ -31,12 +31,12 @@ def _rng_states(device: torch.device) -> dict[str, torch.Tensor]:
 
 def save_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                epoch: int, step: int, device: torch.device) -> None:
-    tensors = {f"model.{k}": v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v for k, v in portable_tensors(model.state_dict()).items()}
     opt = optimizer.state_dict()
     for index, buffers in opt["state"].items():
         for key, value in buffers.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"optim.{index}.{key}"] = value.detach().cpu().clone().contiguous()
+                tensors[f"optim.{index}.{key}"] = portable(value)
     tensors.update(_rng_states(device))
     meta = {"epoch": epoch, "step": step, "param_groups": opt["param_groups"]}
     atomic_write(run_dir / STATE_FILE, lambda tmp: save_file(tensors, tmp, metadata={"state": json.dumps(meta)}))
@@ -55,11 +55,12 @@ def load_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer
     except (OSError, KeyError, ValueError, RuntimeError, SafetensorError) as err:
         raise SpartaError(f"cannot resume from {path}: {type(err).__name__}: {err}") from None
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):
             _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value.to(device)
+            state.setdefault(int(index), {})[name] = like_parameter(value, params[int(index)])
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     torch.set_rng_state(tensors["rng.cpu"])
     if device.type == "cuda" and "rng.cuda" in tensors:
