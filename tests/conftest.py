@@ -20,6 +20,16 @@ from sparta.data import load_dataset
 from sparta.training.loop import train
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` need a GPU: skipped without one (the GPU check runs them)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if item.get_closest_marker("cuda"):
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def digits_test():
     x, y = load_dataset("digits", "test")

@@ -30,11 +30,16 @@ STAND_INS = {
     "compile": {"compile": True},
 }
 STAND_INS["all"] = {key: value for setting in STAND_INS.values() for key, value in setting.items()}
+CASES = [pytest.param("cpu", settings, id=f"cpu-{name}") for name, settings in STAND_INS.items()] + [
+    # on a GPU: the defaults themselves (channels_last, bf16, fused Sparta), and with --compile
+    pytest.param("cuda", {}, id="cuda-defaults", marks=pytest.mark.cuda),
+    pytest.param("cuda", {"compile": True}, id="cuda-compile", marks=pytest.mark.cuda),
+]
 
 
-def _config(out, **settings) -> TrainConfig:
+def _config(out, device="cpu", **settings) -> TrainConfig:
     base = dict(out=str(out), dataset="digits", subset=128, model="smallcnn", act="sparta", method="pgd",
-                eps=0.1, attack_steps=2, epochs=2, batch_size=64, eval_n=32, device="cpu", seed=3)
+                eps=0.1, attack_steps=2, epochs=2, batch_size=64, eval_n=32, device=device, seed=3)
     return TrainConfig(**{**base, **settings})
 
 
@@ -60,11 +65,11 @@ def _logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model.eval()(x)
 
 
-@pytest.mark.parametrize("name", list(STAND_INS))
-def test_a_cuda_default_on_its_cpu_stand_in_runs_end_to_end(name, tmp_path, monkeypatch, digits_test):
-    monkeypatch.setenv(COMPILE_BACKEND_VARIABLE, "aot_eager")
-    settings = STAND_INS[name]
-    config = _config(tmp_path / "source", **settings)
+@pytest.mark.parametrize("device, settings", CASES)
+def test_a_cuda_default_runs_end_to_end(device, settings, tmp_path, monkeypatch, digits_test):
+    if device == "cpu":
+        monkeypatch.setenv(COMPILE_BACKEND_VARIABLE, "aot_eager")
+    config = _config(tmp_path / "source", device, **settings)
 
     _train_killed_after_first_epoch(config, monkeypatch)
     assert [r["epoch"] for r in map(json.loads, (tmp_path / "source/metrics.jsonl").read_text().splitlines())] == [0]
@@ -82,20 +87,20 @@ def test_a_cuda_default_on_its_cpu_stand_in_runs_end_to_end(name, tmp_path, monk
     assert torch.allclose(_logits(as_channels_last, x[:8].contiguous(memory_format=torch.channels_last)),
                           reference, atol=1e-5)
 
-    records = evaluate_run(config.out, ["clean", "pgd", "cw", "autoattack"], n=16, device="cpu")
+    records = evaluate_run(config.out, ["clean", "pgd", "cw", "autoattack"], n=16, device=device)
     by_attack = {r["attack"]: r["accuracy"] for r in records}
     assert set(by_attack) == {"clean", "pgd", "cw", "autoattack"}
     assert by_attack["autoattack"] <= by_attack["clean"]
 
     # The exported Sparta function, imported frozen into a fresh model, gives the same logits.
-    fresh = loop.model_for(_config(tmp_path / "unused", **settings))
+    fresh = loop.model_for(_config(tmp_path / "unused", device, **settings))
     fresh.load_state_dict({k: v for k, v in model.state_dict().items() if ".phi." not in k and "log_beta" not in k},
                           strict=False)
     import_sparta(fresh, tmp_path / "source/sparta.safetensors", freeze=True)
     assert torch.allclose(_logits(fresh, x[:8]), reference, atol=1e-5)
 
     # Transfer: a new run with the source's function frozen keeps that function unchanged.
-    target = _config(tmp_path / "target", **settings, epochs=1, seed=4,
+    target = _config(tmp_path / "target", device, **settings, epochs=1, seed=4,
                      sparta_from=str(tmp_path / "source"), freeze_sparta=True)
     loop.train(target)
     transferred, _ = load_checkpoint(target.out)

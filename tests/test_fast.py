@@ -12,7 +12,6 @@ from sparta import Sparta, SpartaError, build_model, create_activation
 from sparta import fast
 from sparta.fast import compiled_sparta_function, sparta_function, use_fast_path
 
-CUDA = torch.cuda.is_available()
 
 
 def _random_sparta(channels: int, seed: int = 0, **options) -> Sparta:
@@ -173,7 +172,7 @@ def test_model_with_shared_sparta_matches(cpu_compiler):
         assert torch.allclose(got[name], ref[name], rtol=1e-4, atol=1e-6), name
 
 
-@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+@pytest.mark.cuda
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_cuda_fast_path_matches_reference_fp32(channels_last, monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # TF32 convs differ by 1e-3
@@ -190,7 +189,7 @@ def test_cuda_fast_path_matches_reference_fp32(channels_last, monkeypatch):
     _assert_same(fast_forward, module, x, rtol=1e-3, atol=1e-4)
 
 
-@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+@pytest.mark.cuda
 def test_cuda_fast_path_matches_reference_bf16_autocast():
     module = _random_sparta(32, per_channel_beta=True).cuda()
     x = torch.randn(8, 32, 16, 16, device="cuda").contiguous(memory_format=torch.channels_last)

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Claim (a) on the full Fashion-MNIST training set (60,000 images), on the 2-core CPU machine.
+# SmallCNN, PGD-AT at eps 0.1 with PGD-5 (step 2.5 eps / 5), 5 epochs, eps warm-up over the
+# first epoch; ReLU and Sparta x seeds 0-4 (then Swish and FReLU x seeds 0-2 if time allows).
+# Each cell: train, then clean / PGD-20 / CW on all 10,000 test images, then AutoAttack
+# (standard) on the first 200. Why this budget: results/README.md.
+#
+# Two workers (one thread each, nice 19) take cells from one queue in the order
+# relu-s0, sparta-s0, relu-s1, sparta-s1, ... so paired seeds finish together. A worker
+# claims a cell with mkdir (a lock folder); rerunning the script clears stale locks and
+# resumes every unfinished cell from its last epoch.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export OMP_NUM_THREADS=1
+OUT=results/cpu/full-fmnist
+LOCKS=$OUT/.locks
+SPARTA=".venv/bin/sparta"
+TRAIN="--dataset fashion-mnist --models smallcnn --methods pgd --eps 0.1 --epochs 5 --attack-steps 5 \
+  --batch-size 128 --lr 0.05 --eps-warmup-epochs 1 --eval-n 1000 --device cpu"
+QUEUE="relu:0 sparta:0 relu:1 sparta:1 relu:2 sparta:2 relu:3 sparta:3 relu:4 sparta:4
+  swish:0 frelu:0 swish:1 frelu:1 swish:2 frelu:2"
+
+cell() {  # act seed: train + clean/PGD-20/CW on 10k, then AutoAttack on 200
+  $SPARTA compare --acts "$1" --seed "$2" --seeds 1 $TRAIN --attacks clean,pgd,cw --out $OUT
+  $SPARTA compare --acts "$1" --seed "$2" --seeds 1 $TRAIN --attacks autoattack --n 200 --out $OUT
+}
+
+worker() {
+  for item in $QUEUE; do
+    act=${item%:*} seed=${item#*:}
+    mkdir "$LOCKS/$act-$seed" 2>/dev/null || continue
+    echo "$(date -u +%FT%TZ) worker $1: $act seed $seed"
+    nice -n 19 bash -c "cell $act $seed" || echo "$(date -u +%FT%TZ) worker $1: $act seed $seed FAILED"
+  done
+}
+
+export -f cell
+export SPARTA TRAIN OUT
+case ${1:-run} in
+  run)
+    rm -rf "$LOCKS" && mkdir -p "$LOCKS"
+    worker 0 >> $OUT/log-worker0.txt 2>&1 &
+    sleep 5
+    worker 1 >> $OUT/log-worker1.txt 2>&1 &
+    wait ;;
+esac
