@@ -38,7 +38,7 @@ export -f cell
 export SPARTA TRAIN OUT
 case ${1:-run} in
   run)
-    rm -rf "$LOCKS" && mkdir -p "$LOCKS"
+    rm -rf "$LOCKS" && mkdir -p "$LOCKS" "$OUT"
     worker 0 >> $OUT/log-worker0.txt 2>&1 &
     sleep 5
     worker 1 >> $OUT/log-worker1.txt 2>&1 &
