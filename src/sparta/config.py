@@ -107,10 +107,12 @@ class TrainConfig:
 
     @classmethod
     def load(cls, run_dir: str | Path) -> TrainConfig:
+        """The run's settings; `out` is where the run is now (a run directory can be moved or copied)."""
         path = Path(run_dir) / "config.json"
         if not path.is_file():
             raise SpartaError(f"{run_dir} is not a run directory (no config.json)")
         try:
-            return cls.from_dict(json.loads(path.read_text()))
+            config = cls.from_dict(json.loads(path.read_text()))
         except json.JSONDecodeError as err:
             raise SpartaError(f"{path} is not valid JSON: {err}") from None
+        return dataclasses.replace(config, out=str(Path(run_dir)))

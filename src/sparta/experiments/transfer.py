@@ -77,7 +77,7 @@ def read_source(path: str | Path, act_options: dict[str, Any] | None = None) -> 
     A file records its share mode but not the Sparta options; `act_options` gives them
     (the defaults when None), and a mismatch is reported when the function is imported.
     """
-    path = Path(path).resolve()
+    path = Path(path)  # as given: a relative source keeps the cells' configs valid wherever the tree is
     if path.is_file():
         return Source(path, _file_share(path), dict(act_options or {}))
     config = TrainConfig.load(path)
