@@ -263,7 +263,7 @@ def sparta_loop(case: Case, act: str, images: torch.Tensor, labels: torch.Tensor
     loader = DeviceLoader(images, labels, batch, seed=0, augment="none", device=device)
     batches = endless(loader.epoch)
     setting = AttackSetting(eps=config.eps, steps=config.attack_steps, step_size=config.step_size,
-                            bn_training=config.attack_bn_mode == "train")
+                            bn_training=config.attack_bn_training)
     method, precision = METHODS.get("pgd"), autocast(device, config.precision)
     model.train()
 

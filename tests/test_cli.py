@@ -86,3 +86,19 @@ def test_sparta_from_a_run_and_a_mismatched_target(tmp_path, capsys):
                  "--out", str(tmp_path / "mismatch")]) == 2
     err = capsys.readouterr().err.strip()
     assert "has stages" in err and "share='network'" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("command", ["", "train", "eval", "compare", "transfer", "ablate", "report", "download"])
+def test_every_help_works(command, capsys):
+    """`sparta --help` and each command's --help print usage and exit 0 (a stray % once broke them)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"] if command else ["--help"])
+    assert exit_info.value.code == 0
+    assert "usage: sparta" in capsys.readouterr().out
+
+
+def test_bare_command_names_the_missing_subcommand(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == 2
+    assert "required: command" in capsys.readouterr().err

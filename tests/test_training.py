@@ -222,3 +222,55 @@ def test_training_checks_its_last_epoch_against_chance(tmp_path, monkeypatch):
     run_dir = train(tiny_config(tmp_path, method="standard", epochs=1, subset=64, eval_every=0))
     last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
     assert seen == [(last["train_acc"], 10)]
+
+
+def _batchnorm_modes_per_forward(model, run):
+    """The model's training flag (what BatchNorm follows) at each forward pass during run()."""
+    modes = []
+    handle = model.register_forward_pre_hook(lambda module, args: modes.append(module.training))
+    try:
+        run()
+    finally:
+        handle.remove()
+    return modes
+
+
+def test_trades_attacks_in_eval_mode_by_default_as_published():
+    """Zhang et al.'s trades.py: eval mode for the clean target and the attack, train mode for the loss."""
+    torch.manual_seed(0)
+    model = build_model("smallcnn", "relu", num_classes=10, in_channels=1, image_size=28).train()
+    x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    config = TrainConfig(method="trades", attack_steps=3).validate()
+    assert config.attack_bn_mode == "eval" and not config.attack_bn_training
+    setting = AttackSetting(eps=0.1, steps=3, step_size=0.03, bn_training=config.attack_bn_training)
+    modes = _batchnorm_modes_per_forward(model, lambda: METHODS.get("trades")(model, x, y, setting))
+    assert modes == [False] * 4 + [True, True]  # target + 3 attack steps in eval; 2 loss passes in train
+    variant = TrainConfig(method="trades", attack_bn_mode="train").validate()
+    assert variant.attack_bn_training
+    assert TrainConfig(method="pgd").validate().attack_bn_mode == "train"  # Madry et al.'s choice stays
+
+
+@pytest.mark.parametrize("phi, share", [("pooled", "stage"), ("depthwise", "layer"), ("depthwise", "stage")])
+def test_frozen_sparta_function_stays_bit_identical(tmp_path, phi, share):
+    """--freeze-sparta: every tensor of the imported function (BatchNorm statistics included)
+    is unchanged by training, at every site, also when several sites share one phi."""
+    from sparta.sharing import export_sparta
+
+    torch.manual_seed(1)
+    source = build_model("smallcnn", "sparta", num_classes=10, in_channels=1, image_size=28, share=share, phi=phi)
+    for module in source.modules():  # a function that is not the initial one
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.normal_()
+    function = tmp_path / "function.safetensors"
+    export_sparta(source, function)
+    config = tiny_config(tmp_path, method="standard", epochs=1, subset=128, share=share,
+                         act_options={"phi": phi}, sparta_from=str(function), freeze_sparta=True, eval_every=0)
+    train(config)
+    trained, _ = load_checkpoint(config.out)
+    export_sparta(trained, tmp_path / "after.safetensors")
+    before, after = load_file(function), load_file(tmp_path / "after.safetensors")
+    assert before.keys() == after.keys()
+    changed = [key for key in before if not torch.equal(before[key], after[key])]
+    assert not changed

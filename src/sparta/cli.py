@@ -18,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sparta", description="Train and honestly evaluate robust CNNs with the Sparta activation.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module in command_modules().items():
-        module.add_arguments(sub.add_parser(name, help=module.HELP, description=module.__doc__))
+        # argparse %-formats help strings: a literal % (as in "95% CI") must be doubled
+        module.add_arguments(sub.add_parser(name, help=module.HELP.replace("%", "%%"), description=module.__doc__))
     return parser
 
 

@@ -31,7 +31,9 @@ class TrainConfig:
     eps: float = 0.1
     attack_steps: int = 10
     attack_step_size: float | None = None  # None: 2.5 * eps / steps (Madry et al.)
-    attack_bn_mode: str = "train"  # BatchNorm mode while crafting training attacks
+    # BatchNorm mode while crafting training attacks; None: the method's published choice
+    # (train for pgd and fgsm-rs as in Madry et al.'s code, eval for trades as in Zhang et al.'s)
+    attack_bn_mode: str | None = None
     trades_beta: float = 6.0
     eps_warmup_epochs: float = 0.0  # eps grows linearly from 0 over this many epochs
     epochs: int = 10
@@ -53,6 +55,8 @@ class TrainConfig:
     eval_n: int = 1000  # test images in the quick per-epoch evaluation
 
     def validate(self) -> TrainConfig:
+        """Check every setting (one clear error each) and fill the method-dependent default
+        of attack_bn_mode, so config.json records the mode a run used."""
         checks = [
             (0.0 <= self.eps <= 1.0, f"eps must lie in [0, 1], got {self.eps}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
@@ -61,7 +65,7 @@ class TrainConfig:
             (self.subset is None or self.subset >= 1, f"subset must be >= 1, got {self.subset}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
             (0 <= self.momentum < 1, f"momentum must lie in [0, 1), got {self.momentum}"),
-            (self.attack_bn_mode in ("train", "eval"),
+            (self.attack_bn_mode in (None, "train", "eval"),
              f"attack BatchNorm mode must be train or eval, got '{self.attack_bn_mode}'"),
             (self.precision in ("auto", "fp32", "bf16"),
              f"precision must be auto, fp32 or bf16, got '{self.precision}'"),
@@ -72,6 +76,10 @@ class TrainConfig:
             if not ok:
                 raise SpartaError(message)
         self._check_names()
+        if self.attack_bn_mode is None:
+            from sparta.training.methods import published_attack_bn_mode
+
+            self.attack_bn_mode = published_attack_bn_mode(self.method)
         return self
 
     def _check_names(self) -> None:
@@ -89,6 +97,13 @@ class TrainConfig:
             registry.canonical(name)
         if self.share not in SHARE_MODES:
             raise SpartaError(f"unknown Sparta share mode '{self.share}'; choose from: {', '.join(SHARE_MODES)}")
+
+    @property
+    def attack_bn_training(self) -> bool:
+        """Whether training attacks run with BatchNorm in train mode (see attack_bn_mode)."""
+        from sparta.training.methods import published_attack_bn_mode
+
+        return (self.attack_bn_mode or published_attack_bn_mode(self.method)) == "train"
 
     @property
     def step_size(self) -> float:

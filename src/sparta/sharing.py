@@ -68,12 +68,15 @@ def share_sparta(model: nn.Module, share: str) -> nn.Module:
     return model
 
 
-def _functions(model: nn.Module) -> dict[str, Sparta]:
-    share = getattr(model, "sparta_share", "layer")
-    groups = _groups(model, share)
+def _shared_groups(model: nn.Module) -> dict[str, list[Sparta]]:
+    groups = _groups(model, getattr(model, "sparta_share", "layer"))
     if not groups:
         raise SpartaError("the model has no Sparta activation")
-    return {name: group[0] for name, group in groups.items()}
+    return groups
+
+
+def _functions(model: nn.Module) -> dict[str, Sparta]:
+    return {name: group[0] for name, group in _shared_groups(model).items()}
 
 
 def export_sparta(model: nn.Module, path: str | os.PathLike) -> None:
@@ -94,7 +97,8 @@ def import_sparta(model: nn.Module, path: str | os.PathLike, freeze: bool = True
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:
         raise SpartaError(f"cannot read Sparta function file {path}: {err}") from None
     names = sorted({key.split(".phi.")[0].removesuffix(".log_beta") for key in tensors})
-    targets = _functions(model)
+    groups = _shared_groups(model)
+    targets = {name: group[0] for name, group in groups.items()}
     if sorted(targets) != names:
         raise SpartaError(f"Sparta function {path} has stages {names}, the model has {sorted(targets)}; "
                           "use share='network' to move one function into any CNN")
@@ -108,6 +112,7 @@ def import_sparta(model: nn.Module, path: str | os.PathLike, freeze: bool = True
         except (RuntimeError, KeyError) as err:
             first_line = str(err).strip().splitlines()[0]
             raise SpartaError(f"Sparta function {path} does not fit stage '{name}': {first_line}") from None
-        if freeze:
-            site.freeze()
+        if freeze:  # every site of the group: a shared phi must stay in eval mode for all of them
+            for member in groups[name]:
+                member.freeze()
     return model

@@ -165,7 +165,7 @@ def _train(config, resume, method, schedule, ranks, device) -> Path:
             eps = eps_at(config, step / len(loader))
             step_size = config.step_size * (eps / config.eps if config.eps > 0 else 1.0)
             setting = AttackSetting(eps=eps, steps=config.attack_steps, step_size=step_size,
-                                    bn_training=config.attack_bn_mode == "train",
+                                    bn_training=config.attack_bn_training,
                                     trades_beta=config.trades_beta, attack_model=attack_model)
             try:
                 loss, right = train_step(forward, optimizer, method, x, y, setting, precision)

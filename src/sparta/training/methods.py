@@ -31,6 +31,15 @@ class AttackSetting:
         return model if self.attack_model is None else self.attack_model
 
 
+# BatchNorm mode while a method crafts its training attack, as its authors' code does:
+# Zhang et al.'s trades.py switches to eval mode for the attack and the clean target.
+PUBLISHED_ATTACK_BN_MODE = {"trades": "eval"}
+
+
+def published_attack_bn_mode(method: str) -> str:
+    return PUBLISHED_ATTACK_BN_MODE.get(METHODS.canonical(method), "train")
+
+
 Method = Callable[[nn.Module, torch.Tensor, torch.Tensor, AttackSetting], tuple[torch.Tensor, torch.Tensor]]
 METHODS: Registry[Method] = Registry("training method")
 
@@ -63,7 +72,7 @@ def fgsm_rs(model, x, y, setting):
 
 def trades_attack(model: nn.Module, x: torch.Tensor, clean_probs: torch.Tensor,
                   setting: AttackSetting) -> torch.Tensor:
-    """Maximise KL(f(x') || f(x)) inside the ball, from a small Gaussian start."""
+    """Maximise KL(f(x) || f(x')) inside the ball, from a small Gaussian start (clean_probs = f(x))."""
     x_adv = (x + 0.001 * torch.randn_like(x)).clamp(0, 1)
     for _ in range(setting.steps):
         x_adv.requires_grad_(True)
@@ -75,7 +84,11 @@ def trades_attack(model: nn.Module, x: torch.Tensor, clean_probs: torch.Tensor,
 
 @METHODS.register("trades")
 def trades(model, x, y, setting):
-    """CE(f(x), y) + beta * KL(f(x) || f(x')): the clean logits are computed once."""
+    """CE(f(x), y) + beta * KL(f(x) || f(x')), as Zhang et al.'s reference.
+
+    The attack and its clean target run in the BatchNorm mode of `setting.bn_training`
+    (eval by default, as published: `--attack-bn-mode train` gives the train-mode variant);
+    the loss itself is computed in train mode."""
     if setting.eps > 0:
         target = setting.target(model)
         with model_mode(target, setting.bn_training), torch.no_grad():
