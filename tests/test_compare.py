@@ -150,3 +150,27 @@ def test_table_names_seeds_whose_training_stayed_at_chance(tmp_path):
     assert "| 2 (seed 1 at chance) |" in markdown
     (csv_row,) = csv.DictReader((tmp_path / "table.csv").open())
     assert csv_row["seeds_at_chance"] == "1" and csv_row["n_seeds"] == "2"
+
+
+def test_paired_differences_are_per_seed_against_the_first_activation(finished_grid):
+    from sparta.experiments.table import _cell_values, paired_markdown
+
+    _, cells = finished_grid
+    text = paired_markdown(cells, PLAN, "relu")
+    assert "against relu" in text and "| swish |" in text and "| relu |" not in text
+    by = {(c.labels["act"], c.config.seed): _cell_values(c, PLAN)["clean"] for c in cells}
+    differences = [100 * (by[("swish", s)] - by[("relu", s)]) for s in (0, 1)]
+    assert all(f"{d:+.2f}" in text for d in differences)
+
+
+def test_table_only_tabulates_finished_cells_and_trains_nothing(finished_grid, monkeypatch, capsys):
+    out, _ = finished_grid
+    calls = count_train_calls(monkeypatch)
+    argv = ["compare", "--acts", "relu,swish", "--seeds", "3", "--dataset", "digits", "--subset", "32",
+            "--epochs", "1", "--batch-size", "32", "--method", "standard", "--eval-every", "0",
+            "--attacks", "clean,pgd", "--n", "32", "--out", str(out), "--table-only"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert not calls
+    assert "left out of the table: smallcnn-relu-standard-seed2, smallcnn-swish-standard-seed2" in captured.err
+    assert "Paired differences against relu" in captured.out and "| 2 (seeds 0, 1" in captured.out

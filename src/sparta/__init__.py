@@ -10,6 +10,7 @@ from sparta.convert import convert_activations
 from sparta.data import load_dataset
 from sparta.errors import DataError, SpartaError
 from sparta.models import MODELS, build_model, model_names
+from sparta.pretrained import load_pretrained, pretrained_names
 from sparta.sharing import export_sparta, import_sparta, share_sparta, sparta_sites
 from sparta.sparta_activation import Sparta
 
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ACTIVATIONS", "MODELS", "DataError", "FReLU", "Sparta", "SpartaError", "activation_names",
     "build_model", "convert_activations", "create_activation", "export_sparta", "import_sparta",
-    "load_checkpoint", "load_dataset", "model_names", "save_checkpoint", "share_sparta",
+    "load_checkpoint", "load_dataset", "load_pretrained", "model_names", "pretrained_names",
+    "save_checkpoint", "share_sparta",
     "sparta_sites",
 ]

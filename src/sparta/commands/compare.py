@@ -68,6 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", type=name_list, default=None,
                         help="comma list of training methods (default: pgd)")
     add_grid_flags(parser)
+    parser.add_argument("--table-only", action="store_true",
+                        help="train and evaluate nothing: tabulate the finished cells, list the others")
     add_train_flags(parser, skip={"act", "model", "method"})
 
 
@@ -103,9 +105,34 @@ def run_cells(cells, plan, args: argparse.Namespace, tabulate) -> int:
     return 0
 
 
+def finished_cells(cells, plan) -> list:
+    """The cells whose training and requested evaluations are done; names the others on stderr."""
+    import sys
+
+    from sparta.experiments.grid import cell_state, eval_size
+
+    done = [cell for cell in cells if cell_state(cell, plan, eval_size(cell.config, plan)) == "done"]
+    missing = [cell.name for cell in cells if cell not in done]
+    if missing:
+        print(f"not finished, left out of the table: {', '.join(missing)}", file=sys.stderr)
+    if not done:
+        raise SpartaError("no finished cell to tabulate yet")
+    return done
+
+
 def run(args: argparse.Namespace) -> int:
     from sparta.experiments import grid_cells, write_table
+    from sparta.experiments.table import paired_markdown
 
     plan = eval_plan(args)
     cells = grid_cells(base_config(args), args.out, args.acts, seed_list(args), args.models, args.methods)
-    return run_cells(cells, plan, args, lambda: write_table(cells, plan, args.out, "Activations compared"))
+
+    def tabulate(chosen) -> str:
+        reference = cells[0].labels["act"]
+        return write_table(chosen, plan, args.out, "Activations compared",
+                           extra=paired_markdown(chosen, plan, reference))
+
+    if args.table_only:
+        print(tabulate(finished_cells(cells, plan)))
+        return 0
+    return run_cells(cells, plan, args, lambda: tabulate(cells))

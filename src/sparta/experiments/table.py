@@ -192,3 +192,31 @@ def write_table(cells: Sequence[Cell], plan: EvalPlan, out: str | Path, title: s
     atomic_write_text(Path(out) / f"{stem}.md", markdown)
     atomic_write_text(Path(out) / f"{stem}.csv", to_csv(rows))
     return markdown
+
+
+def paired_markdown(cells: Sequence[Cell], plan: EvalPlan, reference: str) -> str:
+    """Each row's accuracy minus the `reference` activation's, seed by seed (same seed, same data
+    order), for every attack: the per-seed differences and their mean ± 95% CI (Student's t).
+    Pairing removes the seed-to-seed spread that the unpaired intervals above carry."""
+    by_act: dict[str, dict[int, dict[str, float]]] = {}
+    for cell in cells:
+        by_act.setdefault(cell.labels.get("act", ""), {})[cell.config.seed] = _cell_values(cell, plan)
+    if reference not in by_act or len(by_act) < 2:
+        return ""
+    titles = [t for t in next(iter(by_act[reference].values())) if _is_accuracy(t)]
+    head = ["activation", *(f"{t}: minus {reference} (points)" for t in titles), "seeds"]
+    lines = [f"### Paired differences against {reference}, seed by seed\n",
+             "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for act, seeds in by_act.items():
+        common = sorted(set(seeds) & set(by_act[reference]))
+        if act == reference or not common:
+            continue
+        row = [act]
+        for title in titles:
+            differences = [100 * (seeds[s][title] - by_act[reference][s][title]) for s in common]
+            listed = ", ".join(f"{d:+.2f}" for d in differences)
+            row.append(f"{mean_ci(differences).format(1.0, 2)} ({listed})")
+        row.append(", ".join(map(str, common)))
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
