@@ -9,7 +9,7 @@ TRAIN="--dataset fashion-mnist --models smallcnn --methods pgd --eps 0.1 --epoch
 .venv/bin/sparta compare --acts relu,sparta,swish,frelu --seeds 5 $TRAIN --attacks clean,pgd,cw \
   --out $OUT --table-only > $OUT/table-n10000.md
 mv $OUT/table.csv $OUT/table-n10000.csv; rm -f $OUT/table.md
-.venv/bin/sparta compare --acts relu,sparta,swish,frelu --seeds 5 $TRAIN --attacks clean,autoattack --n 200 \
+.venv/bin/sparta compare --acts relu,sparta,swish,frelu --seeds 5 $TRAIN --attacks autoattack --n 200 \
   --out $OUT --table-only > $OUT/table-autoattack-n200.md
 mv $OUT/table.csv $OUT/table-autoattack-n200.csv; rm -f $OUT/table.md
 for act in relu sparta swish frelu; do
