@@ -102,3 +102,18 @@ def test_bare_command_names_the_missing_subcommand(capsys):
         main([])
     assert exit_info.value.code == 2
     assert "required: command" in capsys.readouterr().err
+
+
+def test_an_internal_error_is_one_line_unless_debugging(monkeypatch, capsys):
+    from sparta.commands import eval as eval_command
+
+    def broken(args):
+        raise RuntimeError("view size is not compatible\nsecond line")
+
+    monkeypatch.setattr(eval_command, "run", broken)
+    assert main(["eval", "anything"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sparta: internal error: RuntimeError: view size") and "\n" not in err
+    monkeypatch.setenv("SPARTA_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        main(["eval", "anything"])

@@ -6,6 +6,7 @@ Every failure the user can fix prints one line, `sparta: error: ...`, and exits 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -33,6 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sparta: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # a bug, not bad input: one line still, the traceback on request
+        if os.environ.get("SPARTA_DEBUG"):
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        print(f"sparta: internal error: {type(err).__name__}: {first[:300]} "
+              "(a bug in sparta; rerun with SPARTA_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
