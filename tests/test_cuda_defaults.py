@@ -5,8 +5,8 @@ path, and optionally under torch.compile. Each has a CPU stand-in: channels_last
 bf16 autocast exist on the CPU as they are, and the two compiled paths run with the
 `aot_eager` backend (the same graph capture and forward/backward split, without
 Inductor's code generation). Each setting goes through the whole life of a run: train,
-killed after epoch 1 and resumed, evaluation (AutoAttack's adapter included), the
-Sparta function exported and imported frozen, and transfer into a new run.
+killed after epoch 1 and resumed, evaluation (AutoAttack's adapter with all stand-ins at
+once, and on CUDA), the Sparta function exported and imported frozen, and transfer.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 
 from sparta.checkpoint import load_checkpoint, load_weights
 from sparta.config import TrainConfig
-from sparta.evaluation import evaluate_run
+from sparta.evaluation import evaluate, evaluate_run
 from sparta.runtime import COMPILE_BACKEND_VARIABLE
 from sparta.sharing import import_sparta, sparta_sites
 from sparta.training import loop
@@ -38,8 +38,8 @@ CASES = [pytest.param("cpu", settings, id=f"cpu-{name}") for name, settings in S
 
 
 def _config(out, device="cpu", **settings) -> TrainConfig:
-    base = dict(out=str(out), dataset="digits", subset=128, model="smallcnn", act="sparta", method="pgd",
-                eps=0.1, attack_steps=2, epochs=2, batch_size=64, eval_n=32, device=device, seed=3)
+    base = dict(out=str(out), dataset="digits", subset=64, model="smallcnn", act="sparta", method="pgd",
+                eps=0.1, attack_steps=2, epochs=2, batch_size=32, eval_n=16, device=device, seed=3)
     return TrainConfig(**{**base, **settings})
 
 
@@ -87,10 +87,19 @@ def test_a_cuda_default_runs_end_to_end(device, settings, tmp_path, monkeypatch,
     assert torch.allclose(_logits(as_channels_last, x[:8].contiguous(memory_format=torch.channels_last)),
                           reference, atol=1e-5)
 
-    records = evaluate_run(config.out, ["clean", "pgd", "cw", "autoattack"], n=16, device=device)
+    records = evaluate_run(config.out, ["clean", "pgd", "cw"], n=16, device=device)
     by_attack = {r["attack"]: r["accuracy"] for r in records}
-    assert set(by_attack) == {"clean", "pgd", "cw", "autoattack"}
-    assert by_attack["autoattack"] <= by_attack["clean"]
+    assert set(by_attack) == {"clean", "pgd", "cw"}
+    if device == "cuda" or settings == STAND_INS["all"]:
+        # AutoAttack's adapter on the model as `sparta eval` loads it; on the CPU its cheap
+        # members only (the standard set takes ~50 s on a barely trained model predicting one
+        # class, "robust" on that class's images; tests/test_cli.py runs the standard set).
+        loaded, _ = load_checkpoint(config.out, device=device)
+        images, labels = (t[:8].to(device) for t in digits_test)
+        cheap = {"version": "custom", "attacks": ("apgd-ce", "square"), "n_queries": 20}
+        [found] = evaluate(loaded, images, labels, ["autoattack"], config.eps,
+                           options={"autoattack": {} if device == "cuda" else cheap})
+        assert found["accuracy"] <= evaluate(loaded, images, labels, ["clean"], config.eps)[0]["accuracy"]
 
     # The exported Sparta function, imported frozen into a fresh model, gives the same logits.
     fresh = loop.model_for(_config(tmp_path / "unused", device, **settings))

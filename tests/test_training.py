@@ -88,7 +88,7 @@ def test_train_writes_the_run_directory(tmp_path):
     lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert [l["epoch"] for l in lines] == [0, 1]
     assert {"train_loss", "test_clean", "test_pgd10", "images_per_s"} <= set(lines[0])
-    assert TrainConfig.load(run) == tiny_config(tmp_path)
+    assert TrainConfig.load(run) == tiny_config(tmp_path).validate()  # with the method's attack BN mode
     model, meta = load_checkpoint(run)
     assert meta["epoch"] == 2 and meta["torch"] == torch.__version__
 
