@@ -297,6 +297,8 @@ def check(args: argparse.Namespace) -> int:
     figures = {"train": train_figures(runs / "defaults"), "train-compile": train_figures(runs / "compile"),
                "resume": train_figures(runs / "resume"), "eval-autoattack": eval_figures(runs / "defaults")}
     text = summary("GPU check", " ".join(sys.argv[1:]), env, steps, figures, started)
+    text += ("\nThe tests, both trainings and the resume ran at the same time (images/s above are "
+             "under that load); eval followed training; the speed benchmark ran alone at the end.\n")
     speed = out / "speed-step.md"
     if speed.is_file():
         text += "\n## Speed (benchmarks/speed.py --parts step)\n\n" + speed.read_text()
