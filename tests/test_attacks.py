@@ -126,3 +126,36 @@ def test_model_mode_restores_after_error():
         with model_mode(model, False):
             raise RuntimeError("boom")
     assert model.training and model[0].training
+
+
+def test_attacks_are_callables_and_alpha_names_the_step_size(trained_model, digits_test):
+    from sparta import create_attack
+
+    x, y = digits_test
+    pgd = create_attack("pgd", 0.1, steps=5, alpha=0.01)
+    assert pgd.alpha == 0.01
+    torch.manual_seed(0)
+    called = pgd(trained_model, x[:16], y[:16])
+    torch.manual_seed(0)
+    assert torch.equal(called, pgd.perturb(trained_model, x[:16], y[:16]))
+    with pytest.raises(SpartaError, match="alpha or step_size"):
+        create_attack("pgd", 0.1, alpha=0.01, step_size=0.02)
+
+
+@pytest.mark.parametrize("loss_name", ["pgd_at_loss", "fgsm_rs_loss", "trades_loss"])
+def test_public_adversarial_losses_train_a_users_model(loss_name, digits_test):
+    import sparta
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.LazyLinear(10))
+    x, y = digits_test
+    model(x[:2])
+    loss = getattr(sparta, loss_name)(model.train(), x[:16], y[:16], eps=0.1)
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    clean = torch.nn.functional.cross_entropy(model(x[:16]), y[:16])
+    assert loss.item() > clean.item() - 1e-6  # an adversarial loss is not below the clean one
+    with pytest.raises(SpartaError, match="eps must lie in"):
+        getattr(sparta, loss_name)(model, x[:4], y[:4], eps=2.0)

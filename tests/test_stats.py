@@ -42,3 +42,23 @@ def test_equal_values_give_a_zero_interval_and_more_confidence_a_wider_one():
 def test_bad_input_is_a_clear_error(values, confidence, message):
     with pytest.raises(SpartaError, match=message):
         mean_ci(values, confidence)
+
+
+def test_binomial_interval_is_clopper_pearson():
+    from sparta.stats import binomial_interval
+
+    low, high = binomial_interval(180, 200)  # 90% on 200 images
+    assert low == pytest.approx(0.8506, abs=1e-3) and high == pytest.approx(0.9376, abs=1e-3)
+    assert binomial_interval(0, 10)[0] == 0.0 and binomial_interval(10, 10)[1] == 1.0
+    with pytest.raises(SpartaError):
+        binomial_interval(11, 10)
+
+
+def test_evaluate_records_carry_n_and_their_interval(trained_model, digits_test):
+    from sparta import evaluate
+
+    x, y = digits_test
+    [record] = evaluate(trained_model, x, y, ["clean"], eps=0.1)
+    low, high = record["ci95"]
+    assert record["n"] == len(y) and record["correct"] == round(record["accuracy"] * len(y))
+    assert 0 <= low <= record["accuracy"] <= high <= 1

@@ -5,10 +5,13 @@ arXiv:2105.08269).
 """
 
 from sparta.activations import ACTIVATIONS, FReLU, activation_names, create_activation
+from sparta.attacks import FGSM, PGD, AutoAttack, create_attack
 from sparta.checkpoint import load_checkpoint, save_checkpoint
 from sparta.convert import convert_activations
 from sparta.data import load_dataset
 from sparta.errors import DataError, SpartaError
+from sparta.evaluation import accuracy, evaluate
+from sparta.losses import fgsm_rs_loss, pgd_at_loss, trades_loss
 from sparta.models import MODELS, build_model, model_names
 from sparta.pretrained import load_pretrained, pretrained_names
 from sparta.sharing import export_sparta, import_sparta, share_sparta, sparta_sites
@@ -17,8 +20,10 @@ from sparta.sparta_activation import Sparta
 __version__ = "0.1.0"
 
 __all__ = [
-    "ACTIVATIONS", "MODELS", "DataError", "FReLU", "Sparta", "SpartaError", "activation_names",
-    "build_model", "convert_activations", "create_activation", "export_sparta", "import_sparta",
+    "ACTIVATIONS", "FGSM", "MODELS", "PGD", "AutoAttack", "DataError", "FReLU", "Sparta", "SpartaError",
+    "accuracy", "activation_names", "build_model", "convert_activations", "create_activation",
+    "create_attack", "evaluate", "export_sparta", "fgsm_rs_loss", "import_sparta", "pgd_at_loss",
+    "trades_loss",
     "load_checkpoint", "load_dataset", "load_pretrained", "model_names", "pretrained_names",
     "save_checkpoint", "share_sparta",
     "sparta_sites",

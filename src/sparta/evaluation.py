@@ -15,6 +15,7 @@ from sparta.checkpoint import atomic_write_text, load_checkpoint
 from sparta.config import TrainConfig
 from sparta.errors import SpartaError
 from sparta.runfiles import EVAL_FILE
+from sparta.stats import binomial_interval
 
 # Evaluation settings (DESIGN.md section 5): PGD-20 with step eps/4; CW = PGD-30 on the margin.
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
@@ -36,17 +37,30 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack 
     return correct / max(1, len(y))
 
 
+def _record(attack: str, eps: float, acc: float, n: int, seconds: float, **extra: Any) -> dict[str, Any]:
+    correct = round(acc * n)
+    return {"attack": attack, "eps": eps, "accuracy": acc, "ci95": list(binomial_interval(correct, n)),
+            "correct": correct, "n": n, "seconds": seconds, **extra}
+
+
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: list[str], eps: float,
              batch_size: int = 500, seed: int = 0, options: dict[str, dict[str, Any]] | None = None,
              ) -> list[dict[str, Any]]:
-    """One record per attack: accuracy, seconds, and the settings used."""
+    """Accuracy of `model` on (x, y) under each attack (and "clean"), at L-inf radius eps.
+
+    One record per attack: accuracy, its 95% Clopper-Pearson interval for the test-set
+    sample (`ci95`), correct count and n, seconds, and the attack's settings. `options`
+    maps an attack name to its settings (e.g. {"pgd": {"steps": 50, "restarts": 5}}).
+    """
+    if not len(y):
+        raise SpartaError("evaluate needs at least one image")
     records = []
     for name in attacks:
         torch.manual_seed(seed)
         if name == "clean":
             started = time.perf_counter()
-            records.append({"attack": "clean", "eps": 0.0, "accuracy": accuracy(model, x, y, None, batch_size),
-                            "seconds": time.perf_counter() - started, "n": len(y)})
+            acc = accuracy(model, x, y, None, batch_size)
+            records.append(_record("clean", 0.0, acc, len(y), time.perf_counter() - started))
             continue
         settings = {**DEFAULT_OPTIONS.get(ATTACKS.canonical(name), {}), **(options or {}).get(name, {})}
         if ATTACKS.canonical(name) in ("autoattack", "square"):
@@ -54,8 +68,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: list[s
         attack = create_attack(name, eps, **settings)
         started = time.perf_counter()
         acc = accuracy(model, x, y, attack, batch_size)
-        records.append({"attack": ATTACKS.canonical(name), "eps": eps, "accuracy": acc,
-                        "seconds": time.perf_counter() - started, "n": len(y), "settings": settings})
+        records.append(_record(ATTACKS.canonical(name), eps, acc, len(y), time.perf_counter() - started,
+                               settings=settings))
     return records
 
 

@@ -40,6 +40,17 @@ class Estimate:
         return f"{scale * self.mean:.{digits}f} ± {half}"
 
 
+def binomial_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Clopper-Pearson (exact) interval of an accuracy measured on n test images.
+
+    The test set is a sample: 90% on 200 images is 85.0-93.8%, on 10,000 89.4-90.6%.
+    """
+    if n < 1 or not 0 <= correct <= n:
+        raise SpartaError(f"a binomial interval needs 0 <= correct <= n and n >= 1, got {correct} of {n}")
+    found = scipy_stats.binomtest(correct, n).proportion_ci(confidence_level=confidence, method="exact")
+    return float(found.low), float(found.high)
+
+
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> Estimate:
     """Mean and Student-t confidence interval of `values` (seeds are few, the variance unknown)."""
     if not 0 < confidence < 1:

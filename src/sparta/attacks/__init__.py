@@ -11,11 +11,16 @@ from torch import nn
 from sparta.attacks.autoattack import AutoAttack
 from sparta.attacks.gradient import FGSM, PGD
 from sparta.attacks.threat import check_eps, margin_loss, model_mode, parse_eps, project
+from sparta.errors import SpartaError
 from sparta.registry import Registry
 
 
 class Attack(Protocol):
+    """`perturb(model, x, y)` (or `attack(model, x, y)`) returns x_adv in the eps ball and [0, 1]."""
+
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
 
 
 ATTACKS: Registry[Callable[..., Attack]] = Registry("attack")
@@ -48,6 +53,15 @@ def _square(eps: float, **options) -> Attack:
 
 
 def create_attack(name: str, eps: float, **options) -> Attack:
+    """An attack by name (fgsm, pgd, cw, autoattack, square) at L-inf radius eps in pixel space.
+
+    Options are the attack's own (steps, restarts, step_size, ...); `alpha`, the usual name
+    of the step size, is accepted for `step_size`.
+    """
+    if "alpha" in options:
+        if "step_size" in options:
+            raise SpartaError("give the step size once: alpha or step_size, not both")
+        options["step_size"] = options.pop("alpha")
     return ATTACKS.get(name)(eps, **options)
 
 

@@ -69,3 +69,5 @@ class AutoAttack:
             raise SpartaError(f"AutoAttack returned points outside the eps ball or [0, 1] "
                               f"(max |delta| = {overshoot:.6f}, eps = {self.eps})")
         return x_adv.detach()
+
+    __call__ = perturb  # attack(model, x, y)

@@ -62,6 +62,8 @@ class PGD:
                 broken |= newly
         return x_adv.detach()
 
+    __call__ = perturb  # attack(model, x, y)
+
 
 @dataclass
 class FGSM:
@@ -82,3 +84,5 @@ class FGSM:
             start = random_start(x, self.eps) if self.random_init else x
             grad = input_gradient(model, start, y, self.loss)
             return project(start + alpha * grad.sign(), x, self.eps).detach()
+
+    __call__ = perturb  # attack(model, x, y)

@@ -39,8 +39,9 @@ def run(args: argparse.Namespace) -> int:
         records = evaluate_run(args.run_dir, attacks, n=args.n, eps=args.eps, device=args.device,
                                batch_size=args.batch_size, data_root=args.data_root)
         for record in records:
+            low, high = record["ci95"]
             print(f"{record['attack']:<11} eps={record['eps']:.4f}  accuracy={100 * record['accuracy']:6.2f}%  "
-                  f"n={record['n']}  ({record['seconds']:.1f}s)")
+                  f"(95% CI {100 * low:.2f}-{100 * high:.2f})  n={record['n']}  ({record['seconds']:.1f}s)")
     return _sanity(args) if args.sanity else 0
 
 
