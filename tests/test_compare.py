@@ -174,3 +174,16 @@ def test_table_only_tabulates_finished_cells_and_trains_nothing(finished_grid, m
     assert not calls
     assert "left out of the table: smallcnn-relu-standard-seed2, smallcnn-swish-standard-seed2" in captured.err
     assert "Paired differences against relu" in captured.out and "| 2 (seeds 0, 1" in captured.out
+
+
+def test_accuracy_cells_show_each_seed_and_never_leave_0_to_100():
+    from sparta.experiments.table import Row, accuracy_text
+    from sparta.stats import mean_ci
+
+    values = [0.0, 0.3438]  # a 2-seed spread: the t interval reaches far below 0
+    row = Row({"act": "x"}, {"pgd": mean_ci(values)}, 1, 1, [0, 1], per_seed={"pgd": values})
+    text = accuracy_text(row, "pgd")
+    assert text == "17.19 [0.00, 100.00] (0.00, 34.38)"
+    steady = [0.74, 0.75, 0.76]
+    row = Row({"act": "x"}, {"pgd": mean_ci(steady)}, 1, 1, [0, 1, 2], per_seed={"pgd": steady})
+    assert accuracy_text(row, "pgd") == f"{mean_ci(steady).format(100.0, 2)} (74.00, 75.00, 76.00)"

@@ -40,6 +40,7 @@ class Row:
     trainable_params: int
     seeds: list[int]
     seeds_at_chance: list[int] = dataclasses.field(default_factory=list)
+    per_seed: dict[str, list[float]] = dataclasses.field(default_factory=dict)  # title -> value per seed
 
 
 def parameter_counts(config: TrainConfig) -> tuple[int, int]:
@@ -110,7 +111,8 @@ def collect(cells: Sequence[Cell], plan: EvalPlan) -> list[Row]:
         metrics = {key: mean_ci([values[key] for values in per_cell]) for key in per_cell[0]}
         params, trainable = parameter_counts(first.config)
         rows.append(Row(dict(first.labels), metrics, params, trainable, [c.config.seed for c in members],
-                        [c.config.seed for c in members if ended_at_chance(c)]))
+                        [c.config.seed for c in members if ended_at_chance(c)],
+                        {key: [values[key] for values in per_cell] for key in per_cell[0]}))
     return rows
 
 
@@ -135,11 +137,26 @@ def to_markdown(rows: Sequence[Row], caption: str = "") -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for row in rows:
         cells = [row.labels.get(k, "") for k in keys]
-        cells += [row.metrics[t].format(100.0 if _is_accuracy(t) else 1.0, 2 if _is_accuracy(t) else 1)
-                  for t in titles]
+        cells += [accuracy_text(row, t) if _is_accuracy(t) else row.metrics[t].format(1.0, 1) for t in titles]
         cells += [f"{row.params:,}", f"{row.trainable_params:,}", _seeds_text(row)]
         lines.append("| " + " | ".join(cells) + " |")
     return (caption + "\n\n" if caption else "") + "\n".join(lines) + "\n"
+
+
+def accuracy_text(row: Row, title: str) -> str:
+    """'74.17 ± 1.20 (73.52, 74.17, 74.82)': mean ± t half width (%), then each seed's value.
+
+    An accuracy lies in [0, 100]: where the t interval reaches past a bound (few seeds, a
+    wide spread), the interval is shown clipped, as [low, high], instead of a ± that
+    would promise values no accuracy can take."""
+    estimate, values = row.metrics[title], row.per_seed.get(title, [])
+    text = estimate.format(100.0, 2)
+    if estimate.half_width is not None and (estimate.low < 0 or estimate.high > 1):
+        low, high = max(0.0, estimate.low), min(1.0, estimate.high)
+        text = f"{100 * estimate.mean:.2f} [{100 * low:.2f}, {100 * high:.2f}]"
+    if len(values) > 1:
+        text += " (" + ", ".join(f"{100 * v:.2f}" for v in values) + ")"
+    return text
 
 
 def _seeds_text(row: Row) -> str:
@@ -180,7 +197,8 @@ def caption_for(cells: Sequence[Cell], plan: EvalPlan, title: str) -> str:
     sizes = sorted({eval_size(c.config, plan) for c in cells})
     return (f"## {title}\n\nAccuracy (%) on the first {', '.join(map(str, sizes))} test images of "
             f"{', '.join(datasets)} at eps = {', '.join(f'{e:.4g}' for e in eps)} (L-inf, pixel space); "
-            "mean ± 95% confidence half width over seeds (Student's t; n/a with one seed). "
+            "mean ± 95% confidence half width over seeds (Student's t; n/a with one seed; "
+            "[low, high] where the interval is clipped to [0, 100]), then each seed's value. "
             "Training time: seconds of training, summed over epochs.")
 
 
