@@ -21,8 +21,42 @@ SPECIAL_FLAGS: dict[str, dict] = {
                     "help": "activation option KEY=VALUE, repeatable (e.g. phi=depthwise)"},
     "channels_last": {"type": bool_value}, "freeze_sparta": {"action": "store_true"},
     "compile": {"action": "store_true"}, "sync_bn": {"action": "store_true"},
+    "attack_bn_mode": {"choices": ["train", "eval"], "help": "BatchNorm mode while crafting training attacks "
+                       "(default: the method's own: train for pgd and fgsm-rs, eval for trades)"},
 }
 _TYPES = {"int": int, "float": float}
+
+# One line per setting: what it does (the default and, for names, the choices are added).
+MEANING = {
+    "out": "run directory to write", "dataset": "dataset name", "data_root": "folder of the dataset's files",
+    "subset": "train on the first N images of a seeded shuffle (same N images for every run)",
+    "model": "model name", "act": "activation name", "share": "Sparta sharing: one phi per layer, stage or network",
+    "method": "training method", "attack_steps": "steps of the training attack",
+    "trades_beta": "weight of TRADES' KL term", "eps_warmup_epochs": "grow eps linearly from 0 over these epochs",
+    "epochs": "passes over the training (sub)set", "batch_size": "global batch size",
+    "lr": "peak learning rate of the schedule", "momentum": "SGD momentum (Nesterov when > 0)",
+    "weight_decay": "SGD weight decay", "schedule": "learning-rate schedule",
+    "augment": "none, crop or crop-flip (default: the dataset's)", "seed": "seed of data order, init and attacks",
+    "device": "auto, cpu or cuda", "precision": "auto (bf16 on CUDA), fp32 or bf16 (also on the CPU)",
+    "channels_last": "true/false: channels_last memory format (default: on for CUDA)",
+    "compile": "torch.compile the model", "sync_bn": "SyncBatchNorm across torchrun processes (CUDA)",
+    "sparta_from": "import the Sparta function of this run directory or file",
+    "freeze_sparta": "keep the imported Sparta function fixed", "eval_every": "epochs between quick test evaluations (0: never)",
+    "eval_n": "test images of the quick per-epoch evaluation (clean and PGD-10)",
+}
+
+
+def _choices(name: str) -> str:
+    """The registered names a setting takes, for its help line ('' when it takes any value)."""
+    from sparta.activations import ACTIVATIONS
+    from sparta.data import DATASETS
+    from sparta.models import MODELS
+    from sparta.training.methods import METHODS
+    from sparta.training.schedule import SCHEDULES
+
+    found = {"act": ACTIVATIONS.names, "model": MODELS.names, "method": METHODS.names,
+             "schedule": SCHEDULES.names, "dataset": lambda: list(DATASETS)}.get(name)
+    return f"; one of: {', '.join(found())}" if found else ""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if "type" not in spec and "action" not in spec:
             spec["type"] = _TYPES.get(str(field.type).split(" |")[0], str)
         default = field.default if field.default is not dataclasses.MISSING else "{}"
-        spec.setdefault("help", f"default: {default}")
+        meaning = MEANING.get(field.name, "")
+        spec.setdefault("help", f"{meaning}{_choices(field.name)} (default: {default})".replace("%", "%%"))
         parser.add_argument(*flags, dest=field.name, default=None, **spec)
 
 
