@@ -16,6 +16,8 @@ for act in relu sparta swish frelu; do
   run=$OUT/smallcnn-$act-pgd-seed0
   if grep -q '"autoattack"' $run/eval.json 2>/dev/null; then
     .venv/bin/python scripts/ship_pretrained.py $run smallcnn-$act-fashion-mnist \
-      --command "sparta train --model smallcnn --act $act --method pgd --seed 0 $TRAIN --out RUN_DIR"
+      --command "sparta train --dataset fashion-mnist --model smallcnn --act $act --method pgd --eps 0.1 \
+--epochs 5 --attack-steps 5 --batch-size 128 --lr 0.05 --eps-warmup-epochs 1 --eval-n 1000 --device cpu --seed 0 \
+--out RUN_DIR"
   fi
 done
