@@ -29,7 +29,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,7 +128,6 @@ class Runner:
     logs: Path
     env: dict[str, str]
     deadline: float
-    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def call(self, name: str, argv: list[str], timeout: float) -> int:
         """Run argv to completion, the step's timeout or the window's deadline; its exit status."""
@@ -138,7 +137,6 @@ class Runner:
             log.flush()
             process = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                        start_new_session=True)
-            self.processes[name] = process
             limit = min(time.monotonic() + timeout, self.deadline)
             while process.poll() is None:
                 if time.monotonic() > limit:

@@ -156,7 +156,7 @@ def test_paired_differences_are_per_seed_against_the_first_activation(finished_g
     from sparta.experiments.table import _cell_values, paired_markdown
 
     _, cells = finished_grid
-    text = paired_markdown(cells, PLAN, "relu")
+    text = paired_markdown(collect(cells, PLAN), "relu")
     assert "against relu" in text and "| swish |" in text and "| relu |" not in text
     by = {(c.labels["act"], c.config.seed): _cell_values(c, PLAN)["clean"] for c in cells}
     differences = [100 * (by[("swish", s)] - by[("relu", s)]) for s in (0, 1)]

@@ -107,7 +107,9 @@ class TrainConfig:
 
     @property
     def step_size(self) -> float:
-        return 2.5 * self.eps / self.attack_steps if self.attack_step_size is None else self.attack_step_size
+        from sparta.training.methods import madry_step_size
+
+        return madry_step_size(self.eps, self.attack_steps) if self.attack_step_size is None else self.attack_step_size
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

@@ -107,11 +107,11 @@ def evaluate_run(run_dir: str | Path, attacks: list[str], n: int | None = None, 
     model, meta, config, x, y = load_run(run_dir, n, device, data_root)
     facts = machine_facts(x.device)  # before the attacks: the code that runs them
     eps = config.eps if eps is None else eps
+    path = run_dir / EVAL_FILE
+    previous = json.loads(path.read_text()) if path.exists() else {}  # other keys (e.g. "sanity") stay
     records = []
     for attack in attacks:  # eval.json is rewritten after each attack: a killed eval keeps what ran
         records += evaluate(model, x, y, [attack], eps, batch_size, config.seed)
-        path = run_dir / EVAL_FILE
-        previous = json.loads(path.read_text()) if path.exists() else {}  # other keys (e.g. "sanity") stay
         result = {**previous, "run": str(run_dir), "epoch": meta.get("epoch"), "machine": facts,
                   "results": merge_records(previous.get("results", []), records)}
         atomic_write_text(path, json.dumps(result, indent=2))

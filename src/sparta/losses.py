@@ -16,14 +16,15 @@ import torch
 from torch import nn
 
 from sparta.attacks import check_eps
-from sparta.training.methods import METHODS, AttackSetting, published_attack_bn_mode
+from sparta.training.methods import METHODS, AttackSetting, madry_step_size, published_attack_bn_mode
 
 
 def _loss(method: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
           step_size: float | None, attack_bn_mode: str | None, beta: float = 6.0) -> torch.Tensor:
     check_eps(eps)
     mode = attack_bn_mode or published_attack_bn_mode(method)
-    setting = AttackSetting(eps=eps, steps=steps, step_size=2.5 * eps / steps if step_size is None else step_size,
+    setting = AttackSetting(eps=eps, steps=steps,
+                            step_size=madry_step_size(eps, steps) if step_size is None else step_size,
                             bn_training=mode == "train", trades_beta=beta)
     loss, _ = METHODS.get(method)(model, x, y, setting)
     return loss

@@ -24,7 +24,7 @@ from sparta.runfiles import EVAL_FILE, read_eval_records
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained_models"
 COMMAND_FILE = "command.txt"
-SHIPPED_FILES = (MODEL_FILE, "config.json", EVAL_FILE, COMMAND_FILE)
+RUN_FILES = (MODEL_FILE, "config.json", EVAL_FILE)  # copied from the run; COMMAND_FILE is written
 
 
 def _root(root: str | os.PathLike | None) -> Path:
@@ -64,13 +64,13 @@ def find_accuracy(record: dict[str, Any], attack: str, n: int | None = None) -> 
 def ship(run_dir: str | os.PathLike, name: str, command: str, root: str | os.PathLike | None = None) -> Path:
     """Copy a finished run's files into the shipped models as `name` (replacing an older copy)."""
     run_dir, target = Path(run_dir), _root(root) / name
-    missing = [f for f in SHIPPED_FILES if f != COMMAND_FILE and not (run_dir / f).is_file()]
+    missing = [f for f in RUN_FILES if not (run_dir / f).is_file()]
     if missing:
         raise SpartaError(f"{run_dir} cannot be shipped: no {', '.join(missing)}")
     staging = target.with_name(f".{name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    for file in SHIPPED_FILES[:-1]:
+    for file in RUN_FILES:
         shutil.copy2(run_dir / file, staging / file)
     atomic_write_text(staging / COMMAND_FILE, command.strip() + "\n")
     shutil.rmtree(target, ignore_errors=True)

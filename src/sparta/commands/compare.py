@@ -10,6 +10,7 @@ Training flags are those of `sparta train` (one table of flags); --act-option,
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -107,8 +108,6 @@ def run_cells(cells, plan, args: argparse.Namespace, tabulate) -> int:
 
 def finished_cells(cells, plan) -> list:
     """The cells whose training and requested evaluations are done; names the others on stderr."""
-    import sys
-
     from sparta.experiments.grid import cell_state, eval_size
 
     done = [cell for cell in cells if cell_state(cell, plan, eval_size(cell.config, plan)) == "done"]
@@ -122,15 +121,12 @@ def finished_cells(cells, plan) -> list:
 
 def run(args: argparse.Namespace) -> int:
     from sparta.experiments import grid_cells, write_table
-    from sparta.experiments.table import paired_markdown
 
     plan = eval_plan(args)
     cells = grid_cells(base_config(args), args.out, args.acts, seed_list(args), args.models, args.methods)
 
     def tabulate(chosen) -> str:
-        reference = cells[0].labels["act"]
-        return write_table(chosen, plan, args.out, "Activations compared",
-                           extra=paired_markdown(chosen, plan, reference))
+        return write_table(chosen, plan, args.out, "Activations compared", paired_against=cells[0].labels["act"])
 
     if args.table_only:
         print(tabulate(finished_cells(cells, plan)))

@@ -23,16 +23,16 @@ def run(args: argparse.Namespace) -> int:
     if not names:
         print("no pretrained models are shipped in this version")
         return 0
+    records = {name: pretrained_record(name) for name in names}
     print("| name | eps | " + " | ".join(f"{c} (%)" for c in COLUMNS) + " |")
     print("|---|---|" + "---|" * len(COLUMNS))
-    for name in names:
-        record = pretrained_record(name)
+    for name, record in records.items():
         cells = []
         for attack in COLUMNS:
             found = find_accuracy(record, attack)
             cells.append("-" if found is None else f"{100 * found['accuracy']:.2f} (n={found['n']})")
         print(f"| {name} | {record['config']['eps']:g} | " + " | ".join(cells) + " |")
     if args.commands:
-        for name in names:
-            print(f"\n{name}:\n  {pretrained_record(name)['command']}")
+        for name, record in records.items():
+            print(f"\n{name}:\n  {record['command']}")
     return 0

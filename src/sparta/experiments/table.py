@@ -203,22 +203,27 @@ def caption_for(cells: Sequence[Cell], plan: EvalPlan, title: str) -> str:
 
 
 def write_table(cells: Sequence[Cell], plan: EvalPlan, out: str | Path, title: str,
-                stem: str = "table", extra: str = "") -> str:
-    """Collect the cells into OUT/<stem>.md (plus `extra` markdown) and OUT/<stem>.csv; returns the markdown."""
+                stem: str = "table", extra: str = "", paired_against: str | None = None) -> str:
+    """Collect the cells into OUT/<stem>.md (plus `extra` markdown, and the paired differences
+    against activation `paired_against` when given) and OUT/<stem>.csv; returns the markdown."""
     rows = collect(cells, plan)
+    if paired_against:
+        extra = "\n".join(part for part in (extra, paired_markdown(rows, paired_against)) if part)
     markdown = to_markdown(rows, caption_for(cells, plan, title)) + ("\n" + extra if extra else "")
     atomic_write_text(Path(out) / f"{stem}.md", markdown)
     atomic_write_text(Path(out) / f"{stem}.csv", to_csv(rows))
     return markdown
 
 
-def paired_markdown(cells: Sequence[Cell], plan: EvalPlan, reference: str) -> str:
+def paired_markdown(rows: Sequence[Row], reference: str) -> str:
     """Each row's accuracy minus the `reference` activation's, seed by seed (same seed, same data
     order), for every attack: the per-seed differences and their mean ± 95% CI (Student's t).
     Pairing removes the seed-to-seed spread that the unpaired intervals above carry."""
     by_act: dict[str, dict[int, dict[str, float]]] = {}
-    for cell in cells:
-        by_act.setdefault(cell.labels.get("act", ""), {})[cell.config.seed] = _cell_values(cell, plan)
+    for row in rows:
+        seeds = by_act.setdefault(row.labels.get("act", ""), {})
+        for index, seed in enumerate(row.seeds):
+            seeds[seed] = {title: values[index] for title, values in row.per_seed.items()}
     if reference not in by_act or len(by_act) < 2:
         return ""
     titles = [t for t in next(iter(by_act[reference].values())) if _is_accuracy(t)]

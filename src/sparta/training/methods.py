@@ -36,6 +36,11 @@ class AttackSetting:
 PUBLISHED_ATTACK_BN_MODE = {"trades": "eval"}
 
 
+def madry_step_size(eps: float, steps: int) -> float:
+    """The training attack's default step: 2.5 * eps / steps (Madry et al.)."""
+    return 2.5 * eps / steps
+
+
 def published_attack_bn_mode(method: str) -> str:
     return PUBLISHED_ATTACK_BN_MODE.get(METHODS.canonical(method), "train")
 
