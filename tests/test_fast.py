@@ -10,7 +10,7 @@ import torch
 
 from sparta import Sparta, SpartaError, build_model, create_activation
 from sparta import fast
-from sparta.fast import compiled_sparta_function, sparta_function, use_fast_path
+from sparta.fast import compiled_sparta_function, same_conv, sparta_function, use_fast_path
 
 
 
@@ -62,6 +62,27 @@ def test_pure_function_matches_reference(options):
     module = _random_sparta(6, **options)
     x = torch.randn(3, 6, 7, 5) * 2
     _assert_same(lambda v: sparta_function(*_args(module, v)), module, x)
+
+
+@pytest.mark.parametrize("kernel_size", [1, 3, 5])
+@pytest.mark.parametrize("depthwise", [False, True], ids=["dense", "depthwise"])
+def test_same_conv_on_one_pixel_is_the_convolution(kernel_size, depthwise):
+    """The centre-tap product that replaces phi's convolution on 1 x 1 maps is the same map."""
+    torch.manual_seed(0)
+    channels, out = (4, 4) if depthwise else (2, 8)
+    groups = channels if depthwise else 1
+    weight = torch.randn(out, channels // groups, kernel_size, kernel_size, dtype=torch.float64)
+    weight = weight.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    bias = torch.randn(out, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(5, channels, 1, 1, dtype=torch.float64, requires_grad=True)
+    expected = torch.nn.functional.conv2d(x, weight, bias, padding=kernel_size // 2, groups=groups)
+    got = same_conv(x, weight, bias, groups=groups)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected)
+    grads = torch.autograd.grad(got.square().sum(), (x, weight, bias))
+    expected_grads = torch.autograd.grad(expected.square().sum(), (x, weight, bias))
+    for g, e in zip(grads, expected_grads):
+        torch.testing.assert_close(g, e)
 
 
 def test_gradcheck_pure_function_float64():
@@ -192,7 +213,8 @@ def test_cuda_fast_path_matches_reference_fp32(channels_last, monkeypatch):
 @pytest.mark.cuda
 def test_cuda_fast_path_matches_reference_bf16_autocast():
     module = _random_sparta(32, per_channel_beta=True).cuda()
-    x = torch.randn(8, 32, 16, 16, device="cuda").contiguous(memory_format=torch.channels_last)
+    # Inside an autocast model a site sees a convolution's bf16 output.
+    x = torch.randn(8, 32, 16, 16, device="cuda", dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
 
     def under_autocast(fused):
         def run(v):

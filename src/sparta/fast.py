@@ -25,6 +25,30 @@ from torch import nn
 from sparta.runtime import compile_backend
 
 
+def same_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+              groups: int = 1) -> torch.Tensor:
+    """conv2d with odd kernel and zero "same" padding, as phi uses it.
+
+    On a 1 x 1 map (a Sparta after a Linear layer) only the kernel's centre tap meets the
+    input, so the convolution is a matrix product; it is computed as one. Besides being
+    cheaper, this keeps the map out of cuDNN: Inductor's shape rules expect the weight
+    gradient of a convolution over a 1 x 1 channels_last input in the weight's memory
+    format, cuDNN returns it row-major, and the compiled backward stops on the mismatch
+    (seen on an H100, torch 2.11).
+    """
+    if x.shape[-2:] != (1, 1):
+        return F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2, groups=groups)
+    centre = weight.shape[-1] // 2
+    taps = weight[:, :, centre, centre]  # out x in/groups
+    if groups == 1:
+        y = x.flatten(1) @ taps.t()
+    else:  # depthwise: one tap per channel
+        y = x.flatten(1) * taps.flatten()
+    if bias is not None:
+        y = y + bias
+    return y[:, :, None, None]
+
+
 def sparta_function(x: torch.Tensor, conv1_weight: torch.Tensor, conv1_bias: torch.Tensor,
                     conv2_weight: torch.Tensor, conv2_bias: torch.Tensor,
                     log_beta: torch.Tensor) -> torch.Tensor:
@@ -34,8 +58,8 @@ def sparta_function(x: torch.Tensor, conv1_weight: torch.Tensor, conv1_bias: tor
     model; the compiler sees the reduction, the small convolutions and the gate together.
     """
     pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
-    hidden = F.relu(F.conv2d(pooled, conv1_weight, conv1_bias, padding=conv1_weight.shape[-1] // 2))
-    t = F.conv2d(hidden, conv2_weight, conv2_bias, padding=conv2_weight.shape[-1] // 2)
+    hidden = F.relu(same_conv(pooled, conv1_weight, conv1_bias))
+    t = same_conv(hidden, conv2_weight, conv2_bias)
     groups, channels = t.shape[1], x.shape[1]
     if 1 < groups < channels:
         t = t.repeat_interleave(channels // groups, dim=1)

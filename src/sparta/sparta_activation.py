@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparta.errors import SpartaError
-from sparta.fast import fast_forward, use_fast_path
+from sparta.fast import fast_forward, same_conv, use_fast_path
 from sparta.registry import Registry
 
 PHIS: Registry[type[nn.Module]] = Registry("phi kind")
@@ -40,7 +40,8 @@ class PooledPhi(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
-        return self.conv2(F.relu(self.conv1(pooled)))
+        hidden = F.relu(same_conv(pooled, self.conv1.weight, self.conv1.bias))
+        return same_conv(hidden, self.conv2.weight, self.conv2.bias)
 
 
 @PHIS.register("depthwise")
@@ -56,7 +57,7 @@ class DepthwisePhi(nn.Module):
         nn.init.zeros_(self.norm.weight)  # T = 0 at the start: Sparta starts as Swish
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.conv(x))
+        return self.norm(same_conv(x, self.conv.weight, groups=self.conv.groups))
 
 
 class Sparta(nn.Module):
