@@ -4,7 +4,7 @@ A window is a short lease of one GPU (about 15 minutes, its start included, at m
 minutes a command) on a bare machine without network. Everything here is sized for it:
 
     python scripts/gpu_window.py carry               # here: copy what that machine lacks into .gpu-carry/
-    python scripts/gpu_window.py check --out DIR     # there: is the GPU path sound, and how fast (<= 4 min)
+    python scripts/gpu_window.py check --out DIR     # there: is the GPU path sound, and how fast (<= 4.5 min)
     python scripts/gpu_window.py block NAME --out DIR  # there: one block of the queue (<= 8 min), resumable
     python scripts/gpu_window.py unpack DIR          # here: put the tars that came back under results/gpu/
     python scripts/gpu_window.py queue               # the queue, and which block is next
@@ -97,6 +97,7 @@ def environment(tiny: bool) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([*paths, str(ROOT / "src"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     if (CARRY / "data").is_dir():
         env.setdefault("SPARTA_DATA", str(CARRY / "data"))
+    env.setdefault("SPARTA_GIT_COMMIT", git_commit())
     if tiny:
         env["SPARTA_COMPILE_BACKEND"] = "aot_eager"
         env["OMP_NUM_THREADS"] = "1"
@@ -193,7 +194,9 @@ def check_steps(size: Size, runs: Path, out: Path) -> list[Step]:
     --compile; a killed run resumed; eval (clean, PGD-20, CW on 10,000, AutoAttack on 500);
     the step part of the speed benchmark."""
     data = ["--dataset", "fashion-mnist", "--model", "smallcnn", "--act", "sparta", "--method", "pgd"]
-    one_epoch = [*data, *size.train(epochs=1, stand_ins=True)]
+    # Sparta learns slowly in its first steps under PGD-AT at full eps: without a warm-up a
+    # 1-epoch one-cycle run stays at chance (window 2), which would leave eval nothing to show.
+    one_epoch = [*data, *size.train(epochs=1, stand_ins=True), "--eps-warmup-epochs", "1"]
 
     def resume(runner: Runner) -> int:
         run_dir = runs / "resume"
@@ -222,8 +225,8 @@ def check_steps(size: Size, runs: Path, out: Path) -> list[Step]:
     speed += ["--quick", "--max-minutes", "0.2", "--step-batch", "4", "--min-seconds", "0.2", "--threads", "1"] \
         if size.tiny else ["--max-minutes", "1"]
     return [
-        Step("cuda-tests", [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider"],
-             size.seconds(150)),
+        Step("cuda-tests", [sys.executable, "-m", "pytest", "-m", "cuda", "-v", "-p", "no:cacheprovider"],
+             size.seconds(240)),
         Step("train", [*SPARTA, "train", *one_epoch, "--out", str(runs / "defaults")], size.seconds(150)),
         Step("train-compile", [*SPARTA, "train", *one_epoch, "--compile", "--out", str(runs / "compile")],
              size.seconds(200)),
@@ -245,8 +248,15 @@ def machine_line(env: dict[str, str]) -> str:
 
 
 def git_commit() -> str:
+    """The commit the window runs: what `carry` recorded (the device's own .git can be stale),
+    else git's HEAD here, with "+changes" where the tree differs from it."""
+    recorded = CARRY / "commit"
+    if recorded.is_file():
+        return recorded.read_text().strip()
     found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    return found.stdout.strip() or "unknown"
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                           text=True, cwd=ROOT).stdout.strip()
+    return (found.stdout.strip() or "unknown") + ("+changes" if dirty else "")
 
 
 def train_figures(run_dir: Path) -> str:
@@ -289,7 +299,7 @@ def check(args: argparse.Namespace) -> int:
         shutil.rmtree(runs)
     runs.mkdir(parents=True)
     env = environment(args.tiny)
-    runner = Runner(logs, env, deadline=started + size.seconds(225))
+    runner = Runner(logs, env, deadline=started + size.seconds(270))
     steps = check_steps(size, runs, out)
     runner.run(steps)
     figures = {"train": train_figures(runs / "defaults"), "train-compile": train_figures(runs / "compile"),
@@ -330,7 +340,9 @@ CLAIM_A_SEED0 = tuple(f"claim-a/smallcnn-{act}-pgd-seed0" for act in ("relu", "s
 
 
 def claim_a(size: Size, out: Path) -> list[list[str]]:
-    grid = ["compare", "--acts", size.acts, "--models", "smallcnn", *FMNIST_AT, *size.train(), *size.seeds(),
+    # claim-a also measures the strongest activations of the robustness literature
+    acts = size.acts if size.tiny else f"{size.acts},pssilu,psoftplus"
+    grid = ["compare", "--acts", acts, "--models", "smallcnn", *FMNIST_AT, *size.train(), *size.seeds(),
             "--out", str(out / "claim-a")]
     return [[*grid, "--attacks", "clean,pgd,cw", *size.n(None)],
             [*grid, "--attacks", size.autoattack, *size.n(1000)]]
@@ -361,8 +373,8 @@ def resnet18(size: Size, out: Path) -> list[list[str]]:
 
 
 BLOCKS = {block.name: block for block in (
-    Block("claim-a", "SmallCNN, full Fashion-MNIST, relu/sparta/swish/frelu x 3 seeds, PGD-10 AT 10 epochs; "
-          "clean/PGD-20/CW on 10,000, AutoAttack on 1,000", "about 20 (estimate): 3 windows", claim_a, 6,
+    Block("claim-a", "SmallCNN, full Fashion-MNIST, relu/sparta/swish/frelu/pssilu/psoftplus x 3 seeds, PGD-10 AT "
+          "10 epochs; clean/PGD-20/CW on 10,000, AutoAttack on 1,000", "about 30 (estimate): 3-4 windows", claim_a, 6,
           CLAIM_A_SEED0),
     Block("ablation", "Sparta's settings one at a time (phi, kernel, beta0, share) x 3 seeds on SmallCNN, "
           "judged by AutoAttack on 1,000; reuses claim-a's Sparta cells", "about 40 (estimate): 5 windows",
@@ -543,8 +555,11 @@ def carry(args: argparse.Namespace) -> int:
     data.mkdir(parents=True, exist_ok=True)
     for path in dataset_root("fashion-mnist").glob("*-ubyte.gz"):
         shutil.copy(path, data / path.name)
+    (CARRY / "commit").unlink(missing_ok=True)
+    (CARRY / "commit").write_text(git_commit() + "\n")
     total = sum(p.stat().st_size for p in CARRY.rglob("*") if p.is_file())
-    print(f"{CARRY}: {total / 2**20:.1f} MiB; name '.gpu-carry' in the lease's carry")
+    print(f"{CARRY}: {total / 2**20:.1f} MiB, commit {git_commit()}; name '.gpu-carry' in the lease's carry"
+          " (run this again after each commit)")
     return 0
 
 
@@ -553,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", default=str(RESULTS), help="where blocks keep their run directories")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("carry", help="copy what the GPU machine lacks into .gpu-carry/")
-    for name, help_text in (("check", "the GPU check (<= 4 minutes)"), ("block", "one block of the queue")):
+    for name, help_text in (("check", "the GPU check (<= 4.5 minutes)"), ("block", "one block of the queue")):
         command = sub.add_parser(name, help=help_text)
         if name == "block":
             command.add_argument("name", help=f"one of: {', '.join(BLOCKS)}")

@@ -187,3 +187,19 @@ def test_accuracy_cells_show_each_seed_and_never_leave_0_to_100():
     steady = [0.74, 0.75, 0.76]
     row = Row({"act": "x"}, {"pgd": mean_ci(steady)}, 1, 1, [0, 1, 2], per_seed={"pgd": steady})
     assert accuracy_text(row, "pgd") == f"{mean_ci(steady).format(100.0, 2)} (74.00, 75.00, 76.00)"
+
+
+def test_compare_runs_the_strongest_literature_activations(tmp_path, capsys):
+    """PSSiLU and parametric Softplus train, evaluate and tabulate beside ReLU and Sparta."""
+    out = tmp_path / "lit"
+    argv = ["compare", "--acts", "relu,pssilu,psoftplus,sparta", "--seeds", "1", "--dataset", "digits",
+            "--subset", "32", "--epochs", "1", "--batch-size", "32", "--attack-steps", "1", "--eval-every", "0",
+            "--act-option", "hidden=2", "--attacks", "clean,pgd", "--n", "32", "--out", str(out)]
+    assert main(argv) == 0
+    rows = {r["act"]: r for r in csv.DictReader((out / "table.csv").open())}
+    assert set(rows) == {"relu", "pssilu", "psoftplus", "sparta"}
+    # one alpha per site (plus PSSiLU's beta) on top of ReLU's weights
+    sites = int(rows["psoftplus"]["params"]) - int(rows["relu"]["params"])
+    assert sites >= 3 and int(rows["pssilu"]["params"]) - int(rows["relu"]["params"]) == 2 * sites
+    for act in ("pssilu", "psoftplus"):
+        assert 0 <= float(rows[act]["pgd-20_mean"]) <= float(rows[act]["clean_mean"]) <= 100

@@ -1,7 +1,7 @@
 """Every CUDA default on its CPU stand-in, alone and all at once, end to end.
 
-On CUDA, `sparta train` runs with channels_last, bf16 autocast and the fused Sparta
-path, and optionally under torch.compile. Each has a CPU stand-in: channels_last and
+On CUDA, `sparta train` runs with channels_last and bf16 autocast, optionally with the
+fused (compiled) Sparta site and under torch.compile. Each has a CPU stand-in: channels_last and
 bf16 autocast exist on the CPU as they are, and the two compiled paths run with the
 `aot_eager` backend (the same graph capture and forward/backward split, without
 Inductor's code generation). Each setting goes through the whole life of a run: train,
@@ -31,8 +31,8 @@ STAND_INS = {
 }
 STAND_INS["all"] = {key: value for setting in STAND_INS.values() for key, value in setting.items()}
 CASES = [pytest.param("cpu", settings, id=f"cpu-{name}") for name, settings in STAND_INS.items()] + [
-    # on a GPU: the defaults themselves (channels_last, bf16, fused Sparta), and with --compile
-    pytest.param("cuda", {}, id="cuda-defaults", marks=pytest.mark.cuda),
+    # on a GPU: the defaults (channels_last, bf16) with the fused site, and with --compile
+    pytest.param("cuda", STAND_INS["fused"], id="cuda-defaults", marks=pytest.mark.cuda),
     pytest.param("cuda", {"compile": True}, id="cuda-compile", marks=pytest.mark.cuda),
 ]
 

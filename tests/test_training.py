@@ -205,6 +205,32 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
 
 
+@pytest.mark.parametrize("changes, problem", [
+    (dict(weight_decay=float("nan"), epochs=1), "hold NaN or infinity"),  # finite loss, NaN weights
+    (dict(weight_decay=float("nan"), epochs=2), "hold NaN or infinity"),
+    (dict(lr=1e30, schedule="constant", momentum=0.0, epochs=2), "diverged"),  # huge but finite weights
+], ids=["nan-decay-1-epoch", "nan-decay-2-epochs", "huge-lr"])
+def test_a_diverged_epoch_saves_nothing_and_fails(tmp_path, changes, problem):
+    """No checkpoint of non-finite (or overflowing) weights is ever written or called good."""
+    config = tiny_config(tmp_path, method="standard", act="relu", subset=64, batch_size=64, eval_every=0,
+                         **changes)
+    with pytest.raises(SpartaError, match=problem):
+        train(config)
+    run = tmp_path / "run"
+    assert not (run / "model.safetensors").exists() or all(
+        torch.isfinite(t).all() for t in load_file(run / "model.safetensors").values())
+    assert not (run / "metrics.jsonl").exists() or not (run / "metrics.jsonl").read_text().strip()
+
+
+def test_a_model_with_nan_weights_is_refused_when_loaded(tmp_path):
+    model = build_model("smallcnn", "relu", in_channels=1, image_size=16)
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] = float("nan")
+    save_checkpoint(model, tmp_path / "model.safetensors")
+    with pytest.raises(SpartaError, match="NaN or infinite values in 1 tensor"):
+        load_checkpoint(tmp_path / "model.safetensors")
+
+
 def test_a_run_that_ends_at_chance_is_flagged(capsys):
     from sparta.training.loop import warn_if_at_chance
 

@@ -13,6 +13,7 @@ from sparta.errors import DataError, SpartaError
 from sparta.evaluation import accuracy, evaluate
 from sparta.losses import fgsm_rs_loss, pgd_at_loss, trades_loss
 from sparta.models import MODELS, build_model, model_names
+from sparta.parametric import PSSiLU, ParametricSoftplus
 from sparta.pretrained import load_pretrained, pretrained_names
 from sparta.sharing import export_sparta, import_sparta, share_sparta, sparta_sites
 from sparta.sparta_activation import Sparta
@@ -20,7 +21,8 @@ from sparta.sparta_activation import Sparta
 __version__ = "0.1.0"
 
 __all__ = [
-    "ACTIVATIONS", "FGSM", "MODELS", "PGD", "AutoAttack", "DataError", "FReLU", "Sparta", "SpartaError",
+    "ACTIVATIONS", "FGSM", "MODELS", "PGD", "AutoAttack", "DataError", "FReLU", "PSSiLU", "ParametricSoftplus",
+    "Sparta", "SpartaError",
     "accuracy", "activation_names", "build_model", "convert_activations", "create_activation",
     "create_attack", "evaluate", "export_sparta", "fgsm_rs_loss", "import_sparta", "pgd_at_loss",
     "trades_loss",

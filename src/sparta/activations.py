@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from sparta.errors import SpartaError
+from sparta.parametric import PSSiLU, ParametricSoftplus
 from sparta.registry import Registry
 from sparta.sparta_activation import Sparta
 
@@ -61,6 +62,8 @@ def _prelu(channels: int, init: float = 0.25) -> nn.Module:
 
 
 ACTIVATIONS.register("frelu")(FReLU)
+ACTIVATIONS.register("pssilu")(PSSiLU)
+ACTIVATIONS.register("psoftplus")(ParametricSoftplus)
 ACTIVATIONS.register("sparta")(Sparta)
 
 

@@ -95,6 +95,11 @@ def read_checkpoint_header(path: str | os.PathLike) -> dict[str, Any]:
         raise SpartaError(f"{file} is not a sparta checkpoint ({type(err).__name__}: {err})") from None
 
 
+def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding NaN or an infinity."""
+    return [name for name, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
+
 def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model from a checkpoint file or run directory; returns (model, meta)."""
     from sparta.models import build_model
@@ -119,6 +124,10 @@ def load_weights(model: nn.Module, file: str | os.PathLike, device: str = "cpu")
         saved = load_file(os.fspath(file), device=device)
     except (OSError, SafetensorError) as err:
         raise SpartaError(f"{file} is not a readable safetensors file ({err})") from None
+    broken = non_finite_tensors(saved)
+    if broken:
+        raise SpartaError(f"{file} holds NaN or infinite values in {len(broken)} tensor(s) (first: {broken[0]}): "
+                          "a diverged model, not one to evaluate or train on")
     names_by_storage: dict[tuple, list[str]] = {}
     for name, tensor in model.state_dict().items():
         if tensor.numel():

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from torch import nn
 
-from sparta.activations import create_activation
+from sparta.activations import FReLU, create_activation
 from sparta.errors import SpartaError
+from sparta.parametric import PSSiLU, ParametricSoftplus
+from sparta.sparta_activation import Sparta
 
+# torch's element-wise activations and every activation module of this library
 RELU_FAMILY: tuple[type[nn.Module], ...] = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU,
-    nn.SiLU, nn.Mish, nn.Softplus, nn.Hardswish,
+    nn.SiLU, nn.Mish, nn.Softplus, nn.Hardswish, FReLU, PSSiLU, ParametricSoftplus, Sparta,
 )
 
 
@@ -37,7 +40,10 @@ def convert_activations(model: nn.Module, name: str, *,
     """
     replaced: dict[int, nn.Module] = {}
     channels: int | None = None
+    inside: tuple[str, ...] = ()  # paths of replaced activations: their own layers are not the model's
     for path, module in list(model.named_modules(remove_duplicate=False)):
+        if inside and path.startswith(inside):
+            continue
         if not isinstance(module, targets):
             channels = _channels_of(module) or channels
             continue
@@ -50,6 +56,7 @@ def convert_activations(model: nn.Module, name: str, *,
             replaced[id(module)] = create_activation(name, channels, **options)
         parent_path, _, attr = path.rpartition(".")
         setattr(model.get_submodule(parent_path), attr, replaced[id(module)])
+        inside += (path + ".",)
     if not replaced:
         raise SpartaError(f"no activation of types {', '.join(t.__name__ for t in targets)} found in the model")
     return model

@@ -55,6 +55,9 @@ def seed_everything(seed: int) -> None:
 
 
 def git_commit() -> str | None:
+    """HEAD of the source tree, or $SPARTA_GIT_COMMIT where a copied tree's .git cannot tell."""
+    if os.environ.get("SPARTA_GIT_COMMIT"):
+        return os.environ["SPARTA_GIT_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
                              cwd=Path(__file__).resolve().parent)

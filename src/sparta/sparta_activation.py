@@ -72,7 +72,8 @@ class Sparta(nn.Module):
         beta0: initial sharpness; larger starts closer to ReLU.
         per_channel_beta: one beta per channel instead of a scalar.
         fused: run the pooled phi through `sparta.fast` (the same function, compiled into
-            fewer passes over memory); None: where it helps, on CUDA with Triton.
+            fewer passes over memory); None or False: the plain path (on an H100 the
+            compiled site was not faster yet: results/gpu/speed-step.md).
     """
 
     def __init__(self, channels: int, phi: str = "pooled", kernel_size: int = 3, hidden: int = 8,

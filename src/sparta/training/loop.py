@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sparta.attacks import PGD
-from sparta.checkpoint import atomic_write, atomic_write_text, save_checkpoint
+from sparta.checkpoint import atomic_write, atomic_write_text, non_finite_tensors, save_checkpoint
 from sparta.config import TrainConfig
 from sparta.data import dataset_info, load_dataset
 from sparta.errors import SpartaError
@@ -171,11 +172,14 @@ def _train(config, resume, method, schedule, ranks, device) -> Path:
                 loss, right = train_step(forward, optimizer, method, x, y, setting, precision)
             except Diverged as err:
                 raise SpartaError(f"training diverged: loss is {err} at epoch {epoch + 1}, step {step}; "
-                                  f"the last good checkpoint is kept in {run_dir}") from None
+                                  f"{_kept(run_dir, epoch)}") from None
             step += 1
             loss_sum += loss * len(y)
             correct += right
             seen += len(y)
+        problem = _unsound(model, x, y, precision)
+        if problem:
+            raise SpartaError(f"training diverged in epoch {epoch + 1}: {problem}; {_kept(run_dir, epoch)}")
         loss_sum, correct, seen = distributed.sum_across([loss_sum, correct, seen], ranks, device)
         seconds = time.perf_counter() - started
         record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
@@ -194,6 +198,28 @@ def _train(config, resume, method, schedule, ranks, device) -> Path:
     if ranks.is_main and start_epoch < config.epochs:
         warn_if_at_chance(run_dir, record["train_acc"], dataset_info(config.dataset).num_classes)
     return run_dir
+
+
+def _unsound(model: nn.Module, x: torch.Tensor, y: torch.Tensor, precision) -> str | None:
+    """Why the weights after an epoch must not be saved, or None: a non-finite parameter or
+    buffer, or a non-finite clean loss on the epoch's last batch (finite weights so large
+    that the logits overflow)."""
+    broken = non_finite_tensors(dict(model.state_dict()))
+    if broken:
+        return f"{len(broken)} tensor(s) of the model hold NaN or infinity (first: {broken[0]})"
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), precision:
+        loss = F.cross_entropy(model(x).float(), y).item()
+    model.train(was_training)
+    return None if math.isfinite(loss) else f"the clean loss of the last batch is {loss}"
+
+
+def _kept(run_dir: Path, epoch: int) -> str:
+    """What a diverged run leaves: the checkpoint of the last finished epoch, if any."""
+    if epoch == 0:
+        return f"nothing was saved in {run_dir} (no epoch finished)"
+    return f"{run_dir} keeps the checkpoint of epoch {epoch}, the last sound one"
 
 
 # A run whose last-epoch training accuracy stays below this multiple of chance never learned.
