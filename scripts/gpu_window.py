@@ -57,7 +57,7 @@ class Size:
         if not self.tiny:
             return ["--epochs", str(epochs), "--attack-steps", str(steps), "--batch-size", "128"]
         flags = ["--subset", "64", "--epochs", "1", "--attack-steps", "1", "--batch-size", "32",
-                 "--device", "cpu", "--channels-last", "true"]
+                 "--device", "cpu", "--channels-last"]
         if stand_ins:
             return [*flags, "--eval-n", "16", "--precision", "bf16", "--act-option", "fused=true"]
         return [*flags, "--eval-every", "0"]

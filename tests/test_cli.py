@@ -56,12 +56,43 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys, argv, message):
     assert err.startswith("sparta: error:") and message in err and "\n" not in err
 
 
-@pytest.mark.parametrize("eps", ["1.5", "-0.1"])
-def test_eps_out_of_range_is_rejected_by_the_parser(tmp_path, capsys, eps):
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--eps", "1.5"], "eps must lie in [0, 1]"),
+    (["train", "--eps", "-0.1"], "eps must lie in [0, 1]"),
+    (["train", "--eps", "nan"], "eps must be a number"),
+    (["train", "--eps", "inf"], "eps must"),
+    (["train", "--eps", "1e9"], "eps must lie in [0, 1]"),
+    (["train", "--eps", "1/0"], "eps must be a number"),
+    (["train", "--channels-last", "maybe"], "unrecognized arguments: maybe"),
+    (["compare", "--shard", "3/2"], "--shard"),
+    (["compare", "--shard", "0/0"], "--shard"),
+    (["compare", "--shard", "-1/2"], "--shard"),
+    (["ablate", "--vary", "kernel_size="], "--vary"),
+    (["eval", "run", "--attacks"], "expected one argument"),
+])
+def test_bad_flag_values_are_one_line_from_the_parser(tmp_path, capsys, argv, message):
+    """argparse's own refusals: one line naming the flag and the --help to read, exit 2."""
     with pytest.raises(SystemExit) as exit_info:
-        main(["train", *TINY, "--eps", eps, "--out", str(tmp_path / "r")])
+        main(argv)
     assert exit_info.value.code == 2
-    assert "eps must lie in [0, 1]" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sparta: error:") and message in err and "\n" not in err, err
+    assert "--help`)" in err
+
+
+def test_config_redoes_a_run_with_overrides(tmp_path, capsys):
+    first = tmp_path / "first"
+    assert main(["train", *TINY, "--act", "relu", "--method", "standard", "--seed", "4", "--out", str(first)]) == 0
+    second = tmp_path / "second"
+    assert main(["train", "--config", str(first / "config.json"), "--epochs", "2", "--out", str(second)]) == 0
+    again = json.loads((second / "config.json").read_text())
+    before = json.loads((first / "config.json").read_text())
+    assert again == {**before, "epochs": 2, "out": str(second)}
+    capsys.readouterr()
+    assert main(["train", "--config", str(first)]) == 2  # same --out: the run is there already
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(["train", "--resume", str(first), "--config", str(first)]) == 2
+    assert "drop --config" in capsys.readouterr().err
 
 
 def test_resume_refuses_extra_settings(tmp_path, capsys):
@@ -105,7 +136,8 @@ def test_bare_command_names_the_missing_subcommand(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([])
     assert exit_info.value.code == 2
-    assert "required: command" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sparta: error: choose a command: ") and "train" in err and "\n" not in err
 
 
 def test_an_internal_error_is_one_line_unless_debugging(monkeypatch, capsys):

@@ -205,21 +205,84 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
 
 
-@pytest.mark.parametrize("changes, problem", [
-    (dict(weight_decay=float("nan"), epochs=1), "hold NaN or infinity"),  # finite loss, NaN weights
-    (dict(weight_decay=float("nan"), epochs=2), "hold NaN or infinity"),
-    (dict(lr=1e30, schedule="constant", momentum=0.0, epochs=2), "diverged"),  # huge but finite weights
-], ids=["nan-decay-1-epoch", "nan-decay-2-epochs", "huge-lr"])
-def test_a_diverged_epoch_saves_nothing_and_fails(tmp_path, changes, problem):
-    """No checkpoint of non-finite (or overflowing) weights is ever written or called good."""
-    config = tiny_config(tmp_path, method="standard", act="relu", subset=64, batch_size=64, eval_every=0,
-                         **changes)
-    with pytest.raises(SpartaError, match=problem):
+class _NaNGradient(torch.autograd.Function):
+    """Identity forward, NaN backward: a finite loss whose step makes the weights NaN."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.full_like(grad, float("nan"))
+
+
+@pytest.mark.parametrize("epochs, fault", [(1, "nan-step"), (2, "nan-step"), (2, "huge-lr")])
+def test_a_diverged_epoch_saves_nothing_and_fails(tmp_path, monkeypatch, epochs, fault):
+    """No checkpoint of non-finite (or overflowing) weights is ever written or called good;
+    the run fails, in its first epoch here, so nothing at all is kept."""
+    from sparta.training import loop
+
+    changes = dict(lr=1e30, schedule="constant", momentum=0.0) if fault == "huge-lr" else {}
+    if fault == "nan-step":
+        real = METHODS.get("standard")
+
+        def nan_gradients(model, x, y, setting):
+            loss, logits = real(model, x, y, setting)
+            return torch.nn.functional.cross_entropy(_NaNGradient.apply(logits), y), logits
+
+        monkeypatch.setattr(loop, "METHODS", type("M", (), {"get": lambda self, name: nan_gradients})())
+    config = tiny_config(tmp_path, method="standard", act="relu", subset=64, batch_size=32, eval_every=0,
+                         epochs=epochs, **changes)
+    with pytest.raises(SpartaError, match="training diverged.*nothing was saved"):
         train(config)
     run = tmp_path / "run"
-    assert not (run / "model.safetensors").exists() or all(
-        torch.isfinite(t).all() for t in load_file(run / "model.safetensors").values())
+    assert not (run / "model.safetensors").exists() and not (run / "checkpoint.safetensors").exists()
     assert not (run / "metrics.jsonl").exists() or not (run / "metrics.jsonl").read_text().strip()
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(weight_decay=float("nan")), "weight_decay must be a finite number"),
+    (dict(lr=float("inf")), "lr must be a finite number"),
+    (dict(eps="0.1"), "eps must be float"),
+    (dict(epochs="ten"), "epochs must be int"),
+    (dict(epochs=[1]), "epochs must be int"),
+    (dict(eval_n=0), "eval n must be >= 1"),
+    (dict(subset=10_000), "subset 10000 is larger than the training set"),
+    (dict(subset=64, batch_size=1000, epochs=1), "the model would not train"),
+])
+def test_bad_settings_fail_before_the_run_directory_is_written(tmp_path, changes, message):
+    with pytest.raises(SpartaError, match=message):
+        train(tiny_config(tmp_path, **changes))
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_a_run_that_stopped_before_its_first_epoch_can_be_started_again_or_resumed(tmp_path):
+    config = tiny_config(tmp_path, act="relu", method="standard", subset=64, batch_size=32, epochs=1,
+                         eval_every=0)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(config.validate().to_json())  # what a run killed in epoch 1 leaves
+    assert train(TrainConfig.load(run), resume=True) == run and (run / "model.safetensors").exists()
+    (run / "checkpoint.safetensors").unlink()
+    (run / "model.safetensors").unlink()
+    assert train(config) == run and (run / "model.safetensors").exists()
+
+
+def test_one_writer_per_run_directory(tmp_path):
+    from sparta.training.loop import run_lock
+
+    with run_lock(tmp_path / "run"):
+        with pytest.raises(SpartaError, match="another sparta process is writing"):
+            train(tiny_config(tmp_path, act="relu", method="standard", subset=64, batch_size=32, epochs=1))
+    code = ("import sys, time; from sparta.training.loop import run_lock; from pathlib import Path\n"
+            "with run_lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    holder.kill()  # a killed writer leaves no stuck lock
+    holder.wait()
+    with run_lock(tmp_path / "run"):
+        pass
 
 
 def test_a_model_with_nan_weights_is_refused_when_loaded(tmp_path):

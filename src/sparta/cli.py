@@ -14,8 +14,19 @@ from sparta.commands import command_modules
 from sparta.errors import SpartaError
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors as one line (not the usage block), exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        if "required: command" in message:
+            message = f"choose a command: {', '.join(command_modules())} (`sparta --help` says what each does)"
+        else:
+            message = f"{message} (see `{self.prog} --help`)"
+        self.exit(2, f"sparta: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="sparta", description="Train and honestly evaluate robust CNNs with the Sparta activation.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module in command_modules().items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,8 +58,17 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Check every setting (one clear error each) and fill the method-dependent default
         of attack_bn_mode, so config.json records the mode a run used."""
+        self._check_types()
         checks = [
             (0.0 <= self.eps <= 1.0, f"eps must lie in [0, 1], got {self.eps}"),
+            (self.attack_step_size is None or 0 < self.attack_step_size <= 1,
+             f"attack step size must lie in (0, 1], got {self.attack_step_size}"),
+            (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
+            (self.trades_beta >= 0, f"trades beta must be >= 0, got {self.trades_beta}"),
+            (self.eps_warmup_epochs >= 0, f"eps warm-up epochs must be >= 0, got {self.eps_warmup_epochs}"),
+            (self.eval_every >= 0, f"eval every must be >= 0 epochs, got {self.eval_every}"),
+            (self.eval_n >= 1, f"eval n must be >= 1 test image, got {self.eval_n}"),
+            (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
             (self.attack_steps >= 1, f"attack steps must be >= 1, got {self.attack_steps}"),
@@ -81,6 +91,23 @@ class TrainConfig:
 
             self.attack_bn_mode = published_attack_bn_mode(self.method)
         return self
+
+    def _check_types(self) -> None:
+        """Values from config.json or the Python API have the field's type, and numbers are
+        finite: "epochs": "ten" or "lr": NaN fail here with the setting's name."""
+        kinds = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "dict": (dict,)}
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            declared = str(item.type).replace(" ", "").split("|")
+            if value is None and "None" in declared:
+                continue
+            base = declared[0].split("[")[0]
+            allowed = kinds.get(base, (object,))
+            if isinstance(value, bool) and base != "bool" or not isinstance(value, allowed):
+                raise SpartaError(f"setting {item.name} must be {' or '.join(declared)}, "
+                                  f"got {value!r} ({type(value).__name__})")
+            if base == "float" and not math.isfinite(value):
+                raise SpartaError(f"setting {item.name} must be a finite number, got {value}")
 
     def _check_names(self) -> None:
         """Unknown names fail here, before any data is read."""
@@ -123,13 +150,24 @@ class TrainConfig:
         return cls(**values)
 
     @classmethod
+    def read(cls, path: str | Path) -> TrainConfig:
+        """The settings in a config.json file (or a run directory's), as written."""
+        path = Path(path)
+        file = path / "config.json" if path.is_dir() else path
+        if not file.is_file():
+            raise SpartaError(f"{path} is not a run directory (no config.json)" if path.is_dir() or not path.suffix
+                              else f"{file} does not exist")
+        try:
+            values = json.loads(file.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise SpartaError(f"{file} is not valid JSON: {err}") from None
+        if not isinstance(values, dict):
+            raise SpartaError(f"{file} must hold a JSON object of settings, got {type(values).__name__}")
+        return cls.from_dict(values)
+
+    @classmethod
     def load(cls, run_dir: str | Path) -> TrainConfig:
         """The run's settings; `out` is where the run is now (a run directory can be moved or copied)."""
-        path = Path(run_dir) / "config.json"
-        if not path.is_file():
+        if not (Path(run_dir) / "config.json").is_file():
             raise SpartaError(f"{run_dir} is not a run directory (no config.json)")
-        try:
-            config = cls.from_dict(json.loads(path.read_text()))
-        except json.JSONDecodeError as err:
-            raise SpartaError(f"{path} is not valid JSON: {err}") from None
-        return dataclasses.replace(config, out=str(Path(run_dir)))
+        return dataclasses.replace(cls.read(run_dir), out=str(Path(run_dir)))

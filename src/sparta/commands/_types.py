@@ -33,14 +33,6 @@ def json_or_text(raw: str) -> Any:
         return raw
 
 
-def bool_value(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
-
-
 def name_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from sparta.commands._types import bool_value, eps_value, option_value
+from sparta.commands._types import eps_value, option_value
 from sparta.config import TrainConfig
 from sparta.errors import SpartaError
 from sparta.runfiles import read_metrics
@@ -19,7 +19,9 @@ SPECIAL_FLAGS: dict[str, dict] = {
     "attack_step_size": {"type": eps_value, "help": "training attack step (default 2.5 * eps / steps)"},
     "act_options": {"flags": ["--act-option"], "type": option_value, "action": "append",
                     "help": "activation option KEY=VALUE, repeatable (e.g. phi=depthwise)"},
-    "channels_last": {"type": bool_value}, "freeze_sparta": {"action": "store_true"},
+    "channels_last": {"action": argparse.BooleanOptionalAction,
+                      "help": "channels_last memory format on or off (default: on for CUDA, off on the CPU)"},
+    "freeze_sparta": {"action": "store_true"},
     "compile": {"action": "store_true"}, "sync_bn": {"action": "store_true"},
     "attack_bn_mode": {"choices": ["train", "eval"], "help": "BatchNorm mode while crafting training attacks "
                        "(default: the method's own: train for pgd and fgsm-rs, eval for trades)"},
@@ -38,7 +40,6 @@ MEANING = {
     "weight_decay": "SGD weight decay", "schedule": "learning-rate schedule",
     "augment": "none, crop or crop-flip (default: the dataset's)", "seed": "seed of data order, init and attacks",
     "device": "auto, cpu or cuda", "precision": "auto (bf16 on CUDA), fp32 or bf16 (also on the CPU)",
-    "channels_last": "true/false: channels_last memory format (default: on for CUDA)",
     "compile": "torch.compile the model", "sync_bn": "SyncBatchNorm across torchrun processes (CUDA)",
     "sparta_from": "import the Sparta function of this run directory or file",
     "freeze_sparta": "keep the imported Sparta function fixed", "eval_every": "epochs between quick test evaluations (0: never)",
@@ -61,6 +62,9 @@ def _choices(name: str) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", metavar="RUN_DIR", help="finish a killed run from its last epoch")
+    parser.add_argument("--config", metavar="CONFIG_JSON",
+                        help="start from the settings of this config.json (or run directory); the flags given "
+                             "beside it override them (give a new --out)")
     for field in dataclasses.fields(TrainConfig):
         spec = dict(SPECIAL_FLAGS.get(field.name, {}))
         flags = spec.pop("flags", ["--" + field.name.replace("_", "-")])
@@ -86,10 +90,15 @@ def run(args: argparse.Namespace) -> int:
 
     given = config_from_args(args)
     if args.resume:
-        if given:
-            raise SpartaError(f"--resume takes the settings from {args.resume}/config.json; "
-                              f"drop {', '.join('--' + k.replace('_', '-') for k in given)}")
+        extra = ["--" + k.replace("_", "-") for k in given] + (["--config"] if args.config else [])
+        if extra:
+            raise SpartaError(f"--resume takes the settings from {args.resume}/config.json; drop {', '.join(extra)}")
         run_dir = train(TrainConfig.load(args.resume), resume=True)
+    elif args.config:
+        base = dataclasses.asdict(TrainConfig.read(args.config))
+        if "method" in given and "attack_bn_mode" not in given:
+            base["attack_bn_mode"] = None  # the new method's published mode, not the old run's
+        run_dir = train(TrainConfig(**{**base, **given}))
     else:
         run_dir = train(TrainConfig(**given))
     last = read_metrics(run_dir)[-1]

@@ -6,6 +6,7 @@ resumable state) and model.safetensors (the model alone) atomically.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -31,7 +32,7 @@ from sparta.training import distributed
 from sparta.training.loader import DEFAULT_AUGMENT, DeviceLoader
 from sparta.training.methods import METHODS, AttackSetting, Method
 from sparta.training.schedule import SCHEDULES, eps_at
-from sparta.training.state import load_state, save_state
+from sparta.training.state import STATE_FILE, load_state, save_state
 
 
 SPARTA_FILE = "sparta.safetensors"
@@ -39,7 +40,9 @@ SPARTA_FILE = "sparta.safetensors"
 
 def take_subset(images: torch.Tensor, labels: torch.Tensor, n: int | None, seed: int):
     """The first n of a seeded shuffle: the same subset for every activation and method."""
-    if n is None or n >= len(labels):
+    if n is not None and n > len(labels):
+        raise SpartaError(f"subset {n} is larger than the training set ({len(labels)} images)")
+    if n is None or n == len(labels):
         return images, labels
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:n]
     return images[order], labels[order]
@@ -75,6 +78,27 @@ def train_step(forward: nn.Module, optimizer: torch.optim.Optimizer, method: Met
     return value, int((logits.argmax(1) == y).sum().item())
 
 
+@contextlib.contextmanager
+def run_lock(run_dir: Path):
+    """One writer per run directory: an advisory lock that the system drops with its
+    process, so a killed run never leaves it stuck."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(run_dir / ".lock", "a")
+    except OSError as err:
+        raise SpartaError(f"cannot write the run directory {run_dir}: {err.strerror or err}") from None
+    with handle:
+        try:
+            import fcntl
+
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # no fcntl (Windows): no lock
+            pass
+        except OSError:
+            raise SpartaError(f"another sparta process is writing {run_dir}; wait for it to end") from None
+        yield
+
+
 def _prepare_run_dir(config: TrainConfig, resume: bool) -> Path:
     run_dir = Path(config.out)
     if resume:
@@ -83,8 +107,9 @@ def _prepare_run_dir(config: TrainConfig, resume: bool) -> Path:
             raise SpartaError(f"{run_dir}/config.json differs from the given settings; "
                               "resume with `sparta train --resume RUN_DIR` alone")
         return run_dir
-    if (run_dir / "config.json").exists():
+    if (run_dir / "config.json").exists() and (run_dir / STATE_FILE).exists():
         raise SpartaError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
+    # (a config.json alone is a run that stopped before its first epoch: it is replaced)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.json", config.to_json())
     return run_dir
@@ -113,11 +138,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
 
 def _train(config, resume, method, schedule, ranks, device) -> Path:
     run_dir = Path(config.out)
-    if ranks.is_main:
-        _prepare_run_dir(config, resume)
-    distributed.barrier(ranks)
-    seed_everything(config.seed + ranks.rank)  # ranks draw different attack starts
-
+    # Everything that can refuse the settings runs before the run directory is touched.
     images, labels = load_dataset(config.dataset, "train", config.data_root)
     images, labels = take_subset(images, labels, config.subset, config.seed)
     test_x, test_y = load_dataset(config.dataset, "test", config.data_root)
@@ -125,8 +146,22 @@ def _train(config, resume, method, schedule, ranks, device) -> Path:
     test_x, test_y = test_x[ranks.rank::ranks.world_size].to(device), test_y[ranks.rank::ranks.world_size].to(device)
     augment = config.augment or DEFAULT_AUGMENT.get(config.dataset, "none")
     loader = DeviceLoader(images, labels, config.batch_size, config.seed, augment, device)
-
+    total_steps = config.epochs * len(loader)
+    if not schedule(1 / total_steps) > 0:
+        raise SpartaError(f"{config.epochs} epoch(s) of {len(loader)} batch(es) give {total_steps} step(s), and "
+                          f"the {config.schedule} schedule's learning rate is 0 at the first: the model would "
+                          "not train; use more epochs, a smaller --batch-size or --schedule constant")
+    seed_everything(config.seed + ranks.rank)  # ranks draw different attack starts
     model = model_for(config).to(device)
+    with run_lock(run_dir) if ranks.is_main else contextlib.nullcontext():
+        if ranks.is_main:
+            _prepare_run_dir(config, resume)
+        distributed.barrier(ranks)
+        return _fit(config, resume, method, schedule, ranks, device, run_dir, loader, test_x, test_y, model)
+
+
+def _fit(config, resume, method, schedule, ranks, device, run_dir, loader, test_x, test_y, model) -> Path:
+    """The epochs: optimizer, resume, per-epoch metrics and the run directory's files."""
     if config.sync_bn and ranks.distributed:
         if device.type != "cuda":
             raise SpartaError("--sync-bn needs CUDA: PyTorch's SyncBatchNorm has no CPU implementation")
@@ -138,7 +173,7 @@ def _train(config, resume, method, schedule, ranks, device) -> Path:
     optimizer = torch.optim.SGD(trainable, lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay, nesterov=config.momentum > 0)
     start_epoch, step = 0, 0
-    if resume:
+    if resume and (run_dir / STATE_FILE).exists():  # else no epoch had finished: start again
         reached = load_state(run_dir, model, optimizer, device)
         start_epoch, step = reached["epoch"], reached["step"]
     forward = distributed.wrap(model, ranks, device)
