@@ -14,7 +14,7 @@ from sparta.attacks import ATTACKS, Attack, create_attack, model_mode
 from sparta.checkpoint import atomic_write_text, load_checkpoint
 from sparta.config import TrainConfig
 from sparta.errors import SpartaError
-from sparta.runfiles import EVAL_FILE
+from sparta.runfiles import EVAL_FILE, read_eval
 from sparta.stats import binomial_interval
 
 # Evaluation settings (DESIGN.md section 5): PGD-20 with step eps/4; CW = PGD-30 on the margin.
@@ -55,7 +55,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: list[s
     if not len(y):
         raise SpartaError("evaluate needs at least one image")
     records = []
-    for name in attacks:
+    for name in attack_list(attacks, batch_size):
         torch.manual_seed(seed)
         if name == "clean":
             started = time.perf_counter()
@@ -71,6 +71,20 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: list[s
         records.append(_record(ATTACKS.canonical(name), eps, acc, len(y), time.perf_counter() - started,
                                settings=settings))
     return records
+
+
+def attack_list(attacks: list[str], batch_size: int = 500) -> list[str]:
+    """The attacks to run, checked before any runs: known names, each once, in order."""
+    if batch_size < 1:
+        raise SpartaError(f"batch size must be >= 1, got {batch_size}")
+    if not attacks:
+        raise SpartaError(f"no attack given; choose from: clean, {', '.join(ATTACKS.names())}")
+    choices = f"choose from: clean, {', '.join(ATTACKS.names())}"
+    unknown = [a for a in attacks if a.strip().lower() != "clean" and a not in ATTACKS]
+    if unknown:
+        raise SpartaError(f"unknown attack {', '.join(repr(a) for a in unknown)}; {choices}")
+    names = ["clean" if a.strip().lower() == "clean" else ATTACKS.canonical(a) for a in attacks]
+    return list(dict.fromkeys(names))
 
 
 def merge_records(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -104,11 +118,12 @@ def evaluate_run(run_dir: str | Path, attacks: list[str], n: int | None = None, 
     from sparta.runtime import machine_facts
 
     run_dir = Path(run_dir)
+    attacks = attack_list(attacks, batch_size)
+    previous = read_eval(run_dir)  # other keys (e.g. "sanity") stay
     model, meta, config, x, y = load_run(run_dir, n, device, data_root)
     facts = machine_facts(x.device)  # before the attacks: the code that runs them
     eps = config.eps if eps is None else eps
     path = run_dir / EVAL_FILE
-    previous = json.loads(path.read_text()) if path.exists() else {}  # other keys (e.g. "sanity") stay
     records = []
     for attack in attacks:  # eval.json is rewritten after each attack: a killed eval keeps what ran
         records += evaluate(model, x, y, [attack], eps, batch_size, config.seed)

@@ -13,23 +13,47 @@ EVAL_FILE = "eval.json"  # {"results": [records], ...}
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The per-epoch records of a run ([] when it has none yet)."""
+    """The per-epoch records of a run ([] when it has none yet). A last line cut short (a
+    write killed midway) is dropped: the epoch it describes is redone on resume."""
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         return []
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            if number == len(lines):
+                break
+            raise SpartaError(f"{path} line {number} is not valid JSON: {err}") from None
+        if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+            raise SpartaError(f"{path} line {number} is not an epoch record (a JSON object with an 'epoch')")
+        records.append(record)
+    return records
+
+
+RECORD_KEYS = ("attack", "eps", "n", "accuracy")
+
+
+def read_eval(run_dir: str | Path) -> dict[str, Any]:
+    """A run's whole eval.json ({} when it has not been evaluated), checked, so that a
+    command stops before its attacks run rather than after, when the file is damaged."""
+    path = Path(run_dir) / EVAL_FILE
+    if not path.is_file():
+        return {}
     try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except json.JSONDecodeError as err:
-        raise SpartaError(f"{path} is not valid JSON lines: {err}") from None
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise SpartaError(f"{path} is not valid JSON ({err}); move it away to evaluate again") from None
+    results = document.get("results", []) if isinstance(document, dict) else None
+    if not isinstance(results, list) or not all(
+            isinstance(r, dict) and all(k in r for k in RECORD_KEYS) for r in results):
+        raise SpartaError(f"{path} is not an eval.json (an object whose 'results' lists records with "
+                          f"{', '.join(RECORD_KEYS)}); move it away to evaluate again")
+    return document
 
 
 def read_eval_records(run_dir: str | Path) -> list[dict[str, Any]]:
     """The evaluation records of a run ([] when it has not been evaluated)."""
-    path = Path(run_dir) / EVAL_FILE
-    if not path.is_file():
-        return []
-    try:
-        return list(json.loads(path.read_text())["results"])
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise SpartaError(f"{path} is not an eval.json with a 'results' list ({type(err).__name__}: {err})"
-                          ) from None
+    return list(read_eval(run_dir).get("results", []))

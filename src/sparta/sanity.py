@@ -30,7 +30,8 @@ from sparta.attacks import check_eps, create_attack, model_mode
 from sparta.attacks.threat import input_gradient
 from sparta.checkpoint import atomic_write_text
 from sparta.errors import SpartaError
-from sparta.evaluation import EVAL_FILE, accuracy, load_run
+from sparta.evaluation import accuracy, load_run
+from sparta.runfiles import EVAL_FILE, read_eval
 from sparta.registry import Registry
 
 BALL_SLACK = 1e-6  # float rounding allowed on |x_adv - x| <= eps
@@ -242,12 +243,12 @@ def check_run(run_dir: str | Path, n: int | None = None, eps: float | None = Non
               data_root: str | None = None, settings: SanitySettings | None = None) -> list[CheckResult]:
     """Run every check on a run's model and first n test images; store them in eval.json under "sanity"."""
     run_dir = Path(run_dir)
+    document = read_eval(run_dir) or {"run": str(run_dir), "results": []}  # checked before the checks run
     model, _, config, x, y = load_run(run_dir, n, device, data_root)
     eps = config.eps if eps is None else eps
     settings = (settings or SanitySettings()).for_device(x.device)
     results = run_sanity_checks(model, x, y, eps, seed=config.seed, settings=settings)
     path = run_dir / EVAL_FILE
-    document = json.loads(path.read_text()) if path.exists() else {"run": str(run_dir), "results": []}
     document["sanity"] = {"eps": eps, "n": len(y), "seed": config.seed, "passed": all(r.passed for r in results),
                           "settings": dataclasses.asdict(settings), "checks": [r.as_dict() for r in results]}
     atomic_write_text(path, json.dumps(document, indent=2))

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from sparta.evaluation import evaluate_run
 
     attacks = args.attacks if args.attacks is not None else ([] if args.sanity else DEFAULT_ATTACKS)
-    if attacks:
+    if attacks or args.attacks is not None:  # an empty --attacks is an error, not nothing to do
         records = evaluate_run(args.run_dir, attacks, n=args.n, eps=args.eps, device=args.device,
                                batch_size=args.batch_size, data_root=args.data_root)
         for record in records:

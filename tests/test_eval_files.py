@@ -1,0 +1,66 @@
+"""eval and the run's files: bad requests and damaged files stop before any attack runs,
+and nothing already written is lost."""
+
+import json
+import shutil
+
+import pytest
+
+from sparta.cli import main
+from sparta.runfiles import METRICS_FILE, read_metrics
+
+
+@pytest.fixture()
+def run_copy(trained_run, tmp_path):
+    """A private copy of the session's trained run, with one clean record in eval.json."""
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "eval.json").unlink(missing_ok=True)
+    assert main(["eval", str(run), "--attacks", "clean", "--n", "16"]) == 0
+    return run
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--attacks", ""], "no attack given; choose from: clean, fgsm"),
+    (["--attacks", "cw,foo"], "unknown attack 'foo'; choose from: clean,"),
+    (["--attacks", "clean", "--batch-size", "-1"], "batch size must be >= 1"),
+    (["--attacks", "clean", "--batch-size", "0"], "batch size must be >= 1"),
+    (["--attacks", "clean", "--n", "0"], "--n must be >= 1"),
+])
+def test_bad_requests_fail_before_anything_runs_and_keep_eval_json(run_copy, capsys, argv, message):
+    before = (run_copy / "eval.json").read_text()
+    capsys.readouterr()
+    assert main(["eval", str(run_copy), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sparta: error:") and message in err and "\n" not in err
+    assert (run_copy / "eval.json").read_text() == before
+
+
+def test_repeated_attacks_run_once(run_copy, capsys):
+    assert main(["eval", str(run_copy), "--attacks", "clean,clean,fgsm,FGSM", "--n", "16"]) == 0
+    records = json.loads((run_copy / "eval.json").read_text())["results"]
+    assert sorted(r["attack"] for r in records) == ["clean", "fgsm"]
+
+
+@pytest.mark.parametrize("content", ['{"results": [{"attack": "clean"', "", "[]", '{"results": {}}',
+                                     '{"results": [{"attack": "pgd"}]}'],
+                         ids=["cut-short", "empty", "list", "results-not-list", "record-incomplete"])
+def test_a_damaged_eval_json_stops_eval_before_the_attacks_and_stays(run_copy, capsys, content, monkeypatch):
+    from sparta import evaluation
+
+    (run_copy / "eval.json").write_text(content)
+    monkeypatch.setattr(evaluation, "evaluate", lambda *a, **k: pytest.fail("an attack ran"))
+    assert main(["eval", str(run_copy), "--attacks", "pgd", "--n", "16"]) == 2
+    err = capsys.readouterr().err
+    assert "eval.json" in err and "move it away" in err
+    assert (run_copy / "eval.json").read_text() == content
+
+
+def test_metrics_with_a_cut_last_line_still_resume(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / METRICS_FILE).write_text('{"epoch": 0, "train_loss": 1.0}\n{"epoch": 1, "train_lo')
+    assert [r["epoch"] for r in read_metrics(run)] == [0]
+    (run / METRICS_FILE).write_text('{"epoch": 0}\n[1, 2]\n{"epoch": 2}\n')
+    with pytest.raises(Exception, match="line 2 is not an epoch record"):
+        read_metrics(run)
