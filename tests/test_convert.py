@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+import sparta
 from sparta import Sparta, SpartaError, convert_activations
 
 
@@ -59,3 +60,20 @@ def test_nothing_to_convert_is_an_error():
 def test_activation_before_any_layer_is_an_error():
     with pytest.raises(SpartaError, match="cannot infer the channel count"):
         convert_activations(nn.Sequential(nn.ReLU(), nn.Linear(3, 3)), "prelu")
+
+
+def test_excluded_paths_keep_their_activation():
+    model = convert_activations(PlainNet(), "sparta", exclude=["classifier"])
+    assert isinstance(model.classifier[2], nn.SiLU)
+    assert [m.channels for m in model.modules() if isinstance(m, Sparta)] == [16, 24, 24]
+    with pytest.raises(SpartaError, match="exclude names no module of the model: head"):
+        convert_activations(PlainNet(), "sparta", exclude=["head"])
+
+
+def test_a_converted_model_converts_again_without_reading_inside_its_activations():
+    """Sparta's own small convolutions (2 -> 8 -> 1 channels) never count as the model's layers."""
+    model = convert_activations(convert_activations(PlainNet(), "sparta"), "pssilu")
+    sites = [m for m in model.modules() if isinstance(m, sparta.PSSiLU)]
+    assert len(sites) == 4 and not any(isinstance(m, Sparta) for m in model.modules())
+    back = convert_activations(model, "sparta", phi="depthwise")
+    assert [m.channels for m in back.modules() if isinstance(m, Sparta)] == [16, 24, 24, 32]

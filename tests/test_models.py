@@ -120,3 +120,28 @@ def test_frozen_depthwise_function_keeps_its_batchnorm_statistics(tmp_path):
     target(torch.rand(4, 1, 28, 28) * 5)
     assert target.training and not site.phi.training
     assert torch.equal(site.phi.norm.running_mean, before)
+
+
+def test_dataset_fills_the_input_facts_and_given_values_win():
+    model = build_model("smallcnn", "relu", dataset="fashion-mnist")
+    spec = model.build_spec
+    assert (spec["in_channels"], spec["image_size"], spec["num_classes"]) == (1, 28, 10)
+    assert spec["mean"] != [0.5] and model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    assert build_model("smallcnn", "relu", dataset="fashion-mnist", num_classes=4).build_spec["num_classes"] == 4
+
+
+def test_wrong_channel_count_is_refused_not_broadcast():
+    model = build_model("resnet20", "relu", num_classes=10, in_channels=3)
+    with pytest.raises(SpartaError, match="takes N x 3 x H x W images"):
+        model(torch.rand(2, 1, 32, 32))
+
+
+def test_activation_by_class():
+    from torch import nn
+
+    model = build_model("smallcnn", nn.SiLU, dataset="digits")
+    assert model.build_spec["activation"] == "swish"
+    assert any(isinstance(m, nn.SiLU) for m in model.modules())
+    assert build_model("smallcnn", sparta.Sparta, dataset="digits").build_spec["activation"] == "sparta"
+    with pytest.raises(SpartaError, match="use sparta.convert_activations"):
+        build_model("smallcnn", nn.Tanh, dataset="digits")

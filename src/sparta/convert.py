@@ -6,6 +6,8 @@ Channel counts are read from the nearest preceding layer that defines them
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from torch import nn
 
 from sparta.activations import FReLU, create_activation
@@ -31,20 +33,27 @@ def _channels_of(module: nn.Module) -> int | None:
 
 def convert_activations(model: nn.Module, name: str, *,
                         targets: tuple[type[nn.Module], ...] = RELU_FAMILY,
+                        exclude: Iterable[str] = (),
                         **options: object) -> nn.Module:
     """Replace every module of a `targets` type with a new `name` activation.
 
     Each activation module gets a new instance of its own. A module object used at two
     sites (one `self.relu` called twice) becomes one new module used at both sites.
-    Functional calls (`F.relu`) are not modules and stay as they are.
+    Functional calls (`F.relu`) are not modules and stay as they are. `exclude` names
+    module paths (as in `model.named_modules()`) left as they are, with everything below them.
     """
+    skip = tuple(exclude)
+    unknown = [path for path in skip if path not in dict(model.named_modules(remove_duplicate=False))]
+    if unknown:
+        raise SpartaError(f"exclude names no module of the model: {', '.join(unknown)}")
     replaced: dict[int, nn.Module] = {}
     channels: int | None = None
     inside: tuple[str, ...] = ()  # paths of replaced activations: their own layers are not the model's
     for path, module in list(model.named_modules(remove_duplicate=False)):
         if inside and path.startswith(inside):
             continue
-        if not isinstance(module, targets):
+        excluded = path in skip or path.startswith(tuple(p + "." for p in skip))
+        if excluded or not isinstance(module, targets):
             channels = _channels_of(module) or channels
             continue
         if not path:

@@ -52,25 +52,30 @@ def model_names() -> list[str]:
     return MODELS.names()
 
 
-def build_model(name: str, activation: str = "relu", num_classes: int = 10, in_channels: int = 3,
-                *, image_size: int = 32, mean: Sequence[float] | None = None,
-                std: Sequence[float] | None = None, share: str = "stage",
+def build_model(name: str, activation: str | type[nn.Module] = "relu", num_classes: int | None = None,
+                in_channels: int | None = None, *, dataset: str | None = None, image_size: int | None = None,
+                mean: Sequence[float] | None = None, std: Sequence[float] | None = None, share: str = "stage",
                 **activation_options: object) -> nn.Module:
     """Build a classifier taking [0, 1] images; it normalises with (mean, std) inside.
 
-    `share` (layer, stage, network) ties Sparta's phi and beta across sites; it is
-    ignored for other activations. Other keywords go to every activation site.
+    `dataset` fills num_classes, in_channels, image_size, mean and std from that data set
+    (what `sparta train` uses); without it: 10 classes, 3 x 32 x 32, mean = std = 0.5.
+    `activation` is a registered name (`sparta.activation_names()`) or one of their
+    classes (nn.ReLU, nn.SiLU, sparta.Sparta, ...). `share` (layer, stage, network) ties
+    Sparta's phi and beta across sites; it is ignored for other activations. Other
+    keywords go to every activation site.
     """
     entry = MODELS.get(name)
+    facts = _input_facts(dataset, num_classes, in_channels, image_size, mean, std)
+    num_classes, in_channels, image_size, mean, std = facts
     if num_classes < 2 or in_channels < 1:
         raise SpartaError(f"need num_classes >= 2 and in_channels >= 1, got {num_classes} and {in_channels}")
-    mean = tuple(mean) if mean is not None else (0.5,) * in_channels
-    std = tuple(std) if std is not None else (0.5,) * in_channels
     if len(mean) != in_channels or len(std) != in_channels or min(std) <= 0:
         raise SpartaError(f"mean/std need {in_channels} values with std > 0, got {mean} and {std}")
+    activation = activation_name(activation)
     act = ActivationFactory(activation, **activation_options)
     model = entry(act, num_classes, in_channels, image_size, Normalize(mean, std))
-    if act.name.lower() == "sparta":
+    if activation == "sparta":
         share_sparta(model, share)
     # Everything needed to rebuild this model; checkpoints store it.
     model.build_spec = {"name": MODELS.canonical(name), "activation": activation,
@@ -80,4 +85,33 @@ def build_model(name: str, activation: str = "relu", num_classes: int = 10, in_c
     return model
 
 
-__all__ = ["MODELS", "StagedNet", "build_model", "model_names"]
+def _input_facts(dataset, num_classes, in_channels, image_size, mean, std) -> tuple:
+    """(num_classes, in_channels, image_size, mean, std): given values win, then the data
+    set's, then 10 classes of 3 x 32 x 32 images normalised with 0.5."""
+    if dataset is not None:
+        from sparta.data import dataset_info
+
+        info = dataset_info(dataset)
+        defaults = (info.num_classes, info.channels, info.image_size, info.mean, info.std)
+    else:
+        channels = in_channels or 3
+        defaults = (10, channels, 32, (0.5,) * channels, (0.5,) * channels)
+    given = (num_classes, in_channels, image_size, mean, std)
+    values = [value if value is not None else default for value, default in zip(given, defaults)]
+    values[3], values[4] = tuple(values[3]), tuple(values[4])
+    return tuple(values)
+
+
+def activation_name(activation: str | type[nn.Module]) -> str:
+    """The registry name of an activation given by name or by class."""
+    from sparta.activations import ACTIVATIONS
+
+    if isinstance(activation, str):
+        return ACTIVATIONS.canonical(activation)
+    for name in ACTIVATIONS.names():
+        factory = ACTIVATIONS.get(name)
+        if activation is factory or activation is getattr(factory, "module", None):
+            return name
+    raise SpartaError(f"activation {activation!r} is neither a registered name nor one of their classes "
+                      f"({', '.join(ACTIVATIONS.names())}); to put another module in a model, "
+                      "use sparta.convert_activations")

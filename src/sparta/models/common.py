@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from sparta.activations import create_activation
+from sparta.errors import SpartaError
 
 
 class Normalize(nn.Module):
@@ -19,6 +20,9 @@ class Normalize(nn.Module):
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.mean.numel():
+            raise SpartaError(f"the model takes N x {self.mean.numel()} x H x W images in [0, 1], "
+                              f"got shape {tuple(x.shape)}")
         return (x - self.mean.view(1, -1, 1, 1).to(x.dtype)) / self.std.view(1, -1, 1, 1).to(x.dtype)
 
 
