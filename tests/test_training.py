@@ -272,17 +272,24 @@ def test_a_run_that_stopped_before_its_first_epoch_can_be_started_again_or_resum
 def test_one_writer_per_run_directory(tmp_path):
     from sparta.training.loop import run_lock
 
-    with run_lock(tmp_path / "run"):
-        with pytest.raises(SpartaError, match="another sparta process is writing"):
-            train(tiny_config(tmp_path, act="relu", method="standard", subset=64, batch_size=32, epochs=1))
     code = ("import sys, time; from sparta.training.loop import run_lock; from pathlib import Path\n"
             "with run_lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(60)")
     holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(SpartaError, match="another sparta process is writing"):
+        train(tiny_config(tmp_path, act="relu", method="standard", subset=64, batch_size=32, epochs=1))
     holder.kill()  # a killed writer leaves no stuck lock
     holder.wait()
     with run_lock(tmp_path / "run"):
-        pass
+        with run_lock(tmp_path / "run"):  # re-entrant within a process (a grid cell, then its training)
+            pass
+    holder = subprocess.Popen([sys.executable, "-c", code.replace("time.sleep(60)", "time.sleep(2)"),
+                               str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    started = time.monotonic()
+    with run_lock(tmp_path / "run", wait=True):  # a shard waits for the other writer instead of failing
+        assert time.monotonic() - started > 0.5  # it waited for the holder
+    holder.wait()
 
 
 def test_a_model_with_nan_weights_is_refused_when_loaded(tmp_path):

@@ -39,7 +39,7 @@ from sparta.evaluation import evaluate_run
 from sparta.runfiles import EVAL_FILE, METRICS_FILE, read_eval_records
 from sparta.models import MODELS
 from sparta.sharing import export_sparta
-from sparta.training.loop import SPARTA_FILE, train
+from sparta.training.loop import SPARTA_FILE, run_lock, train
 from sparta.training.methods import METHODS
 from sparta.training.state import STATE_FILE
 
@@ -197,7 +197,13 @@ def eval_size(config: TrainConfig, plan: EvalPlan) -> int:
 
 
 def run_cell(cell: Cell, plan: EvalPlan) -> str:
-    """Bring one cell to done; returns what was done, for the log."""
+    """Bring one cell to done; returns what was done, for the log. Shards that reach the
+    same cell (a shared source run) take turns: the second finds it done."""
+    with run_lock(cell.run_dir, wait=True):
+        return _run_cell(cell, plan)
+
+
+def _run_cell(cell: Cell, plan: EvalPlan) -> str:
     n = eval_size(cell.config, plan)
     state = cell_state(cell, plan, n)
     done = []

@@ -78,10 +78,18 @@ def train_step(forward: nn.Module, optimizer: torch.optim.Optimizer, method: Met
     return value, int((logits.argmax(1) == y).sum().item())
 
 
+_HELD: set[Path] = set()  # run directories this process holds the lock of (the lock is re-entrant)
+
+
 @contextlib.contextmanager
-def run_lock(run_dir: Path):
+def run_lock(run_dir: Path, wait: bool = False):
     """One writer per run directory: an advisory lock that the system drops with its
-    process, so a killed run never leaves it stuck."""
+    process, so a killed run never leaves it stuck. `wait`: block until the other writer
+    ends (grid cells that several --shard processes reach), else fail at once."""
+    key = Path(run_dir).resolve()
+    if key in _HELD:
+        yield
+        return
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         handle = open(run_dir / ".lock", "a")
@@ -91,12 +99,16 @@ def run_lock(run_dir: Path):
         try:
             import fcntl
 
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except ImportError:  # no fcntl (Windows): no lock
             pass
         except OSError:
             raise SpartaError(f"another sparta process is writing {run_dir}; wait for it to end") from None
-        yield
+        _HELD.add(key)
+        try:
+            yield
+        finally:
+            _HELD.discard(key)
 
 
 def _prepare_run_dir(config: TrainConfig, resume: bool) -> Path:
