@@ -1,4 +1,4 @@
-"""The special cases of Sparta (DESIGN.md section 1), each able to fail."""
+"""The special cases of Sparta (docs/design.md section 1), each able to fail."""
 
 import math
 

@@ -370,3 +370,18 @@ def test_frozen_sparta_function_stays_bit_identical(tmp_path, phi, share):
     assert before.keys() == after.keys()
     changed = [key for key in before if not torch.equal(before[key], after[key])]
     assert not changed
+
+
+def test_a_sparta_function_with_nan_is_refused_on_import(tmp_path):
+    from safetensors.torch import save_file
+
+    from sparta import export_sparta, import_sparta
+
+    model = build_model("smallcnn", "sparta", in_channels=1, image_size=16)
+    export_sparta(model, tmp_path / "sparta.safetensors")
+    tensors = load_file(tmp_path / "sparta.safetensors")
+    first = sorted(tensors)[0]
+    tensors[first] = torch.full_like(tensors[first], float("inf"))
+    save_file(tensors, tmp_path / "bad.safetensors")
+    with pytest.raises(SpartaError, match="holds NaN or infinite values"):
+        import_sparta(build_model("smallcnn", "sparta", in_channels=1, image_size=16), tmp_path / "bad.safetensors")

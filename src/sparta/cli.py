@@ -1,4 +1,4 @@
-"""The `sparta` command line (DESIGN.md section 3); subcommands live in sparta.commands.
+"""The `sparta` command line (docs/design.md section 3); subcommands live in sparta.commands.
 
 Every failure the user can fix prints one line, `sparta: error: ...`, and exits with 2.
 """

@@ -17,7 +17,7 @@ from sparta.errors import SpartaError
 from sparta.runfiles import EVAL_FILE, read_eval
 from sparta.stats import binomial_interval
 
-# Evaluation settings (DESIGN.md section 5): PGD-20 with step eps/4; CW = PGD-30 on the margin.
+# Evaluation settings (docs/design.md section 5): PGD-20 with step eps/4; CW = PGD-30 on the margin.
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "pgd": {"steps": 20, "restarts": 1}, "cw": {"steps": 30, "restarts": 1},
 }

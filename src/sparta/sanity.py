@@ -1,4 +1,4 @@
-"""Checks against gradient masking (DESIGN.md section 5): can the robust accuracy be trusted?
+"""Checks against gradient masking (docs/design.md section 5): can the robust accuracy be trusted?
 
 A model whose input gradients are useless (a non-differentiable input step, saturated
 outputs) looks robust to gradient attacks without being robust (Athalye et al. 2018).

@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from sparta.checkpoint import portable
+from sparta.checkpoint import non_finite_tensors, portable
 from sparta.errors import SpartaError
 from sparta.sparta_activation import Sparta
 
@@ -96,6 +96,9 @@ def import_sparta(model: nn.Module, path: str | os.PathLike, freeze: bool = True
         tensors = load_file(os.fspath(path))
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:
         raise SpartaError(f"cannot read Sparta function file {path}: {err}") from None
+    broken = non_finite_tensors(tensors)
+    if broken:
+        raise SpartaError(f"Sparta function file {path} holds NaN or infinite values (first: {broken[0]})")
     names = sorted({key.split(".phi.")[0].removesuffix(".log_beta") for key in tensors})
     groups = _shared_groups(model)
     targets = {name: group[0] for name, group in groups.items()}
