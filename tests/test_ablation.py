@@ -12,7 +12,7 @@ from sparta.config import TrainConfig
 from sparta.experiments import EvalPlan, grid, grid_cells
 from sparta.experiments.ablation import ablation_cells, factor_defaults, verdicts
 
-TINY = dict(dataset="digits", subset=32, epochs=1, batch_size=32, method="standard", eval_every=0)
+TINY = dict(dataset="digits", subset=32, epochs=1, batch_size=16, method="standard", eval_every=0)
 PLAN = EvalPlan(("clean", "autoattack"), n=50)
 
 
@@ -103,7 +103,7 @@ def test_shards_together_run_every_cell_once_then_the_table_reads_them(tmp_path,
     monkeypatch.setattr(grid, "train", lambda config, resume=False: trained.append(config.out) or
                         real(config, resume=resume))
     args = ["ablate", "--vary", "kernel_size=1", "--dataset", "digits", "--subset", "32", "--epochs", "1",
-            "--batch-size", "32", "--method", "standard", "--eval-every", "0", "--seeds", "2",
+            "--batch-size", "16", "--method", "standard", "--eval-every", "0", "--seeds", "2",
             "--attacks", "clean", "--n", "40", "--out", str(tmp_path)]
     assert main([*args, "--shard", "0/2"]) == 0
     assert "shard 0/2 done" in capsys.readouterr().out and not (tmp_path / "ablation.md").exists()

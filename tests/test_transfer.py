@@ -71,7 +71,7 @@ def test_stage_shared_function_does_not_fit_another_cnn_but_network_shared_does(
 
 
 def test_network_shared_function_fits_any_cnn(tmp_path):
-    run = train(TrainConfig(out=str(tmp_path / "src"), dataset="digits", subset=32, batch_size=32, epochs=1,
+    run = train(TrainConfig(out=str(tmp_path / "src"), dataset="digits", subset=32, batch_size=16, epochs=1,
                             method="standard", share="network", act_options={"hidden": 2}, eval_every=0))
     source = read_source(run)  # exports sparta.safetensors for a run made by `sparta train`
     assert source.function == (run / "sparta.safetensors").resolve() and source.share == "network"
