@@ -315,7 +315,7 @@ def test_training_checks_its_last_epoch_against_chance(tmp_path, monkeypatch):
 
     seen = []
     monkeypatch.setattr(loop, "warn_if_at_chance", lambda run_dir, acc, classes: seen.append((acc, classes)))
-    run_dir = train(tiny_config(tmp_path, method="standard", epochs=1, subset=64, eval_every=0))
+    run_dir = train(tiny_config(tmp_path, method="standard", epochs=1, subset=64, batch_size=32, eval_every=0))
     last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
     assert seen == [(last["train_acc"], 10)]
 
