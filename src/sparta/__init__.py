@@ -7,6 +7,7 @@ arXiv:2105.08269).
 from sparta.activations import ACTIVATIONS, FReLU, activation_names, create_activation
 from sparta.attacks import FGSM, PGD, AutoAttack, create_attack
 from sparta.checkpoint import load_checkpoint, save_checkpoint
+from sparta.config import TrainConfig
 from sparta.convert import convert_activations
 from sparta.data import load_dataset
 from sparta.errors import DataError, SpartaError
@@ -17,12 +18,13 @@ from sparta.parametric import PSSiLU, ParametricSoftplus
 from sparta.pretrained import load_pretrained, pretrained_names
 from sparta.sharing import export_sparta, import_sparta, share_sparta, sparta_sites
 from sparta.sparta_activation import Sparta
+from sparta.training.loop import train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ACTIVATIONS", "FGSM", "MODELS", "PGD", "AutoAttack", "DataError", "FReLU", "PSSiLU", "ParametricSoftplus",
-    "Sparta", "SpartaError",
+    "Sparta", "SpartaError", "TrainConfig", "train",
     "accuracy", "activation_names", "build_model", "convert_activations", "create_activation",
     "create_attack", "evaluate", "export_sparta", "fgsm_rs_loss", "import_sparta", "pgd_at_loss",
     "trades_loss",

@@ -32,17 +32,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sparta.evaluation import evaluate_run
+    from sparta.evaluation import attack_list, evaluate_run
+    from sparta.progress import say
 
     attacks = args.attacks if args.attacks is not None else ([] if args.sanity else DEFAULT_ATTACKS)
     if attacks or args.attacks is not None:  # an empty --attacks is an error, not nothing to do
-        records = evaluate_run(args.run_dir, attacks, n=args.n, eps=args.eps, device=args.device,
-                               batch_size=args.batch_size, data_root=args.data_root)
-        for record in records:
-            low, high = record["ci95"]
-            print(f"{record['attack']:<11} eps={record['eps']:.4f}  accuracy={100 * record['accuracy']:6.2f}%  "
-                  f"(95% CI {100 * low:.2f}-{100 * high:.2f})  n={record['n']}  ({record['seconds']:.1f}s)")
+        attacks = attack_list(attacks, args.batch_size)  # every name checked before any attack runs
+        _check_run(args)
+        for attack in attacks:  # one at a time: each line appears as its attack ends
+            say(f"{attack}: running on {'all' if args.n is None else f'the first {args.n}'} test images ...")
+            for record in evaluate_run(args.run_dir, [attack], n=args.n, eps=args.eps, device=args.device,
+                                       batch_size=args.batch_size, data_root=args.data_root):
+                low, high = record["ci95"]
+                print(f"{record['attack']:<11} eps={record['eps']:.4f}  accuracy={100 * record['accuracy']:6.2f}%  "
+                      f"(95% CI {100 * low:.2f}-{100 * high:.2f})  n={record['n']}  ({record['seconds']:.1f}s)",
+                      flush=True)
     return _sanity(args) if args.sanity else 0
+
+
+def _check_run(args: argparse.Namespace) -> None:
+    """What can refuse the request, checked before the first attack is announced."""
+    from sparta.config import TrainConfig
+    from sparta.errors import SpartaError
+    from sparta.runfiles import read_eval
+
+    if args.n is not None and args.n < 1:
+        raise SpartaError(f"--n must be >= 1, got {args.n}")
+    TrainConfig.load(args.run_dir)
+    read_eval(args.run_dir)
 
 
 def _sanity(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ from sparta.data import dataset_info, load_dataset
 from sparta.errors import SpartaError
 from sparta.evaluation import accuracy
 from sparta.models import build_model
-from sparta.progress import progress
+from sparta.progress import progress, say
 from sparta.runfiles import METRICS_FILE, read_metrics
 from sparta.runtime import autocast, compile_backend, machine_facts, resolve_device, seed_everything
 from sparta.sharing import export_sparta, import_sparta, sparta_sites
@@ -224,6 +224,7 @@ def _fit(config, resume, method, schedule, ranks, device, run_dir, loader, test_
             loss_sum += loss * len(y)
             correct += right
             seen += len(y)
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100 * correct / seen:.1f}%", refresh=False)
         problem = _unsound(model, x, y, precision)
         if problem:
             raise SpartaError(f"training diverged in epoch {epoch + 1}: {problem}; {_kept(run_dir, epoch)}")
@@ -235,6 +236,7 @@ def _fit(config, resume, method, schedule, ranks, device, run_dir, loader, test_
         if config.eval_every and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
             record.update(_quick_eval(model, test_x, test_y, config, precision, ranks, device))
         if ranks.is_main:
+            say(epoch_line(record, config.epochs))
             with metrics_path.open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
             save_checkpoint(model, run_dir, epoch=epoch + 1, config=json.loads(config.to_json()), **facts)
@@ -245,6 +247,16 @@ def _fit(config, resume, method, schedule, ranks, device, run_dir, loader, test_
     if ranks.is_main and start_epoch < config.epochs:
         warn_if_at_chance(run_dir, record["train_acc"], dataset_info(config.dataset).num_classes)
     return run_dir
+
+
+def epoch_line(record: dict, epochs: int) -> str:
+    """The one-line summary of a finished epoch (its metrics.jsonl record)."""
+    line = (f"epoch {record['epoch'] + 1}/{epochs}: train loss {record['train_loss']:.4f}, accuracy "
+            f"{100 * record['train_acc']:.1f}%, eps {record['eps']:.4f}, {record['seconds']:.0f} s "
+            f"({record['images_per_s']:.0f} img/s)")
+    if "test_clean" in record:
+        line += f"; test clean {100 * record['test_clean']:.1f}%, PGD-10 {100 * record['test_pgd10']:.1f}%"
+    return line
 
 
 def _unsound(model: nn.Module, x: torch.Tensor, y: torch.Tensor, precision) -> str | None:
