@@ -21,7 +21,7 @@ def test_train_then_eval(tmp_path, capsys):
     assert config["act_options"] == {"hidden": 4} and config["eps"] == pytest.approx(8 / 255)
     assert main(["eval", str(run), "--attacks", "clean,fgsm,pgd,cw", "--n", "40"]) == 0
     printed = capsys.readouterr().out
-    assert all(name in printed for name in ("clean", "fgsm", "pgd", "cw"))
+    assert all(name in printed for name in ("clean", "fgsm", "pgd", "cw", "worst-case"))
     results = json.loads((run / "eval.json").read_text())["results"]
     by_attack = {r["attack"]: r for r in results}
     assert set(by_attack) == {"clean", "fgsm", "pgd", "cw"}

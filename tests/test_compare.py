@@ -4,9 +4,10 @@ import csv
 import json
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
-from sparta import SpartaError
+from sparta import SpartaError, evaluation
 from sparta.cli import main
 from sparta.config import TrainConfig
 from sparta.experiments import EvalPlan, grid, grid_cells, run_grid, write_table
@@ -204,3 +205,32 @@ def test_compare_runs_the_strongest_literature_activations(tmp_path, capsys):
     assert sites >= 3 and int(rows["pssilu"]["params"]) - int(rows["relu"]["params"]) == 2 * sites
     for act in ("pssilu", "psoftplus"):
         assert 0 <= float(rows[act]["pgd-20_mean"]) <= float(rows[act]["clean_mean"]) <= 100
+
+
+def test_worst_case_column_counts_an_example_robust_only_if_every_attack_failed(tmp_path):
+    """AutoAttack's way of counting, over the table's attacks, from each record's per-example mask."""
+    out = tmp_path / "worst"
+    argv = ["compare", "--acts", "relu", "--seeds", "2", "--dataset", "digits", "--subset", "32", "--epochs", "1",
+            "--batch-size", "16", "--method", "standard", "--eval-every", "0", "--eps", "0.05",
+            "--attacks", "clean,fgsm,pgd", "--n", "48", "--out", str(out)]
+    assert main(argv) == 0
+    row = next(csv.DictReader((out / "table.csv").open()))
+    worst = float(row["worst-case_mean"])
+    assert worst <= min(float(row["fgsm_mean"]), float(row["pgd-20_mean"])) + 1e-9
+    for seed in (0, 1):
+        records = json.loads((out / f"smallcnn-relu-standard-seed{seed}" / "eval.json").read_text())["results"]
+        masks = {r["attack"]: evaluation.unpack_mask(r["correct_mask"], r["n"]) for r in records}
+        assert all(len(m) == 48 for m in masks.values())
+        assert {r["attack"]: r["correct"] for r in records} == {a: int(m.sum()) for a, m in masks.items()}
+
+
+def test_worst_case_uses_the_common_first_images():
+    import numpy as np
+
+    def record(bits):
+        mask = torch.tensor(bits, dtype=torch.bool)
+        return {"n": len(bits), "correct_mask": evaluation.pack_mask(mask)}
+
+    assert evaluation.worst_case([record([1, 1, 0, 1]), record([1, 0, 1, 1, 0, 0, 1, 1, 1])]) == 0.5
+    assert evaluation.worst_case([record([1, 1]), {"n": 2}]) is None
+    assert np.array_equal(evaluation.unpack_mask(evaluation.pack_mask(torch.tensor([True] * 9)), 9), [True] * 9)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -23,24 +24,50 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack | None = None,
-             batch_size: int = 500) -> float:
-    """Fraction of (x, y) classified correctly after `attack` (clean when None), in eval mode."""
-    correct = 0
+def correct_mask(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack | None = None,
+                 batch_size: int = 500) -> torch.Tensor:
+    """Per example: classified correctly after `attack` (clean when None), in eval mode."""
+    masks = []
     with model_mode(model, False):
         for start in range(0, len(y), batch_size):
             xb, yb = x[start:start + batch_size], y[start:start + batch_size]
             if attack is not None:
                 xb = attack.perturb(model, xb, yb)
             with torch.no_grad():
-                correct += (model(xb).argmax(1) == yb).sum().item()
-    return correct / max(1, len(y))
+                masks.append((model(xb).argmax(1) == yb).cpu())
+    return torch.cat(masks) if masks else torch.zeros(0, dtype=torch.bool)
 
 
-def _record(attack: str, eps: float, acc: float, n: int, seconds: float, **extra: Any) -> dict[str, Any]:
-    correct = round(acc * n)
-    return {"attack": attack, "eps": eps, "accuracy": acc, "ci95": list(binomial_interval(correct, n)),
-            "correct": correct, "n": n, "seconds": seconds, **extra}
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack | None = None,
+             batch_size: int = 500) -> float:
+    """Fraction of (x, y) classified correctly after `attack` (clean when None), in eval mode."""
+    return correct_mask(model, x, y, attack, batch_size).sum().item() / max(1, len(y))
+
+
+def pack_mask(mask: torch.Tensor) -> str:
+    """A per-example mask as hex (one bit per example, in test-set order)."""
+    return np.packbits(mask.numpy().astype(np.uint8)).tobytes().hex()
+
+
+def unpack_mask(text: str, n: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))[:n].astype(bool)
+
+
+def worst_case(records: list[dict[str, Any]]) -> float | None:
+    """AutoAttack's way of counting: an example is robust only if every attack failed on
+    it. Over the records' first min(n) examples (each eval uses the first n test images);
+    None when a record has no per-example mask (written before masks were kept)."""
+    if not records or any("correct_mask" not in r for r in records):
+        return None
+    n = min(r["n"] for r in records)
+    survived = np.logical_and.reduce([unpack_mask(r["correct_mask"], r["n"])[:n] for r in records])
+    return float(survived.mean())
+
+
+def _record(attack: str, eps: float, mask: torch.Tensor, seconds: float, **extra: Any) -> dict[str, Any]:
+    n, correct = len(mask), int(mask.sum().item())
+    return {"attack": attack, "eps": eps, "accuracy": correct / max(1, n), "ci95": list(binomial_interval(correct, n)),
+            "correct": correct, "n": n, "seconds": seconds, "correct_mask": pack_mask(mask), **extra}
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: list[str], eps: float,
@@ -59,16 +86,16 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: list[s
         torch.manual_seed(seed)
         if name == "clean":
             started = time.perf_counter()
-            acc = accuracy(model, x, y, None, batch_size)
-            records.append(_record("clean", 0.0, acc, len(y), time.perf_counter() - started))
+            mask = correct_mask(model, x, y, None, batch_size)
+            records.append(_record("clean", 0.0, mask, time.perf_counter() - started))
             continue
         settings = {**DEFAULT_OPTIONS.get(ATTACKS.canonical(name), {}), **(options or {}).get(name, {})}
         if ATTACKS.canonical(name) in ("autoattack", "square"):
             settings.setdefault("seed", seed)
         attack = create_attack(name, eps, **settings)
         started = time.perf_counter()
-        acc = accuracy(model, x, y, attack, batch_size)
-        records.append(_record(ATTACKS.canonical(name), eps, acc, len(y), time.perf_counter() - started,
+        mask = correct_mask(model, x, y, attack, batch_size)
+        records.append(_record(ATTACKS.canonical(name), eps, mask, time.perf_counter() - started,
                                settings=settings))
     return records
 

@@ -32,13 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sparta.evaluation import attack_list, evaluate_run
+    from sparta.evaluation import attack_list, evaluate_run, worst_case
     from sparta.progress import say
 
     attacks = args.attacks if args.attacks is not None else ([] if args.sanity else DEFAULT_ATTACKS)
     if attacks or args.attacks is not None:  # an empty --attacks is an error, not nothing to do
         attacks = attack_list(attacks, args.batch_size)  # every name checked before any attack runs
         _check_run(args)
+        attacked = []
         for attack in attacks:  # one at a time: each line appears as its attack ends
             say(f"{attack}: running on {'all' if args.n is None else f'the first {args.n}'} test images ...")
             for record in evaluate_run(args.run_dir, [attack], n=args.n, eps=args.eps, device=args.device,
@@ -47,6 +48,11 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{record['attack']:<11} eps={record['eps']:.4f}  accuracy={100 * record['accuracy']:6.2f}%  "
                       f"(95% CI {100 * low:.2f}-{100 * high:.2f})  n={record['n']}  ({record['seconds']:.1f}s)",
                       flush=True)
+                attacked += [record] if record["attack"] != "clean" else []
+        if len(attacked) > 1:
+            worst = worst_case(attacked)
+            print(f"{'worst-case':<11} eps={attacked[0]['eps']:.4f}  accuracy={100 * worst:6.2f}%  "
+                  f"(robust only where {', '.join(r['attack'] for r in attacked)} all failed)  n={attacked[0]['n']}")
     return _sanity(args) if args.sanity else 0
 
 

@@ -23,6 +23,7 @@ from sparta.checkpoint import atomic_write_text
 from sparta.config import TrainConfig
 from sparta.data import dataset_info
 from sparta.errors import SpartaError
+from sparta.evaluation import worst_case
 from sparta.experiments.grid import Cell, EvalPlan, eval_size, find_record
 from sparta.runfiles import read_eval_records, read_metrics
 from sparta.sparta_activation import Sparta
@@ -41,6 +42,10 @@ class Row:
     seeds: list[int]
     seeds_at_chance: list[int] = dataclasses.field(default_factory=list)
     per_seed: dict[str, list[float]] = dataclasses.field(default_factory=dict)  # title -> value per seed
+
+
+# Per example, robust only if no attack of the table broke it (AutoAttack's way of counting).
+WORST_CASE = "worst-case"
 
 
 def parameter_counts(config: TrainConfig) -> tuple[int, int]:
@@ -80,13 +85,17 @@ def ended_at_chance(cell: Cell) -> bool:
 def _cell_values(cell: Cell, plan: EvalPlan) -> dict[str, float]:
     records = read_eval_records(cell.run_dir)
     n = eval_size(cell.config, plan)
-    values = {}
+    values, attacked = {}, []
     for attack in plan.attacks:
         record = find_record(records, attack, cell.config.eps, n)
         if record is None:
             raise SpartaError(f"{cell.run_dir}/eval.json has no {attack} result at eps={cell.config.eps:g} "
                               f"on n={n}; run the grid first")
         values[attack_title(record)] = record["accuracy"]
+        attacked += [record] if record["attack"] != "clean" else []
+    worst = worst_case(attacked) if len(attacked) > 1 else None
+    if worst is not None:
+        values[WORST_CASE] = worst
     values["train s"] = train_seconds(cell.run_dir)
     return values
 
@@ -107,12 +116,16 @@ def collect(cells: Sequence[Cell], plan: EvalPlan) -> list[Row]:
             if _without_seed(other.config) != _without_seed(first.config):
                 raise SpartaError(f"cells {first.name} and {other.name} share a row but differ in more "
                                   "than the seed")
-        per_cell = [_cell_values(cell, plan) for cell in members]
-        metrics = {key: mean_ci([values[key] for values in per_cell]) for key in per_cell[0]}
+    values = {labels: [_cell_values(cell, plan) for cell in members] for labels, members in groups.items()}
+    # a column every cell has (the worst case needs per-example masks, which older records lack)
+    titles = [t for t in next(iter(values.values()))[0] if all(t in v for cells in values.values() for v in cells)]
+    for labels, members in groups.items():
+        first, per_cell = members[0], values[labels]
+        metrics = {key: mean_ci([v[key] for v in per_cell]) for key in titles}
         params, trainable = parameter_counts(first.config)
         rows.append(Row(dict(first.labels), metrics, params, trainable, [c.config.seed for c in members],
                         [c.config.seed for c in members if ended_at_chance(c)],
-                        {key: [values[key] for values in per_cell] for key in per_cell[0]}))
+                        {key: [v[key] for v in per_cell] for key in titles}))
     return rows
 
 
