@@ -234,3 +234,21 @@ def test_worst_case_uses_the_common_first_images():
     assert evaluation.worst_case([record([1, 1, 0, 1]), record([1, 0, 1, 1, 0, 0, 1, 1, 1])]) == 0.5
     assert evaluation.worst_case([record([1, 1]), {"n": 2}]) is None
     assert np.array_equal(evaluation.unpack_mask(evaluation.pack_mask(torch.tensor([True] * 9)), 9), [True] * 9)
+
+
+def test_a_finished_cell_without_its_weights_is_done_and_never_retrained(finished_grid, monkeypatch, tmp_path):
+    """Committed results keep config, metrics and eval.json but not the weights: a rerun reads them."""
+    import shutil
+
+    out, _ = finished_grid
+    shutil.copytree(out, tmp_path / "copy")
+    cell = grid_cells(TrainConfig(**TINY), tmp_path / "copy", ["relu"], seeds=[0])[0]
+    kept = (cell.run_dir / "eval.json").read_text()
+    for name in ("model.safetensors", "checkpoint.safetensors"):
+        (cell.run_dir / name).unlink(missing_ok=True)
+    calls = count_train_calls(monkeypatch)
+    assert grid.run_cell(cell, PLAN) == "done, skipped" and not calls
+    wider = EvalPlan((*PLAN.attacks, "fgsm"), n=PLAN.n)
+    with pytest.raises(SpartaError, match="has evaluation results but no model to run fgsm on"):
+        grid.run_cell(cell, wider)
+    assert (cell.run_dir / "eval.json").read_text() == kept and not calls

@@ -163,9 +163,17 @@ def cell_state(cell: Cell, plan: EvalPlan, n: int) -> str:
                    if getattr(saved, f.name) != getattr(cell.config, f.name)]
         raise SpartaError(f"{run_dir} holds a run with other settings ({', '.join(changed)}); "
                           "use another --out or remove that directory")
+    missing = missing_attacks(cell, plan, n)
+    if not missing:
+        return "done"  # every result is there, whether or not the weights were kept
     if epochs_done(run_dir) >= cell.config.epochs:
-        return "trained" if missing_attacks(cell, plan, n) else "done"
-    return "resume" if (run_dir / STATE_FILE).is_file() else "restart"
+        return "trained"
+    if (run_dir / STATE_FILE).is_file():
+        return "resume"
+    if read_eval_records(run_dir):  # a restart would throw these results away
+        raise SpartaError(f"{run_dir} has evaluation results but no model to run {', '.join(missing)} on "
+                          "(its weights were not kept); evaluate where the model is, or remove the directory")
+    return "restart"
 
 
 # --------------------------------------------------------------------------------------
