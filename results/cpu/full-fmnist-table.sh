@@ -6,13 +6,13 @@ cd "$(dirname "$0")/../.."
 OUT=results/cpu/full-fmnist
 TRAIN="--dataset fashion-mnist --models smallcnn --methods pgd --eps 0.1 --epochs 5 --attack-steps 5 \
   --batch-size 128 --lr 0.05 --eps-warmup-epochs 1 --eval-n 1000 --device cpu"
-.venv/bin/sparta compare --acts relu,sparta,swish,frelu --seeds 5 $TRAIN --attacks clean,pgd,cw \
+.venv/bin/sparta compare --acts relu,sparta,swish,frelu,pssilu,psoftplus --seeds 5 $TRAIN --attacks clean,pgd,cw \
   --out $OUT --table-only > $OUT/table-n10000.md
 mv $OUT/table.csv $OUT/table-n10000.csv; rm -f $OUT/table.md
-.venv/bin/sparta compare --acts relu,sparta,swish,frelu --seeds 5 $TRAIN --attacks autoattack --n 200 \
+.venv/bin/sparta compare --acts relu,sparta,swish,frelu,pssilu,psoftplus --seeds 5 $TRAIN --attacks autoattack --n 200 \
   --out $OUT --table-only > $OUT/table-autoattack-n200.md
 mv $OUT/table.csv $OUT/table-autoattack-n200.csv; rm -f $OUT/table.md
-for act in relu sparta swish frelu; do
+for act in relu sparta swish frelu pssilu psoftplus; do
   run=$OUT/smallcnn-$act-pgd-seed0
   if grep -q '"autoattack"' $run/eval.json 2>/dev/null; then
     .venv/bin/python scripts/ship_pretrained.py $run smallcnn-$act-fashion-mnist \
