@@ -4,10 +4,7 @@
 # the table of all eight activations and its paired differences against ReLU are fair.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export OMP_NUM_THREADS=1
-OUT=results/cpu/compare-fmnist-smallcnn
-TRAIN="--dataset fashion-mnist --models smallcnn --methods pgd --eps 0.1 --subset 3000 --epochs 4 \
-  --batch-size 64 --attack-steps 5 --lr 0.05 --eval-every 0 --seeds 3"
+source results/cpu/small-grid.sh
 .venv/bin/sparta compare --acts pssilu,psoftplus $TRAIN --attacks clean,pgd,cw --n 500 --out $OUT
 .venv/bin/sparta compare --acts relu,swish,softplus,gelu,frelu,pssilu,psoftplus,sparta $TRAIN \
   --attacks clean,pgd,cw --n 500 --out $OUT > results/cpu/table-all-n500.txt

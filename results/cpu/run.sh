@@ -3,10 +3,7 @@
 # PGD-AT. Two processes, one thread each; then AutoAttack on 100 test images for relu and sparta.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export OMP_NUM_THREADS=1
-OUT=results/cpu/compare-fmnist-smallcnn
-TRAIN="--dataset fashion-mnist --models smallcnn --methods pgd --eps 0.1 --subset 3000 --epochs 4 \
-  --batch-size 64 --attack-steps 5 --lr 0.05 --eval-every 0 --seeds 3"
+source results/cpu/small-grid.sh
 (
   .venv/bin/sparta compare --acts sparta,softplus $TRAIN --attacks clean,pgd,cw --n 500 --out $OUT
   .venv/bin/sparta compare --acts sparta $TRAIN --attacks clean,pgd,cw,autoattack --n 100 --out $OUT
