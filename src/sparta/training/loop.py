@@ -297,8 +297,8 @@ def warn_if_at_chance(run_dir: Path, train_acc: float, num_classes: int) -> bool
     if not near_chance(train_acc, num_classes):
         return False
     print(f"sparta: warning: {run_dir} ended near chance (training accuracy {100 * train_acc:.1f}% with "
-          f"{num_classes} classes): the model did not learn; try --eps-warmup-epochs, a lower --lr, "
-          "or another seed", file=sys.stderr)
+          f"{num_classes} classes): the model did not learn; try an eps warm-up (eps_warmup_epochs, "
+          "--eps-warmup-epochs), a lower learning rate (lr, --lr) or another seed", file=sys.stderr)
     return True
 
 
