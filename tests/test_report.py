@@ -156,3 +156,21 @@ def test_a_folder_without_runs_is_a_one_line_error(tmp_path, capsys, name, messa
     assert main(["report", str(path), "--out", str(tmp_path / "report")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("sparta: error:") and message in err and "\n" not in err
+
+
+def test_an_eps_curve_says_which_test_set_sizes_it_rests_on():
+    """A curve that mixes n names each n with its eps in the legend; a uniform one names its n."""
+    from sparta.report.collect import Run
+    from sparta.report.plots import _sizes_note
+
+    def run(records):
+        return Run("r", TrainConfig(), [], records)
+
+    records = [{"attack": "clean", "eps": 0.0, "n": 500, "accuracy": 0.8},
+               {"attack": "pgd", "eps": 0.1, "n": 500, "accuracy": 0.6},
+               {"attack": "pgd", "eps": 0.2, "n": 200, "accuracy": 0.3}]
+    band = robust_accuracy_curves({"relu": [run(records)]})["relu"]
+    assert band.x == [0.0, 0.1, 0.2] and band.sizes == [500, 500, 200]
+    assert _sizes_note(band) == ", n varies: 500 at ε 0, 0.1; 200 at ε 0.2"
+    uniform = robust_accuracy_curves({"relu": [run(records[:2])]})["relu"]
+    assert _sizes_note(uniform) == ", n = 500"

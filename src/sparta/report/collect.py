@@ -56,6 +56,7 @@ class Band:
     low: list[float]
     high: list[float]
     count: list[int]
+    sizes: list[int] = field(default_factory=list)  # test images behind each point (the fewest over seeds)
 
 
 def read_run(path: str | Path) -> Run:
@@ -146,8 +147,8 @@ def latest_records(run: Run) -> list[dict[str, Any]]:
     return [latest[k] for k in sorted(latest, key=lambda k: (k[0] != "clean", k[0], k[1], k[2]))]
 
 
-def accuracy_by_eps(run: Run, attack: str = "pgd") -> dict[float, float]:
-    """Accuracy under `attack` at each eps, with clean accuracy as eps 0.
+def records_by_eps(run: Run, attack: str = "pgd") -> dict[float, dict[str, Any]]:
+    """The record under `attack` at each eps, with the clean record as eps 0.
 
     Where several records share an eps, the one on the most images wins.
     """
@@ -158,19 +159,27 @@ def accuracy_by_eps(run: Run, attack: str = "pgd") -> dict[float, float]:
         eps = 0.0 if record["attack"] == "clean" else round(float(record["eps"]), 8)
         if eps not in best or record["n"] >= best[eps]["n"]:
             best[eps] = record
-    return {eps: float(best[eps]["accuracy"]) for eps in sorted(best)}
+    return {eps: best[eps] for eps in sorted(best)}
+
+
+def accuracy_by_eps(run: Run, attack: str = "pgd") -> dict[float, float]:
+    """Accuracy under `attack` at each eps, with clean accuracy as eps 0."""
+    return {eps: float(record["accuracy"]) for eps, record in records_by_eps(run, attack).items()}
 
 
 def robust_accuracy_curves(groups: dict[str, list[Run]], attack: str = "pgd") -> dict[str, Band]:
-    """Per group, accuracy against eps (mean over the seeds that have a record at that eps)."""
+    """Per group, accuracy against eps (mean over the seeds that have a record at that eps),
+    with the number of test images behind each point."""
     curves = {}
     for label, runs in groups.items():
         points: dict[float, list[float]] = {}
+        sizes: dict[float, int] = {}
         for run in runs:
-            for eps, acc in accuracy_by_eps(run, attack).items():
-                points.setdefault(eps, []).append(acc)
+            for eps, record in records_by_eps(run, attack).items():
+                points.setdefault(eps, []).append(float(record["accuracy"]))
+                sizes[eps] = min(sizes.get(eps, record["n"]), int(record["n"]))
         if points:
-            curves[label] = _band(points)
+            curves[label] = dataclasses.replace(_band(points), sizes=[sizes[x] for x in sorted(points)])
     return curves
 
 

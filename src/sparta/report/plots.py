@@ -63,6 +63,18 @@ def _seed_note(bands: list[Band], shaded: bool) -> str:
     return "mean over seeds; shaded: 95% confidence interval (Student t)" if shaded else "mean over seeds"
 
 
+def _sizes_note(band: Band) -> str:
+    """', n = 500', or where the points rest on different test-set sizes, each size with its eps."""
+    if not band.sizes:
+        return ""
+    if len(set(band.sizes)) == 1:
+        return f", n = {band.sizes[0]}"
+    by_size: dict[int, list[str]] = {}
+    for x, n in zip(band.x, band.sizes):
+        by_size.setdefault(n, []).append(f"{x:g}")
+    return ", n varies: " + "; ".join(f"{n} at ε {', '.join(xs)}" for n, xs in sorted(by_size.items(), reverse=True))
+
+
 def plot_robust_accuracy(curves: Mapping[str, Band], path: str | Path, attack: str = "PGD",
                          colors: Mapping[str, str] | None = None) -> Path:
     """Accuracy (%) against eps, one line per group; eps 0 is clean accuracy."""
@@ -70,7 +82,7 @@ def plot_robust_accuracy(curves: Mapping[str, Band], path: str | Path, attack: s
     ax = fig.add_subplot()
     for index, (label, band) in enumerate(curves.items()):
         seeds = max(band.count)
-        name = f"{label} ({seeds} seeds)" if seeds > 1 else label
+        name = f"{label} ({seeds} seeds{_sizes_note(band)})" if seeds > 1 else f"{label} ({_sizes_note(band)[2:]})"
         _draw_band(ax, band, _color(colors, label, index), name, scale=100.0, marker=_marker(index))
     ax.set_xlabel("ε (L∞ radius, pixel values in [0, 1])")
     ax.set_ylabel("accuracy (%)")
