@@ -153,3 +153,33 @@ def test_an_internal_error_is_one_line_unless_debugging(monkeypatch, capsys):
     monkeypatch.setenv("SPARTA_DEBUG", "1")
     with pytest.raises(RuntimeError):
         main(["eval", "anything"])
+
+
+def test_out_that_is_a_file_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    for out in (blocker, blocker / "below"):
+        assert main(["train", *TINY, "--act", "relu", "--method", "standard", "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("sparta: error:") and "\n" not in err
+    assert blocker.read_text() == "not a folder"
+
+
+def test_a_full_disk_is_one_line_and_keeps_earlier_files(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from sparta.training import loop
+
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--act", "relu", "--method", "standard", "--out", str(run)]) == 0
+    before = (run / "model.safetensors").read_bytes()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(run / "model.safetensors"))
+
+    monkeypatch.setattr(loop, "save_checkpoint", full)
+    capsys.readouterr()
+    assert main(["train", "--config", str(run), "--epochs", "2", "--out", str(tmp_path / "again")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("sparta: error: No space left on device") and "model.safetensors" in err
+    assert (run / "model.safetensors").read_bytes() == before

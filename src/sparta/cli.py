@@ -42,6 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SpartaError as err:
         print(f"sparta: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # the environment (disk full, permissions, a file where a folder goes)
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"sparta: error: {err.strerror or err}{where}; files written before stay as they were",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("sparta: interrupted", file=sys.stderr)
         return 130
