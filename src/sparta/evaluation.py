@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,9 +105,9 @@ def attack_list(attacks: list[str], batch_size: int = 500) -> list[str]:
     """The attacks to run, checked before any runs: known names, each once, in order."""
     if batch_size < 1:
         raise SpartaError(f"batch size must be >= 1, got {batch_size}")
-    if not attacks:
-        raise SpartaError(f"no attack given; choose from: clean, {', '.join(ATTACKS.names())}")
     choices = f"choose from: clean, {', '.join(ATTACKS.names())}"
+    if not attacks:
+        raise SpartaError(f"no attack given; {choices}")
     unknown = [a for a in attacks if a.strip().lower() != "clean" and a not in ATTACKS]
     if unknown:
         raise SpartaError(f"unknown attack {', '.join(repr(a) for a in unknown)}; {choices}")
@@ -140,8 +141,13 @@ def load_run(run_dir: str | Path, n: int | None = None, device: str = "auto", da
 
 def evaluate_run(run_dir: str | Path, attacks: list[str], n: int | None = None, eps: float | None = None,
                  device: str = "auto", batch_size: int = 500, data_root: str | None = None,
-                 ) -> list[dict[str, Any]]:
-    """Evaluate a run's model on the first n test images; merge the records into eval.json."""
+                 on_attack: Callable[[str, int], None] | None = None,
+                 on_record: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Evaluate a run's model on the first n test images; merge the records into eval.json.
+
+    `on_attack(name, n)` is called as each attack starts and `on_record(record)` as it ends
+    (after every check has passed and the model and data are loaded), for progress output.
+    """
     from sparta.runtime import machine_facts
 
     run_dir = Path(run_dir)
@@ -153,8 +159,12 @@ def evaluate_run(run_dir: str | Path, attacks: list[str], n: int | None = None, 
     path = run_dir / EVAL_FILE
     records = []
     for attack in attacks:  # eval.json is rewritten after each attack: a killed eval keeps what ran
+        if on_attack:
+            on_attack(attack, len(y))
         records += evaluate(model, x, y, [attack], eps, batch_size, config.seed)
         result = {**previous, "run": str(run_dir), "epoch": meta.get("epoch"), "machine": facts,
                   "results": merge_records(previous.get("results", []), records)}
         atomic_write_text(path, json.dumps(result, indent=2))
+        if on_record:
+            on_record(records[-1])
     return records

@@ -32,23 +32,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sparta.evaluation import attack_list, evaluate_run, worst_case
+    from sparta.evaluation import evaluate_run, worst_case
     from sparta.progress import say
 
     attacks = args.attacks if args.attacks is not None else ([] if args.sanity else DEFAULT_ATTACKS)
     if attacks or args.attacks is not None:  # an empty --attacks is an error, not nothing to do
-        attacks = attack_list(attacks, args.batch_size)  # every name checked before any attack runs
-        _check_run(args)
-        attacked = []
-        for attack in attacks:  # one at a time: each line appears as its attack ends
-            say(f"{attack}: running on {'all' if args.n is None else f'the first {args.n}'} test images ...")
-            for record in evaluate_run(args.run_dir, [attack], n=args.n, eps=args.eps, device=args.device,
-                                       batch_size=args.batch_size, data_root=args.data_root):
-                low, high = record["ci95"]
-                print(f"{record['attack']:<11} eps={record['eps']:.4f}  accuracy={100 * record['accuracy']:6.2f}%  "
-                      f"(95% CI {100 * low:.2f}-{100 * high:.2f})  n={record['n']}  ({record['seconds']:.1f}s)",
-                      flush=True)
-                attacked += [record] if record["attack"] != "clean" else []
+        records = evaluate_run(args.run_dir, attacks, n=args.n, eps=args.eps, device=args.device,
+                               batch_size=args.batch_size, data_root=args.data_root,
+                               on_attack=lambda name, n: say(f"{name}: running on {n} test images ..."),
+                               on_record=_print_record)
+        attacked = [record for record in records if record["attack"] != "clean"]
         if len(attacked) > 1:
             worst = worst_case(attacked)
             print(f"{'worst-case':<11} eps={attacked[0]['eps']:.4f}  accuracy={100 * worst:6.2f}%  "
@@ -56,16 +49,11 @@ def run(args: argparse.Namespace) -> int:
     return _sanity(args) if args.sanity else 0
 
 
-def _check_run(args: argparse.Namespace) -> None:
-    """What can refuse the request, checked before the first attack is announced."""
-    from sparta.config import TrainConfig
-    from sparta.errors import SpartaError
-    from sparta.runfiles import read_eval
-
-    if args.n is not None and args.n < 1:
-        raise SpartaError(f"--n must be >= 1, got {args.n}")
-    TrainConfig.load(args.run_dir)
-    read_eval(args.run_dir)
+def _print_record(record: dict) -> None:
+    """One line per attack, printed as the attack ends."""
+    low, high = record["ci95"]
+    print(f"{record['attack']:<11} eps={record['eps']:.4f}  accuracy={100 * record['accuracy']:6.2f}%  "
+          f"(95% CI {100 * low:.2f}-{100 * high:.2f})  n={record['n']}  ({record['seconds']:.1f}s)", flush=True)
 
 
 def _sanity(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparta.attacks import PGD
+from sparta.attacks import PGD, model_mode
 from sparta.checkpoint import atomic_write, atomic_write_text, non_finite_tensors, save_checkpoint
 from sparta.config import TrainConfig
 from sparta.data import dataset_info, load_dataset
@@ -266,11 +266,8 @@ def _unsound(model: nn.Module, x: torch.Tensor, y: torch.Tensor, precision) -> s
     broken = non_finite_tensors(dict(model.state_dict()))
     if broken:
         return f"{len(broken)} tensor(s) of the model hold NaN or infinity (first: {broken[0]})"
-    was_training = model.training
-    model.eval()
-    with torch.no_grad(), precision:
+    with model_mode(model, False), torch.no_grad(), precision:
         loss = F.cross_entropy(model(x).float(), y).item()
-    model.train(was_training)
     return None if math.isfinite(loss) else f"the clean loss of the last batch is {loss}"
 
 
