@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -14,7 +15,8 @@ def _example(heading: str) -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-def test_own_model_example_runs_and_reports_intervals(capsys):
+def test_own_model_example_runs_and_reports_intervals(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the example's run directory lands here
     code = _example("### Your own model")
     namespace: dict = {}
     exec(compile(code, str(README), "exec"), namespace)
@@ -23,3 +25,6 @@ def test_own_model_example_runs_and_reports_intervals(capsys):
     printed = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in printed] == ["clean", "pgd", "cw"]
     assert all("95% CI" in line and "n=100" in line for line in printed)
+    run_dir = namespace["run_dir"]
+    assert json.loads((run_dir / "config.json").read_text())["model"] == "custom"
+    assert namespace["meta"]["epoch"] == 1 and (run_dir / "metrics.jsonl").read_text().count("\n") == 1

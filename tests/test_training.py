@@ -301,13 +301,18 @@ def test_a_model_with_nan_weights_is_refused_when_loaded(tmp_path):
         load_checkpoint(tmp_path / "model.safetensors")
 
 
-def test_a_run_that_ends_at_chance_is_flagged(capsys):
+def test_a_run_that_ends_at_chance_is_flagged_as_a_warning_not_a_print(capsys):
+    import warnings
+
+    from sparta.progress import SpartaWarning
     from sparta.training.loop import warn_if_at_chance
 
-    assert warn_if_at_chance("runs/x", 0.103, 10)
-    assert "runs/x ended near chance (training accuracy 10.3% with 10 classes)" in capsys.readouterr().err
-    assert not warn_if_at_chance("runs/x", 0.30, 10)
-    assert capsys.readouterr().err == ""
+    with pytest.warns(SpartaWarning, match=r"runs/x ended near chance \(training accuracy 10.3% with 10 classes\)"):
+        assert warn_if_at_chance("runs/x", 0.103, 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not warn_if_at_chance("runs/x", 0.30, 10)
+    assert capsys.readouterr().err == ""  # the library itself prints nothing
 
 
 def test_training_checks_its_last_epoch_against_chance(tmp_path, monkeypatch):

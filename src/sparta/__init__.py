@@ -11,12 +11,13 @@ from sparta.config import TrainConfig
 from sparta.convert import convert_activations
 from sparta.data import load_dataset
 from sparta.errors import DataError, SpartaError
-from sparta.evaluation import accuracy, evaluate
+from sparta.evaluation import accuracy, evaluate, evaluate_run
 from sparta.losses import fgsm_rs_loss, pgd_at_loss, trades_loss
 from sparta.models import MODELS, build_model, model_names
 from sparta.parametric import PSSiLU, ParametricSoftplus
 from sparta.pretrained import load_pretrained, pretrained_names
 from sparta.sharing import export_sparta, import_sparta, share_sparta, sparta_sites
+from sparta.progress import SpartaWarning
 from sparta.sparta_activation import Sparta
 from sparta.training.loop import train
 
@@ -24,9 +25,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ACTIVATIONS", "FGSM", "MODELS", "PGD", "AutoAttack", "DataError", "FReLU", "PSSiLU", "ParametricSoftplus",
-    "Sparta", "SpartaError", "TrainConfig", "train",
+    "Sparta", "SpartaError", "SpartaWarning", "TrainConfig", "train",
     "accuracy", "activation_names", "build_model", "convert_activations", "create_activation",
-    "create_attack", "evaluate", "export_sparta", "fgsm_rs_loss", "import_sparta", "pgd_at_loss",
+    "create_attack", "evaluate", "evaluate_run", "export_sparta", "fgsm_rs_loss", "import_sparta", "pgd_at_loss",
     "trades_loss",
     "load_checkpoint", "load_dataset", "load_pretrained", "model_names", "pretrained_names",
     "save_checkpoint", "share_sparta",

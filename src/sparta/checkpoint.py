@@ -69,18 +69,25 @@ def _model_file(path: str | os.PathLike) -> Path:
 
 
 def save_checkpoint(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
-    """Save weights plus the model's build spec and `meta` (JSON) to a safetensors file.
+    """Save weights plus `meta` (JSON) to a safetensors file, atomically.
 
-    `path` is a file, or a run directory (then `model.safetensors` inside it).
+    `path` is a file, or a run directory (then `model.safetensors` inside it). A model made
+    by `sparta.build_model` also records its build spec, so `load_checkpoint(path)` rebuilds
+    it from the file alone; a model of your own records its class name, and loads back with
+    `load_checkpoint(path, model=YourModel(...))`.
     """
     spec = getattr(model, "build_spec", None)
-    if spec is None:
-        raise SpartaError("save_checkpoint needs a model made by sparta.build_model (it has no build_spec)")
     target = Path(path) / MODEL_FILE if Path(path).is_dir() else Path(path)
-    header = {"build_spec": json.dumps(spec), "meta": json.dumps(meta)}
+    header = {"build_spec": json.dumps(spec), "model_class": model_class(model), "meta": json.dumps(meta)}
     tensors = portable_tensors(model.state_dict())
     atomic_write(target, lambda tmp: save_file(tensors, tmp, metadata=header))
     return target
+
+
+def model_class(model: nn.Module) -> str:
+    """`module.QualifiedName` of the model's class (unwrapping torch.compile and DDP)."""
+    inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None) or model
+    return f"{type(inner).__module__}.{type(inner).__qualname__}"
 
 
 def read_checkpoint_header(path: str | os.PathLike) -> dict[str, Any]:
@@ -90,7 +97,8 @@ def read_checkpoint_header(path: str | os.PathLike) -> dict[str, Any]:
     try:
         with safe_open(str(file), framework="pt") as handle:
             header = handle.metadata() or {}
-        return {"build_spec": json.loads(header["build_spec"]), "meta": json.loads(header.get("meta", "{}"))}
+        return {"build_spec": json.loads(header["build_spec"]), "meta": json.loads(header.get("meta", "{}")),
+                "model_class": header.get("model_class")}
     except (OSError, KeyError, ValueError, RuntimeError, SafetensorError) as err:
         raise SpartaError(f"{file} is not a sparta checkpoint ({type(err).__name__}: {err})") from None
 
@@ -100,13 +108,22 @@ def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
     return [name for name, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
 
 
-def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model from a checkpoint file or run directory; returns (model, meta)."""
+def load_checkpoint(path: str | os.PathLike, device: str = "cpu",
+                    model: nn.Module | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """The model of a checkpoint file or run directory, in eval mode; returns (model, meta).
+
+    Without `model` it is rebuilt from the file's build spec (models of `sparta.build_model`);
+    with `model` (needed for a model of your own) the weights are loaded into it, strictly.
+    """
     from sparta.models import build_model
 
     header = read_checkpoint_header(path)
-    spec = dict(header["build_spec"])
-    model = build_model(spec.pop("name"), **spec)
+    if model is None:
+        if header["build_spec"] is None:
+            raise SpartaError(f"{_model_file(path)} holds a model of your own ({header['model_class']}), which "
+                              "sparta cannot rebuild: build it, then load_checkpoint(path, model=your_model)")
+        spec = dict(header["build_spec"])
+        model = build_model(spec.pop("name"), **spec)
     load_weights(model, _model_file(path), device)
     return model.to(device).eval(), header["meta"]
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from sparta.commands import command_modules
 from sparta.errors import SpartaError
+from sparta.progress import show_messages
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    show_messages()
     try:
         return command_modules()[args.command].run(args)
     except SpartaError as err:

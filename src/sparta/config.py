@@ -119,9 +119,11 @@ class TrainConfig:
         from sparta.training.schedule import SCHEDULES
 
         dataset_info(self.dataset)
-        for registry, name in ((MODELS, self.model), (ACTIVATIONS, self.act), (METHODS, self.method),
-                               (SCHEDULES, self.schedule)):
-            registry.canonical(name)
+        own = self.model == "custom"  # a model of the caller's own: sparta.train(config, model=...)
+        for registry, name in ((MODELS, None if own else self.model), (ACTIVATIONS, None if own else self.act),
+                               (METHODS, self.method), (SCHEDULES, self.schedule)):
+            if name is not None:
+                registry.canonical(name)
         if self.share not in SHARE_MODES:
             raise SpartaError(f"unknown Sparta share mode '{self.share}'; choose from: {', '.join(SHARE_MODES)}")
 

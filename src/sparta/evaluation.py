@@ -123,14 +123,15 @@ def merge_records(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[
 
 
 def load_run(run_dir: str | Path, n: int | None = None, device: str = "auto", data_root: str | None = None,
-             ) -> tuple[nn.Module, dict[str, Any], TrainConfig, torch.Tensor, torch.Tensor]:
-    """A run's (model, meta, config, x, y): its model and first n test images on `device`."""
+             model: nn.Module | None = None) -> tuple[nn.Module, dict[str, Any], TrainConfig, torch.Tensor, torch.Tensor]:
+    """A run's (model, meta, config, x, y): its model and first n test images on `device`.
+    `model`: an instance of the run's architecture (needed for a model of your own)."""
     from sparta.data import load_dataset
     from sparta.runtime import resolve_device
 
     config = TrainConfig.load(Path(run_dir))
     torch_device = resolve_device(device)
-    model, meta = load_checkpoint(run_dir, device=str(torch_device))
+    model, meta = load_checkpoint(run_dir, device=str(torch_device), model=model)
     x, y = load_dataset(config.dataset, "test", data_root or config.data_root)
     if n is not None:
         if n < 1:
@@ -142,9 +143,12 @@ def load_run(run_dir: str | Path, n: int | None = None, device: str = "auto", da
 def evaluate_run(run_dir: str | Path, attacks: list[str], n: int | None = None, eps: float | None = None,
                  device: str = "auto", batch_size: int = 500, data_root: str | None = None,
                  on_attack: Callable[[str, int], None] | None = None,
-                 on_record: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+                 on_record: Callable[[dict[str, Any]], None] | None = None,
+                 model: nn.Module | None = None) -> list[dict[str, Any]]:
     """Evaluate a run's model on the first n test images; merge the records into eval.json.
 
+    `model`: an instance of the run's architecture to load the weights into (required for
+    a run of `sparta.train(config, model=...)`; built from the checkpoint otherwise).
     `on_attack(name, n)` is called as each attack starts and `on_record(record)` as it ends
     (after every check has passed and the model and data are loaded), for progress output.
     """
@@ -153,7 +157,7 @@ def evaluate_run(run_dir: str | Path, attacks: list[str], n: int | None = None, 
     run_dir = Path(run_dir)
     attacks = attack_list(attacks, batch_size)
     previous = read_eval(run_dir)  # other keys (e.g. "sanity") stay
-    model, meta, config, x, y = load_run(run_dir, n, device, data_root)
+    model, meta, config, x, y = load_run(run_dir, n, device, data_root, model)
     facts = machine_facts(x.device)  # before the attacks: the code that runs them
     eps = config.eps if eps is None else eps
     path = run_dir / EVAL_FILE

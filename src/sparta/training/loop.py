@@ -7,9 +7,9 @@ resumable state) and model.safetensors (the model alone) atomically.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from sparta.data import dataset_info, load_dataset
 from sparta.errors import SpartaError
 from sparta.evaluation import accuracy
 from sparta.models import build_model
-from sparta.progress import progress, say
+from sparta.progress import progress, say, warn
 from sparta.runfiles import METRICS_FILE, read_metrics
 from sparta.runtime import autocast, compile_backend, machine_facts, resolve_device, seed_everything
 from sparta.sharing import export_sparta, import_sparta, sparta_sites
@@ -48,9 +48,19 @@ def take_subset(images: torch.Tensor, labels: torch.Tensor, n: int | None, seed:
     return images[order], labels[order]
 
 
-def model_for(config: TrainConfig) -> nn.Module:
+# config.json's `model` and `act` for a run of a model of the user's own (sparta.train(..., model=))
+CUSTOM_MODEL = "custom"
+
+
+def model_for(config: TrainConfig, model: nn.Module | None = None) -> nn.Module:
+    """The run's model: built from the config, or the caller's own `model`; then the Sparta
+    function of `sparta_from` imported (and frozen) into it."""
     info = dataset_info(config.dataset)
-    model = build_model(config.model, config.act, num_classes=info.num_classes,
+    if model is None and config.model == CUSTOM_MODEL:
+        raise SpartaError(f"the settings name a model of your own (model '{CUSTOM_MODEL}'), which sparta cannot "
+                          "rebuild: pass it, as in sparta.train(sparta.TrainConfig.load(RUN_DIR), model=your_model, "
+                          "resume=True)")
+    model = model if model is not None else build_model(config.model, config.act, num_classes=info.num_classes,
                         in_channels=info.channels, image_size=info.image_size, mean=info.mean,
                         std=info.std, share=config.share, **config.act_options)
     if config.sparta_from:
@@ -58,6 +68,24 @@ def model_for(config: TrainConfig) -> nn.Module:
         import_sparta(model, source / SPARTA_FILE if source.is_dir() else source,
                       freeze=config.freeze_sparta)
     return model
+
+
+def check_own_model(model: nn.Module, x: torch.Tensor, num_classes: int) -> None:
+    """A model of the user's own takes the dataset's images and returns one logit per class,
+    and has weights to train: checked on two test images before anything is written."""
+    if not any(p.requires_grad for p in model.parameters()):
+        raise SpartaError(f"your model ({type(model).__name__}) has no trainable parameters")
+    try:
+        with model_mode(model, False), torch.no_grad():
+            logits = model(x)
+    except (RuntimeError, ValueError, TypeError) as err:
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise SpartaError(f"your model ({type(model).__name__}) fails on this dataset's images of shape "
+                          f"{tuple(x.shape[1:])} (in [0, 1]): {first}") from None
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (len(x), num_classes):
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise SpartaError(f"your model ({type(model).__name__}) must return logits of shape "
+                          f"(batch, {num_classes}) on this dataset, got {shape} for a batch of {len(x)}")
 
 
 class Diverged(ArithmeticError):
@@ -133,22 +161,29 @@ def _keep_metrics_before(run_dir: Path, epoch: int) -> None:
     atomic_write_text(run_dir / METRICS_FILE, "".join(json.dumps(record) + "\n" for record in kept))
 
 
-def train(config: TrainConfig, resume: bool = False) -> Path:
-    """Train per `config`, writing the run directory; returns its path.
+def train(config: TrainConfig, resume: bool = False, model: nn.Module | None = None) -> Path:
+    """Adversarially train per `config`, writing the run directory `config.out`; returns it.
 
+    `model`: a model of your own instead of `config.model`/`config.act` (config.json then
+    records "custom" for both). It takes images in [0, 1] of the dataset's shape, returns
+    logits, and is trained in place; with `resume=True` pass the same architecture again.
     Under torchrun, every rank runs this; only rank 0 writes files.
     """
+    if model is not None:
+        if not isinstance(model, nn.Module):
+            raise SpartaError(f"train's model must be a torch.nn.Module, got {type(model).__name__}")
+        config = dataclasses.replace(config, model=CUSTOM_MODEL, act=CUSTOM_MODEL, act_options={})
     config.validate()
     method = METHODS.get(config.method)
     schedule = SCHEDULES.get(config.schedule)
     ranks, device = distributed.start(resolve_device(config.device))
     try:
-        return _train(config, resume, method, schedule, ranks, device)
+        return _train(config, resume, method, schedule, ranks, device, model)
     finally:
         distributed.stop(ranks)
 
 
-def _train(config, resume, method, schedule, ranks, device) -> Path:
+def _train(config, resume, method, schedule, ranks, device, own_model=None) -> Path:
     run_dir = Path(config.out)
     # Everything that can refuse the settings runs before the run directory is touched.
     images, labels = load_dataset(config.dataset, "train", config.data_root)
@@ -164,7 +199,9 @@ def _train(config, resume, method, schedule, ranks, device) -> Path:
                           f"the {config.schedule} schedule's learning rate is 0 at the first: the model would "
                           "not train; use more epochs, a smaller --batch-size or --schedule constant")
     seed_everything(config.seed + ranks.rank)  # ranks draw different attack starts
-    model = model_for(config).to(device)
+    model = model_for(config, own_model).to(device)
+    if own_model is not None:
+        check_own_model(model, test_x[:2], dataset_info(config.dataset).num_classes)
     with run_lock(run_dir) if ranks.is_main else contextlib.nullcontext():
         if ranks.is_main:
             _prepare_run_dir(config, resume)
@@ -288,14 +325,14 @@ def near_chance(train_acc: float, num_classes: int) -> bool:
 
 
 def warn_if_at_chance(run_dir: Path, train_acc: float, num_classes: int) -> bool:
-    """Say so on stderr when training ended near chance: adversarial training from scratch
+    """Warn (SpartaWarning) when training ended near chance: adversarial training from scratch
     sometimes never leaves the constant prediction, and its robust accuracy is then
     meaningless (not a robustness result). Returns whether it warned."""
     if not near_chance(train_acc, num_classes):
         return False
-    print(f"sparta: warning: {run_dir} ended near chance (training accuracy {100 * train_acc:.1f}% with "
-          f"{num_classes} classes): the model did not learn; try an eps warm-up (eps_warmup_epochs, "
-          "--eps-warmup-epochs), a lower learning rate (lr, --lr) or another seed", file=sys.stderr)
+    warn(f"{run_dir} ended near chance (training accuracy {100 * train_acc:.1f}% with "
+         f"{num_classes} classes): the model did not learn; try an eps warm-up (eps_warmup_epochs, "
+         "--eps-warmup-epochs), a lower learning rate (lr, --lr) or another seed")
     return True
 
 
