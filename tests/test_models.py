@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import sparta
-from sparta import SpartaError, build_model, export_sparta, import_sparta, sparta_sites
+from sparta import SpartaError, build_model, export_sparta, import_sparta, load_checkpoint, save_checkpoint, sparta_sites
 
 FAST = ["smallcnn", "resnet18", "preact_resnet18", "resnet20"]
 
@@ -145,3 +145,32 @@ def test_activation_by_class():
     assert build_model("smallcnn", sparta.Sparta, dataset="digits").build_spec["activation"] == "sparta"
     with pytest.raises(SpartaError, match="use sparta.convert_activations"):
         build_model("smallcnn", nn.Tanh, dataset="digits")
+
+
+def test_a_shared_depthwise_phi_keeps_statistics_per_site(tmp_path):
+    """share='stage' shares the depthwise phi's weights, not its BatchNorm statistics: sites
+    of a stage see different inputs, and one running mean would blend them."""
+    torch.manual_seed(0)
+    model = build_model("smallcnn", "sparta", 10, 1, image_size=28, share="stage", phi="depthwise")
+    layer_model = build_model("smallcnn", "sparta", 10, 1, image_size=28, share="layer", phi="depthwise")
+    stage = [sites for sites in sparta_sites(model).values() if len(sites) > 1][0]
+    first, second = stage[0], stage[1]
+    assert first.phi is not second.phi
+    assert first.phi.conv.weight is second.phi.conv.weight and first.phi.norm.weight is second.phi.norm.weight
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in layer_model.parameters())
+    model.train()
+    model(torch.rand(8, 1, 28, 28))
+    assert not torch.allclose(first.phi.norm.running_mean, second.phi.norm.running_mean)
+    # the statistics of each site travel with the function, and land on the same site
+    export_sparta(model, tmp_path / "fn.safetensors")
+    target = build_model("smallcnn", "sparta", 10, 1, image_size=28, share="stage", phi="depthwise")
+    import_sparta(target, tmp_path / "fn.safetensors", freeze=True)
+    for src, dst in zip([s for g in sparta_sites(model).values() for s in g],
+                        [s for g in sparta_sites(target).values() for s in g]):
+        assert torch.equal(src.phi.norm.running_mean, dst.phi.norm.running_mean)
+        assert torch.equal(src.phi.norm.running_var, dst.phi.norm.running_var)
+    # and a checkpoint keeps them too
+    save_checkpoint(model, tmp_path / "model.safetensors")
+    loaded, _ = load_checkpoint(tmp_path / "model.safetensors")
+    assert torch.equal(sparta_sites(loaded)["block2"][1].phi.norm.running_mean,
+                       sparta_sites(model)["block2"][1].phi.norm.running_mean)

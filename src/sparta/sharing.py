@@ -1,8 +1,10 @@
 """Sparta sharing and the Sparta function: tie, export, import and freeze phi and beta.
 
 share="layer": each activation site has its own phi; "stage": one phi per network stage;
-"network": one phi everywhere. A Sparta function is the set of distinct (phi, beta)
-pairs, keyed by stage, in a safetensors file, so it can be reused in another CNN.
+"network": one phi everywhere. Shared means the same weights; a phi with BatchNorm
+(depthwise) keeps normalisation statistics per site. A Sparta function is the set of
+distinct (phi, beta) pairs, keyed by stage, in a safetensors file, so it can be reused in
+another CNN; per-site statistics travel beside it as `{stage}.sites.{i}.{buffer}`.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def share_sparta(model: nn.Module, share: str) -> nn.Module:
             if first.log_beta.shape != other.log_beta.shape or first.groups != other.groups:
                 raise SpartaError(f"cannot share per-channel beta or grouped thresholds across "
                                   f"{first.channels} and {other.channels} channels in '{name}'")
-            other.phi = first.phi
+            other.phi = first.phi.for_another_site()  # shared weights; statistics per site
             other.log_beta = first.log_beta
     model.sparta_share = share
     return model
@@ -75,17 +77,30 @@ def _shared_groups(model: nn.Module) -> dict[str, list[Sparta]]:
     return groups
 
 
-def _functions(model: nn.Module) -> dict[str, Sparta]:
-    return {name: group[0] for name, group in _shared_groups(model).items()}
+def _load_site_statistics(group: list[Sparta], name: str, tensors: dict[str, torch.Tensor]) -> None:
+    """Each further site's own phi statistics from the file; a site the file has none for
+    (a group with more sites than the source's) starts from the first site's."""
+    first = dict(group[0].phi.named_buffers())
+    for i, other in enumerate(group[1:], start=1):
+        if other.phi is group[0].phi:
+            continue
+        with torch.no_grad():
+            for key, buffer in other.phi.named_buffers():
+                buffer.copy_(tensors.get(f"{name}.sites.{i}.{key}", first[key]))
 
 
 def export_sparta(model: nn.Module, path: str | os.PathLike) -> None:
     """Write the model's Sparta function(s) to a safetensors file keyed by stage."""
     tensors: dict[str, torch.Tensor] = {}
-    for name, site in _functions(model).items():
+    for name, group in _shared_groups(model).items():
+        site = group[0]
         tensors[f"{name}.log_beta"] = portable(site.log_beta)
         for key, value in site.phi.state_dict().items():
             tensors[f"{name}.phi.{key}"] = portable(value)
+        for i, other in enumerate(group[1:], start=1):
+            if other.phi is not site.phi:  # its own statistics
+                for key, value in other.phi.named_buffers():
+                    tensors[f"{name}.sites.{i}.{key}"] = portable(value)
     meta = {"share": getattr(model, "sparta_share", "layer")}
     save_file(tensors, os.fspath(path), metadata={"sparta": json.dumps(meta)})
 
@@ -99,7 +114,7 @@ def import_sparta(model: nn.Module, path: str | os.PathLike, freeze: bool = True
     broken = non_finite_tensors(tensors)
     if broken:
         raise SpartaError(f"Sparta function file {path} holds NaN or infinite values (first: {broken[0]})")
-    names = sorted({key.split(".phi.")[0].removesuffix(".log_beta") for key in tensors})
+    names = sorted(key.removesuffix(".log_beta") for key in tensors if key.endswith(".log_beta"))
     groups = _shared_groups(model)
     targets = {name: group[0] for name, group in groups.items()}
     if sorted(targets) != names:
@@ -115,6 +130,7 @@ def import_sparta(model: nn.Module, path: str | os.PathLike, freeze: bool = True
         except (RuntimeError, KeyError) as err:
             first_line = str(err).strip().splitlines()[0]
             raise SpartaError(f"Sparta function {path} does not fit stage '{name}': {first_line}") from None
+        _load_site_statistics(groups[name], name, tensors)
         if freeze:  # every site of the group: a shared phi must stay in eval mode for all of them
             for member in groups[name]:
                 member.freeze()

@@ -38,6 +38,10 @@ class PooledPhi(nn.Module):
         nn.init.zeros_(self.conv2.weight)
         nn.init.zeros_(self.conv2.bias)
 
+    def for_another_site(self) -> PooledPhi:
+        """The phi a further site of a share group uses: this one (it keeps no statistics)."""
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
         hidden = F.relu(same_conv(pooled, self.conv1.weight, self.conv1.bias))
@@ -55,6 +59,20 @@ class DepthwisePhi(nn.Module):
                               groups=channels, bias=False)
         self.norm = nn.BatchNorm2d(channels)
         nn.init.zeros_(self.norm.weight)  # T = 0 at the start: Sparta starts as Swish
+
+    def for_another_site(self) -> DepthwisePhi:
+        """The phi a further site of a share group uses: this one's convolution and BatchNorm
+        scale and shift (the same Parameters), with normalisation statistics of its own.
+
+        Sites of one stage see different inputs; one set of running statistics for all of
+        them would blend their distributions, and eval mode would normalise every site
+        with the blend.
+        """
+        twin = DepthwisePhi(self.conv.in_channels, kernel_size=self.conv.kernel_size[0])
+        twin.conv = self.conv
+        twin.norm.weight, twin.norm.bias = self.norm.weight, self.norm.bias
+        twin.norm.load_state_dict(self.norm.state_dict())  # statistics start as this site's
+        return twin.to(self.norm.weight.device).train(self.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(same_conv(x, self.conv.weight, groups=self.conv.groups))
