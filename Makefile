@@ -19,9 +19,10 @@ $(VENV)/.installed: pyproject.toml scripts/setup-system.sh
 demo: setup
 	rm -rf runs/demo
 	$(VENV)/bin/sparta train --dataset fashion-mnist --model smallcnn --act sparta --method pgd \
-		--eps 0.1 --epochs 3 --subset 6000 --attack-steps 5 --eval-n 500 --out runs/demo
-	$(VENV)/bin/sparta eval runs/demo --attacks clean,fgsm,pgd,cw --n 1000
-	$(VENV)/bin/sparta eval runs/demo --attacks autoattack --n 50
+		--eps 0.1 --epochs 2 --subset 2000 --batch-size 64 --attack-steps 3 --eps-warmup-epochs 0.5 \
+		--eval-n 200 --out runs/demo
+	$(VENV)/bin/sparta eval runs/demo --attacks clean,fgsm,pgd,cw --n 300
+	$(VENV)/bin/sparta eval runs/demo --attacks autoattack --n 20
 
 test: setup
 	$(PY) -m pytest

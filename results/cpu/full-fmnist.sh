@@ -6,7 +6,7 @@
 # Each cell: train, then clean / PGD-20 / CW on all 10,000 test images, then AutoAttack
 # (standard) on the first 200. Why this budget: results/README.md.
 #
-# Two workers (one thread each, nice 19) take cells from one queue in the order
+# Two workers (one thread each, nice 19, each in a session niced as a whole) take cells from one queue in the order
 # relu-s0, sparta-s0, relu-s1, sparta-s1, ... so paired seeds finish together. A worker
 # claims a cell with mkdir (a lock folder); rerunning the script clears stale locks and
 # resumes every unfinished cell from its last epoch.
@@ -36,13 +36,20 @@ worker() {
   done
 }
 
-export -f cell
-export SPARTA TRAIN OUT
+background() {  # worker N in a session of its own, niced as a whole
+  # Linux groups processes by session for scheduling (autogroup): `nice` alone only ranks a
+  # worker against its own session, and a worker started with setsid then takes a full
+  # share of the CPU from the user's tests. Niceing the session's group makes it yield.
+  setsid bash -c "echo 19 > /proc/self/autogroup 2>/dev/null; worker $1" >> "$OUT/log-worker$1.txt" 2>&1 &
+}
+
+export -f cell worker
+export SPARTA TRAIN OUT LOCKS QUEUE
 case ${1:-run} in
   run)
     rm -rf "$LOCKS" && mkdir -p "$LOCKS" "$OUT"
-    worker 0 >> $OUT/log-worker0.txt 2>&1 &
+    background 0
     sleep 5
-    worker 1 >> $OUT/log-worker1.txt 2>&1 &
+    background 1
     wait ;;
 esac
