@@ -143,8 +143,27 @@ def test_activation_by_class():
     assert model.build_spec["activation"] == "swish"
     assert any(isinstance(m, nn.SiLU) for m in model.modules())
     assert build_model("smallcnn", sparta.Sparta, dataset="digits").build_spec["activation"] == "sparta"
-    with pytest.raises(SpartaError, match="use sparta.convert_activations"):
-        build_model("smallcnn", nn.Tanh, dataset="digits")
+
+
+
+def test_activation_by_any_callable_as_timm_act_layer(tmp_path):
+    """A callable of one's own: called with the channel count when it takes one, else bare;
+    the model then records no build spec and loads back only into a model you pass."""
+    from torch import nn
+
+    tanh = build_model("smallcnn", nn.Tanh, dataset="digits")
+    assert any(isinstance(m, nn.Tanh) for m in tanh.modules()) and tanh.build_spec is None
+    sharp = build_model("smallcnn", lambda c: sparta.Sparta(c, beta0=8.0), dataset="digits", share="network")
+    sites = [s for stage in sparta_sites(sharp).values() for s in stage]
+    assert len(sites) == 6 and len({id(s.log_beta) for s in sites}) == 1  # shared, as asked
+    assert float(sites[0].beta) == pytest.approx(8.0)
+    save_checkpoint(sharp, tmp_path / "m.safetensors")
+    with pytest.raises(SpartaError, match="model of your own"):
+        load_checkpoint(tmp_path / "m.safetensors")
+    with pytest.raises(SpartaError, match="returned int, not an nn.Module"):
+        build_model("smallcnn", lambda c: c, dataset="digits")
+    with pytest.raises(SpartaError, match="unknown activation"):
+        build_model("smallcnn", "tanhh", dataset="digits")
 
 
 def test_a_shared_depthwise_phi_keeps_statistics_per_site(tmp_path):

@@ -7,12 +7,13 @@ from collections.abc import Callable, Sequence
 from torch import nn
 
 from sparta.errors import SpartaError
-from sparta.models.common import ActivationFactory, Normalize, StagedNet
+from sparta.models.common import ActivationFactory, CallableActivation, Normalize, StagedNet
 from sparta.models.resnet import ResNet
 from sparta.models.smallcnn import SmallCNN
 from sparta.models.wrn import WideResNet
 from sparta.registry import Registry
 from sparta.sharing import share_sparta
+from sparta.sparta_activation import Sparta
 
 ModelEntry = Callable[..., nn.Module]
 MODELS: Registry[ModelEntry] = Registry("model")
@@ -52,7 +53,7 @@ def model_names() -> list[str]:
     return MODELS.names()
 
 
-def build_model(name: str, activation: str | type[nn.Module] = "relu", num_classes: int | None = None,
+def build_model(name: str, activation: str | Callable[..., nn.Module] = "relu", num_classes: int | None = None,
                 in_channels: int | None = None, *, dataset: str | None = None, image_size: int | None = None,
                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None, share: str = "stage",
                 **activation_options: object) -> nn.Module:
@@ -60,8 +61,12 @@ def build_model(name: str, activation: str | type[nn.Module] = "relu", num_class
 
     `dataset` fills num_classes, in_channels, image_size, mean and std from that data set
     (what `sparta train` uses); without it: 10 classes, 3 x 32 x 32, mean = std = 0.5.
-    `activation` is a registered name (`sparta.activation_names()`) or one of their
-    classes (nn.ReLU, nn.SiLU, sparta.Sparta, ...). `share` (layer, stage, network) ties
+    `activation` is a registered name (`sparta.activation_names()`), one of their classes
+    (nn.ReLU, nn.SiLU, sparta.Sparta, ...), or any callable that returns a module, called
+    with the site's channel count when it takes an argument (`lambda c: MyAct(c)`, nn.PReLU)
+    and without otherwise (nn.Tanh), as timm's `act_layer`. Such a model records no
+    build spec: save it with save_checkpoint, load it with load_checkpoint(path, model=...).
+    `share` (layer, stage, network) ties
     Sparta's phi and beta across sites; it is ignored for other activations. Other
     keywords go to every activation site.
     """
@@ -72,11 +77,17 @@ def build_model(name: str, activation: str | type[nn.Module] = "relu", num_class
         raise SpartaError(f"need num_classes >= 2 and in_channels >= 1, got {num_classes} and {in_channels}")
     if len(mean) != in_channels or len(std) != in_channels or min(std) <= 0:
         raise SpartaError(f"mean/std need {in_channels} values with std > 0, got {mean} and {std}")
-    activation = activation_name(activation)
-    act = ActivationFactory(activation, **activation_options)
+    activation = registered_activation(activation) or activation
+    if isinstance(activation, str):
+        act = ActivationFactory(activation, **activation_options)
+    else:
+        act = CallableActivation(activation, **activation_options)
     model = entry(act, num_classes, in_channels, image_size, Normalize(mean, std))
-    if activation == "sparta":
+    if any(isinstance(m, Sparta) for m in model.modules()):
         share_sparta(model, share)
+    if not isinstance(activation, str):
+        model.build_spec = None  # a callable of the caller's own cannot be rebuilt from a file
+        return model
     # Everything needed to rebuild this model; checkpoints store it.
     model.build_spec = {"name": MODELS.canonical(name), "activation": activation,
                         "num_classes": num_classes, "in_channels": in_channels,
@@ -102,16 +113,18 @@ def _input_facts(dataset, num_classes, in_channels, image_size, mean, std) -> tu
     return tuple(values)
 
 
-def activation_name(activation: str | type[nn.Module]) -> str:
-    """The registry name of an activation given by name or by class."""
+def registered_activation(activation: str | Callable[..., nn.Module]) -> str | None:
+    """The registry name of an activation given by name or by a registered class; None for
+    any other callable (an unknown name is an error)."""
     from sparta.activations import ACTIVATIONS
 
     if isinstance(activation, str):
         return ACTIVATIONS.canonical(activation)
+    if not callable(activation):
+        raise SpartaError("activation must be a name, a module class or a callable returning a module, "
+                          f"got {activation!r}")
     for name in ACTIVATIONS.names():
         factory = ACTIVATIONS.get(name)
         if activation is factory or activation is getattr(factory, "module", None):
             return name
-    raise SpartaError(f"activation {activation!r} is neither a registered name nor one of their classes "
-                      f"({', '.join(ACTIVATIONS.names())}); to put another module in a model, "
-                      "use sparta.convert_activations")
+    return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -35,6 +35,35 @@ class ActivationFactory:
 
     def __call__(self, channels: int) -> nn.Module:
         return create_activation(self.name, channels, **self.options)
+
+
+class CallableActivation:
+    """Builds a new activation per site from a callable of the caller's own (timm's
+    `act_layer` convention): called with the channel count if it takes one (nn.PReLU,
+    `lambda c: ...`), else without (nn.Tanh); it must return an nn.Module."""
+
+    def __init__(self, make: Callable[..., nn.Module], **options: object) -> None:
+        self.make = make
+        self.options = options
+        self.takes_channels: bool | None = None  # found out at the first call
+
+    def __call__(self, channels: int) -> nn.Module:
+        if self.takes_channels is None:
+            try:
+                module = self.make(channels, **self.options)
+                self.takes_channels = True
+            except TypeError as with_channels:
+                try:
+                    module = self.make(**self.options)
+                except TypeError:
+                    raise SpartaError(f"activation {self.make!r} can be called neither with the channel count "
+                                      f"nor without: {with_channels}") from None
+                self.takes_channels = False
+        else:
+            module = self.make(channels, **self.options) if self.takes_channels else self.make(**self.options)
+        if not isinstance(module, nn.Module):
+            raise SpartaError(f"activation {self.make!r} returned {type(module).__name__}, not an nn.Module")
+        return module
 
 
 class StagedNet(nn.Module):
