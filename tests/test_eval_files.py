@@ -64,3 +64,56 @@ def test_metrics_with_a_cut_last_line_still_resume(tmp_path):
     (run / METRICS_FILE).write_text('{"epoch": 0}\n[1, 2]\n{"epoch": 2}\n')
     with pytest.raises(Exception, match="line 2 is not an epoch record"):
         read_metrics(run)
+
+
+def test_a_weaker_rerun_never_replaces_a_stronger_record(run_copy, monkeypatch):
+    """Records are keyed by (attack, eps, n): a rerun replaces its own record when its attack
+    is at least as strong, and otherwise leaves the stronger one (with a warning)."""
+    from sparta import evaluation
+    from sparta.progress import SpartaWarning
+
+    def pgd_records():
+        records = json.loads((run_copy / "eval.json").read_text())["results"]
+        return [r for r in records if r["attack"] == "pgd"]
+
+    monkeypatch.setitem(evaluation.DEFAULT_OPTIONS, "pgd", {"steps": 5, "restarts": 2})
+    evaluation.evaluate_run(run_copy, ["pgd"], n=16)
+    assert [r["settings"]["steps"] for r in pgd_records()] == [5]
+    monkeypatch.setitem(evaluation.DEFAULT_OPTIONS, "pgd", {"steps": 3, "restarts": 1})
+    with pytest.warns(SpartaWarning, match=r"keeps its earlier pgd record .*\(steps 5, restarts 2\) than this run's "
+                                           r"\(steps 3, restarts 1\)"):
+        evaluation.evaluate_run(run_copy, ["pgd"], n=16)
+    assert [r["settings"]["steps"] for r in pgd_records()] == [5]
+    monkeypatch.setitem(evaluation.DEFAULT_OPTIONS, "pgd", {"steps": 6, "restarts": 2})
+    evaluation.evaluate_run(run_copy, ["pgd"], n=16)
+    assert [r["settings"]["steps"] for r in pgd_records()] == [6]  # stronger: replaced, not added
+    evaluation.evaluate_run(run_copy, ["pgd"], n=8)  # another n is another measurement
+    assert sorted(r["n"] for r in pgd_records()) == [8, 16]
+
+
+def test_merge_collapses_duplicates_an_old_file_holds():
+    from sparta.evaluation import merge_records
+
+    old = [{"attack": "clean", "eps": 0.0, "n": 10, "accuracy": 0.5},
+           {"attack": "clean", "eps": 0.0, "n": 10, "accuracy": 0.6}]
+    merged, kept_out = merge_records(old, [])
+    assert merged == [old[1]] and kept_out == []
+
+
+def test_a_folder_that_refuses_writes_is_one_line_and_keeps_eval_json(run_copy, capsys, monkeypatch):
+    """An immutable (chattr +i) or read-only run folder: mkstemp there fails with EPERM."""
+    import errno
+
+    from sparta import checkpoint
+
+    before = (run_copy / "eval.json").read_text()
+
+    def refused(*args, dir=None, **kwargs):
+        raise PermissionError(errno.EPERM, "Operation not permitted", str(dir))
+
+    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", refused)
+    capsys.readouterr()
+    assert main(["eval", str(run_copy), "--attacks", "clean,fgsm", "--n", "16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("sparta: error: Operation not permitted") and str(run_copy) in err
+    assert (run_copy / "eval.json").read_text() == before

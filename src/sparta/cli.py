@@ -15,6 +15,11 @@ from sparta.errors import SpartaError
 from sparta.progress import show_messages
 
 
+def one_line(message: object) -> str:
+    """The message on one line: a line break inside a value the user gave shows as \\n."""
+    return str(message).replace("\r", "\\r").replace("\n", "\\n")
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse with its errors as one line (not the usage block), exit status 2."""
 
@@ -23,7 +28,7 @@ class OneLineParser(argparse.ArgumentParser):
             message = f"choose a command: {', '.join(command_modules())} (`sparta --help` says what each does)"
         else:
             message = f"{message} (see `{self.prog} --help`)"
-        self.exit(2, f"sparta: error: {message}\n")
+        self.exit(2, f"sparta: error: {one_line(message)}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,11 +47,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return command_modules()[args.command].run(args)
     except SpartaError as err:
-        print(f"sparta: error: {err}", file=sys.stderr)
+        print(f"sparta: error: {one_line(err)}", file=sys.stderr)
         return 2
     except OSError as err:  # the environment (disk full, permissions, a file where a folder goes)
         where = f" ({err.filename})" if err.filename else ""
-        print(f"sparta: error: {err.strerror or err}{where}; files written before stay as they were",
+        problem = one_line(f"{err.strerror or err}{where}")
+        print(f"sparta: error: {problem}; files written before stay as they were",
               file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -16,6 +16,7 @@ from sparta.attacks import ATTACKS, Attack, create_attack, model_mode
 from sparta.checkpoint import atomic_write_text, load_checkpoint
 from sparta.config import TrainConfig
 from sparta.errors import SpartaError
+from sparta.progress import warn
 from sparta.runfiles import EVAL_FILE, read_eval
 from sparta.stats import binomial_interval
 
@@ -115,11 +116,45 @@ def attack_list(attacks: list[str], batch_size: int = 500) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def merge_records(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """New records replace old ones with the same (attack, eps, n)."""
-    key = lambda r: (r["attack"], round(r["eps"], 8), r["n"])  # noqa: E731
-    fresh = {key(r) for r in new}
-    return [r for r in old if key(r) not in fresh] + new
+# Settings that size an attack's search; more of each is a stronger attack.
+BUDGET_SETTINGS = ("steps", "restarts", "n_queries")
+
+
+def record_key(record: dict[str, Any]) -> tuple:
+    """What a record measures: the attack, at eps, on the first n images."""
+    return record["attack"], round(float(record["eps"]), 8), int(record["n"])
+
+
+def at_least_as_strong(new: dict[str, Any], old: dict[str, Any]) -> bool:
+    """Whether `new`'s attack searched at least as hard as `old`'s: every budget setting
+    (steps, restarts, Square's queries) at least as large. Absent settings compare equal."""
+    new_settings, old_settings = new.get("settings") or {}, old.get("settings") or {}
+    return all(new_settings.get(key, 0) >= old_settings.get(key, 0) for key in BUDGET_SETTINGS
+               if isinstance(old_settings.get(key, 0), (int, float)))
+
+
+def merge_records(old: list[dict[str, Any]], new: list[dict[str, Any]]
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(merged, kept_out): one record per (attack, eps, n). A new record replaces the old
+    one only if its attack is at least as strong, so a quick rerun never overwrites a
+    stronger measurement; the new records left out are returned for the caller to report."""
+    merged = {record_key(r): r for r in old}  # later duplicates in an old file collapse too
+    kept_out = []
+    for record in new:
+        previous = merged.get(record_key(record))
+        if previous is not None and not at_least_as_strong(record, previous):
+            kept_out.append(record)
+            continue
+        merged.pop(record_key(record), None)
+        merged[record_key(record)] = record
+    return list(merged.values()), kept_out
+
+
+def _budget(records: list[dict[str, Any]], like: dict[str, Any]) -> str:
+    """The budget settings of the record among `records` that measures what `like` does."""
+    match = next(r for r in records if record_key(r) == record_key(like))
+    settings = match.get("settings") or {}
+    return ", ".join(f"{key} {settings[key]}" for key in BUDGET_SETTINGS if key in settings) or "default"
 
 
 def load_run(run_dir: str | Path, n: int | None = None, device: str = "auto", data_root: str | None = None,
@@ -166,9 +201,14 @@ def evaluate_run(run_dir: str | Path, attacks: list[str], n: int | None = None, 
         if on_attack:
             on_attack(attack, len(y))
         records += evaluate(model, x, y, [attack], eps, batch_size, config.seed)
-        result = {**previous, "run": str(run_dir), "epoch": meta.get("epoch"), "machine": facts,
-                  "results": merge_records(previous.get("results", []), records)}
-        atomic_write_text(path, json.dumps(result, indent=2))
+        merged, kept_out = merge_records(previous.get("results", []), records[-1:])
+        previous = {**previous, "run": str(run_dir), "epoch": meta.get("epoch"), "machine": facts,
+                    "results": merged}
+        atomic_write_text(path, json.dumps(previous, indent=2))
+        for weaker in kept_out:
+            warn(f"{path} keeps its earlier {weaker['attack']} record at eps {weaker['eps']:g} on "
+                 f"{weaker['n']} images: it came from a stronger attack ({_budget(merged, weaker)}) than "
+                 f"this run's ({_budget([weaker], weaker)})")
         if on_record:
             on_record(records[-1])
     return records

@@ -17,7 +17,7 @@ def parse_eps(value: str | float) -> float:
     """Read eps as a number or a fraction ("0.1", "8/255"); must lie in [0, 1]."""
     try:
         eps = float(Fraction(value)) if isinstance(value, str) else float(value)
-    except (ValueError, ZeroDivisionError):
+    except (ValueError, ZeroDivisionError, OverflowError):
         raise SpartaError(f"eps must be a number like 0.1 or 8/255, got '{value}'") from None
     return check_eps(eps)
 
