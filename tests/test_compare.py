@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 
 import pytest
 import torch
@@ -111,7 +112,9 @@ def test_compare_cli_end_to_end(tmp_path, capsys):
             "--act-option", "hidden=2", "--attacks", "clean,pgd", "--n", "32", "--out", str(out)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "| smallcnn | sparta | pgd |" in printed and "± n/a" in printed
+    assert "| smallcnn | sparta | pgd |" in printed
+    sparta_clean = [line for line in printed.splitlines() if "| sparta | pgd |" in line][0].split("|")[4]
+    assert re.fullmatch(r" \d+\.\d\d \[\d+\.\d\d, \d+\.\d\d\] ", sparta_clean)  # one seed: n's interval
     rows = {r["act"]: r for r in csv.DictReader((out / "table.csv").open())}
     assert set(rows) == {"relu", "sparta"} and rows["sparta"]["clean_ci95"] == ""
     assert int(rows["sparta"]["params"]) > int(rows["relu"]["params"])
@@ -179,6 +182,8 @@ def test_table_only_tabulates_finished_cells_and_trains_nothing(finished_grid, m
 
 
 def test_accuracy_cells_show_each_seed_and_never_leave_0_to_100():
+    from scipy.stats import binomtest
+
     from sparta.experiments.table import Row, accuracy_text
     from sparta.stats import mean_ci
 
@@ -189,6 +194,10 @@ def test_accuracy_cells_show_each_seed_and_never_leave_0_to_100():
     steady = [0.74, 0.75, 0.76]
     row = Row({"act": "x"}, {"pgd": mean_ci(steady)}, 1, 1, [0, 1, 2], per_seed={"pgd": steady})
     assert accuracy_text(row, "pgd") == f"{mean_ci(steady).format(100.0, 2)} (74.00, 75.00, 76.00)"
+    # one seed: no spread over seeds, but the test-set sample has its binomial interval
+    one = Row({"act": "x"}, {"pgd": mean_ci([0.9])}, 1, 1, [0], per_seed={"pgd": [0.9]}, test_images=200)
+    exact = binomtest(180, 200).proportion_ci(0.95, "exact")  # Clopper-Pearson, from scipy itself
+    assert accuracy_text(one, "pgd") == f"90.00 [{100 * exact.low:.2f}, {100 * exact.high:.2f}]"
 
 
 def test_compare_runs_the_strongest_literature_activations(tmp_path, capsys):

@@ -27,7 +27,7 @@ from sparta.evaluation import worst_case
 from sparta.experiments.grid import Cell, EvalPlan, eval_size, find_record
 from sparta.runfiles import read_eval_records, read_metrics
 from sparta.sparta_activation import Sparta
-from sparta.stats import Estimate, mean_ci
+from sparta.stats import Estimate, binomial_interval, mean_ci
 from sparta.training.loop import model_for, near_chance
 
 
@@ -42,6 +42,7 @@ class Row:
     seeds: list[int]
     seeds_at_chance: list[int] = dataclasses.field(default_factory=list)
     per_seed: dict[str, list[float]] = dataclasses.field(default_factory=dict)  # title -> value per seed
+    test_images: int | None = None  # n of the test-set sample each accuracy was measured on
 
 
 # Per example, robust only if no attack of the table broke it (AutoAttack's way of counting).
@@ -125,7 +126,7 @@ def collect(cells: Sequence[Cell], plan: EvalPlan) -> list[Row]:
         params, trainable = parameter_counts(first.config)
         rows.append(Row(dict(first.labels), metrics, params, trainable, [c.config.seed for c in members],
                         [c.config.seed for c in members if ended_at_chance(c)],
-                        {key: [v[key] for v in per_cell] for key in titles}))
+                        {key: [v[key] for v in per_cell] for key in titles}, eval_size(first.config, plan)))
     return rows
 
 
@@ -163,6 +164,10 @@ def accuracy_text(row: Row, title: str) -> str:
     wide spread), the interval is shown clipped, as [low, high], instead of a ± that
     would promise values no accuracy can take."""
     estimate, values = row.metrics[title], row.per_seed.get(title, [])
+    if estimate.half_width is None and row.test_images:  # one seed: the test-set sample's own interval
+        n = row.test_images
+        low, high = binomial_interval(round(estimate.mean * n), n)
+        return f"{100 * estimate.mean:.2f} [{100 * low:.2f}, {100 * high:.2f}]"
     text = estimate.format(100.0, 2)
     if estimate.half_width is not None and (estimate.low < 0 or estimate.high > 1):
         low, high = max(0.0, estimate.low), min(1.0, estimate.high)
@@ -210,8 +215,9 @@ def caption_for(cells: Sequence[Cell], plan: EvalPlan, title: str) -> str:
     sizes = sorted({eval_size(c.config, plan) for c in cells})
     return (f"## {title}\n\nAccuracy (%) on the first {', '.join(map(str, sizes))} test images of "
             f"{', '.join(datasets)} at eps = {', '.join(f'{e:.4g}' for e in eps)} (L-inf, pixel space); "
-            "mean ± 95% confidence half width over seeds (Student's t; n/a with one seed; "
-            "[low, high] where the interval is clipped to [0, 100]), then each seed's value. "
+            "mean ± 95% confidence half width over seeds (Student's t; "
+            "[low, high] where the interval is clipped to [0, 100]), then each seed's value; a row of one "
+            "seed shows [low, high], the 95% Clopper-Pearson interval for its sample of test images. "
             "Training time: seconds of training, summed over epochs.")
 
 
