@@ -25,6 +25,7 @@ demo: setup
 	$(VENV)/bin/sparta eval runs/demo --attacks autoattack --n 20
 
 test: setup
+	$(VENV)/bin/ruff check src tests scripts benchmarks
 	$(PY) -m pytest
 
 clean:

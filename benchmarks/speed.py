@@ -22,6 +22,7 @@ set is not on disk (speed does not depend on the pixels); the output says which.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import platform
@@ -185,7 +186,7 @@ def measure_step_cost(timer: Timer, compile_model: bool, channels_last: bool) ->
                 continue
             log(f"step cost: {regime.name}, {act}, batch {batch}")
             row[f"{act}_s"] = timer.seconds_per_step(
-                lambda: training_step(act, regime, batch, timer.device, channels_last))
+                functools.partial(training_step, act, regime, batch, timer.device, channels_last))
         if not regime.compile and regime.fused is None:
             relu_eager = row["relu_s"]
         row["ratio"] = row["sparta_s"] / row["relu_s"]
@@ -284,11 +285,11 @@ def measure_loops(timer: Timer, compile_model: bool) -> list[dict]:
         images, labels, source = training_images(case, max(timer.sizes.pool, 2 * batch))
         for act in ("relu", "sparta"):
             row: dict = {"model": case.model, "data": source, "act": act, "batch": batch}
-            variants = [("baseline", lambda: baseline_loop(case, act, images, labels, batch, device)),
-                        ("ours_eager", lambda: sparta_loop(case, act, images, labels, batch, device, False))]
+            setting = (case, act, images, labels, batch, device)
+            variants = [("baseline", functools.partial(baseline_loop, *setting)),
+                        ("ours_eager", functools.partial(sparta_loop, *setting, False))]
             if compile_model:
-                variants.append(("ours_compiled",
-                                 lambda: sparta_loop(case, act, images, labels, batch, device, True)))
+                variants.append(("ours_compiled", functools.partial(sparta_loop, *setting, True)))
             for name, build in variants:
                 log(f"loop: {case.model} {act} batch {batch}, {name}")
                 row[f"{name}_ips"] = batch / timer.seconds_per_step(build)
@@ -360,7 +361,7 @@ def report(args: argparse.Namespace, timer: Timer, compile_model: bool, channels
                 + [number(r[k]) for k in variants] + [number(r["speedup"], 2, "x")] for r in loops]
         worst = extreme((r["speedup"] for r in loops), min)
         out += ["", "## 2. PGD-10 adversarial training throughput (training images/s)", "",
-                table(header + ["ours / baseline"], rows), "",
+                table([*header, "ours / baseline"], rows), "",
                 f"Smallest speed-up: **{number(worst, 2, 'x')}** (target: at least 2x)"]
     return "\n".join(out) + "\n"
 

@@ -241,7 +241,8 @@ def check_steps(size: Size, runs: Path, out: Path) -> list[Step]:
 
 def machine_line(env: dict[str, str]) -> str:
     code = ("import torch, platform; d = torch.cuda.is_available(); "
-            "print(f\"{torch.cuda.get_device_name() if d else platform.processor() or 'cpu'}, torch {torch.__version__}, "
+            "name = torch.cuda.get_device_name() if d else platform.processor() or 'cpu'; "
+            "print(f\"{name}, torch {torch.__version__}, "
             "CUDA {torch.version.cuda if d else 'none'}, Python {platform.python_version()}\")")
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     return found.stdout.strip() or found.stderr.strip()[-200:]
@@ -368,8 +369,8 @@ def transfer(size: Size, out: Path) -> list[list[str]]:
 
 
 def resnet18(size: Size, out: Path) -> list[list[str]]:
-    grid = ["compare", "--acts", size.acts, "--models", "resnet18", *FMNIST_AT, *size.train(epochs=5), *size.seeds(tiny=1),
-            "--out", str(out / "resnet18")]
+    grid = ["compare", "--acts", size.acts, "--models", "resnet18", *FMNIST_AT, *size.train(epochs=5),
+            *size.seeds(tiny=1), "--out", str(out / "resnet18")]
     return [[*grid, "--attacks", "clean,pgd,cw", *size.n(None)],
             [*grid, "--attacks", size.autoattack, *size.n(1000)]]
 

@@ -45,7 +45,7 @@ def test_frelu_is_max_of_x_and_spatial_condition():
 
 
 def test_unknown_activation_names_choices():
-    with pytest.raises(SpartaError, match="unknown activation 'rellu'.*sparta"):
+    with pytest.raises(SpartaError, match=r"unknown activation 'rellu'.*sparta"):
         create_activation("rellu", 4)
 
 

@@ -55,7 +55,7 @@ def test_grid_gives_one_row_per_activation_with_two_seeds(finished_grid):
 
 
 def test_rerun_does_not_retrain_and_only_adds_missing_attacks(finished_grid, monkeypatch):
-    out, cells = finished_grid
+    _out, cells = finished_grid
     calls = count_train_calls(monkeypatch)
     mtimes = [(c.run_dir / "model.safetensors").stat().st_mtime_ns for c in cells]
     lines = []
@@ -100,7 +100,7 @@ def test_killed_cell_resumes_and_unstarted_cell_restarts(tmp_path, monkeypatch):
     assert calls == [(cells[0].config.out, True), (cells[1].config.out, False)]
     assert "resumed" in lines[0] and "restarted and trained" in lines[1]
     for cell in cells:
-        epochs = [json.loads(l)["epoch"] for l in (cell.run_dir / "metrics.jsonl").read_text().splitlines()]
+        epochs = [json.loads(line)["epoch"] for line in (cell.run_dir / "metrics.jsonl").read_text().splitlines()]
         assert epochs == [0, 1] and grid.epochs_done(cell.run_dir) == 2
     assert [row.metrics["train s"].mean < 1e6 for row in collect(cells, PLAN)] == [True]
 
@@ -113,7 +113,7 @@ def test_compare_cli_end_to_end(tmp_path, capsys):
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "| smallcnn | sparta | pgd |" in printed
-    sparta_clean = [line for line in printed.splitlines() if "| sparta | pgd |" in line][0].split("|")[4]
+    sparta_clean = next(line for line in printed.splitlines() if "| sparta | pgd |" in line).split("|")[4]
     assert re.fullmatch(r" \d+\.\d\d \[\d+\.\d\d, \d+\.\d\d\] ", sparta_clean)  # one seed: n's interval
     rows = {r["act"]: r for r in csv.DictReader((out / "table.csv").open())}
     assert set(rows) == {"relu", "sparta"} and rows["sparta"]["clean_ci95"] == ""

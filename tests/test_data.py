@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pytest import MonkeyPatch
 import scipy.io
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pytest import MonkeyPatch
 
 from sparta.data import (
     DATASETS,
@@ -232,7 +232,7 @@ def test_fuzz_mutated_idx(
 
 
 def test_sparta_data_env_is_honoured(tmp_path: Path, monkeypatch: MonkeyPatch) -> None:
-    images, _ = write_mnist(tmp_path / "mnist", n=3)
+    _images, _ = write_mnist(tmp_path / "mnist", n=3)
     monkeypatch.setenv("SPARTA_DATA", str(tmp_path))
     assert dataset_root("mnist") == tmp_path / "mnist"
     x, _ = load_dataset("mnist")

@@ -8,10 +8,8 @@ C++ compile; on CUDA (when present) with Inductor's Triton kernels.
 import pytest
 import torch
 
-from sparta import Sparta, SpartaError, build_model, create_activation
-from sparta import fast
+from sparta import Sparta, SpartaError, build_model, create_activation, fast
 from sparta.fast import compiled_sparta_function, same_conv, sparta_function, use_fast_path
-
 
 
 def _random_sparta(channels: int, seed: int = 0, **options) -> Sparta:

@@ -2,7 +2,15 @@ import pytest
 import torch
 
 import sparta
-from sparta import SpartaError, build_model, export_sparta, import_sparta, load_checkpoint, save_checkpoint, sparta_sites
+from sparta import (
+    SpartaError,
+    build_model,
+    export_sparta,
+    import_sparta,
+    load_checkpoint,
+    save_checkpoint,
+    sparta_sites,
+)
 
 FAST = ["smallcnn", "resnet18", "preact_resnet18", "resnet20"]
 
@@ -105,7 +113,7 @@ def test_network_function_moves_into_any_cnn(tmp_path):
 def test_mismatched_stages_are_clear(tmp_path):
     source = build_model("smallcnn", "sparta", 10, 1, image_size=28)
     export_sparta(source, tmp_path / "fn.safetensors")
-    with pytest.raises(SpartaError, match="has stages .* the model has"):
+    with pytest.raises(SpartaError, match=r"has stages .* the model has"):
         import_sparta(build_model("resnet18", "sparta", 10, 3), tmp_path / "fn.safetensors")
 
 
@@ -160,7 +168,7 @@ def test_activation_by_any_callable_as_timm_act_layer(tmp_path):
     save_checkpoint(sharp, tmp_path / "m.safetensors")
     with pytest.raises(SpartaError, match="model of your own"):
         load_checkpoint(tmp_path / "m.safetensors")
-    with pytest.raises(SpartaError, match="returned int, not an nn.Module"):
+    with pytest.raises(SpartaError, match=r"returned int, not an nn\.Module"):
         build_model("smallcnn", lambda c: c, dataset="digits")
     with pytest.raises(SpartaError, match="unknown activation"):
         build_model("smallcnn", "tanhh", dataset="digits")
@@ -172,7 +180,7 @@ def test_a_shared_depthwise_phi_keeps_statistics_per_site(tmp_path):
     torch.manual_seed(0)
     model = build_model("smallcnn", "sparta", 10, 1, image_size=28, share="stage", phi="depthwise")
     layer_model = build_model("smallcnn", "sparta", 10, 1, image_size=28, share="layer", phi="depthwise")
-    stage = [sites for sites in sparta_sites(model).values() if len(sites) > 1][0]
+    stage = next(sites for sites in sparta_sites(model).values() if len(sites) > 1)
     first, second = stage[0], stage[1]
     assert first.phi is not second.phi
     assert first.phi.conv.weight is second.phi.conv.weight and first.phi.norm.weight is second.phi.norm.weight

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sparta import PSSiLU, ParametricSoftplus, SpartaError, build_model, convert_activations, create_activation
+from sparta import ParametricSoftplus, PSSiLU, SpartaError, build_model, convert_activations, create_activation
 from sparta.checkpoint import load_checkpoint, save_checkpoint
 from sparta.parametric import BETA_MAX
 

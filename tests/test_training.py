@@ -85,11 +85,11 @@ def test_train_writes_the_run_directory(tmp_path):
     run = train(tiny_config(tmp_path))
     for name in ("config.json", "model.safetensors", "metrics.jsonl", "checkpoint.safetensors"):
         assert (run / name).is_file()
-    lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [l["epoch"] for l in lines] == [0, 1]
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == [0, 1]
     assert {"train_loss", "test_clean", "test_pgd10", "images_per_s"} <= set(lines[0])
     assert TrainConfig.load(run) == tiny_config(tmp_path).validate()  # with the method's attack BN mode
-    model, meta = load_checkpoint(run)
+    _model, meta = load_checkpoint(run)
     assert meta["epoch"] == 2 and meta["torch"] == torch.__version__
 
 
@@ -145,7 +145,7 @@ def test_checkpoint_of_another_model_names_the_mismatch(tmp_path):
     other = build_model("smallcnn", "sparta", 10, 1, image_size=28)
     from sparta.checkpoint import load_weights
 
-    with pytest.raises(SpartaError, match="does not match its model: Missing key.*phi"):
+    with pytest.raises(SpartaError, match=r"does not match its model: Missing key.*phi"):
         load_weights(other, tmp_path / "model.safetensors")
 
 
@@ -178,7 +178,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     assert done.returncode == 0, done.stderr
     a, b = load_file(whole / "model.safetensors"), load_file(killed / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
-    epochs = [json.loads(l)["epoch"] for l in (killed / "metrics.jsonl").read_text().splitlines()]
+    epochs = [json.loads(line)["epoch"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [0, 1, 2]
 
 
@@ -230,13 +230,13 @@ def test_a_diverged_epoch_saves_nothing_and_fails(tmp_path, monkeypatch, epochs,
         real = METHODS.get("standard")
 
         def nan_gradients(model, x, y, setting):
-            loss, logits = real(model, x, y, setting)
+            _loss, logits = real(model, x, y, setting)
             return torch.nn.functional.cross_entropy(_NaNGradient.apply(logits), y), logits
 
         monkeypatch.setattr(loop, "METHODS", type("M", (), {"get": lambda self, name: nan_gradients})())
     config = tiny_config(tmp_path, method="standard", act="relu", subset=64, batch_size=32, eval_every=0,
                          epochs=epochs, **changes)
-    with pytest.raises(SpartaError, match="training diverged.*nothing was saved"):
+    with pytest.raises(SpartaError, match=r"training diverged.*nothing was saved"):
         train(config)
     run = tmp_path / "run"
     assert not (run / "model.safetensors").exists() and not (run / "checkpoint.safetensors").exists()

@@ -14,22 +14,49 @@ from sparta.errors import DataError, SpartaError
 from sparta.evaluation import accuracy, evaluate, evaluate_run
 from sparta.losses import fgsm_rs_loss, pgd_at_loss, trades_loss
 from sparta.models import MODELS, build_model, model_names
-from sparta.parametric import PSSiLU, ParametricSoftplus
+from sparta.parametric import ParametricSoftplus, PSSiLU
 from sparta.pretrained import load_pretrained, pretrained_names
-from sparta.sharing import export_sparta, import_sparta, share_sparta, sparta_sites
 from sparta.progress import SpartaWarning
+from sparta.sharing import export_sparta, import_sparta, share_sparta, sparta_sites
 from sparta.sparta_activation import Sparta
 from sparta.training.loop import train
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ACTIVATIONS", "FGSM", "MODELS", "PGD", "AutoAttack", "DataError", "FReLU", "PSSiLU", "ParametricSoftplus",
-    "Sparta", "SpartaError", "SpartaWarning", "TrainConfig", "train",
-    "accuracy", "activation_names", "build_model", "convert_activations", "create_activation",
-    "create_attack", "evaluate", "evaluate_run", "export_sparta", "fgsm_rs_loss", "import_sparta", "pgd_at_loss",
-    "trades_loss",
-    "load_checkpoint", "load_dataset", "load_pretrained", "model_names", "pretrained_names",
-    "save_checkpoint", "share_sparta",
+    "ACTIVATIONS",
+    "FGSM",
+    "MODELS",
+    "PGD",
+    "AutoAttack",
+    "DataError",
+    "FReLU",
+    "PSSiLU",
+    "ParametricSoftplus",
+    "Sparta",
+    "SpartaError",
+    "SpartaWarning",
+    "TrainConfig",
+    "accuracy",
+    "activation_names",
+    "build_model",
+    "convert_activations",
+    "create_activation",
+    "create_attack",
+    "evaluate",
+    "evaluate_run",
+    "export_sparta",
+    "fgsm_rs_loss",
+    "import_sparta",
+    "load_checkpoint",
+    "load_dataset",
+    "load_pretrained",
+    "model_names",
+    "pgd_at_loss",
+    "pretrained_names",
+    "save_checkpoint",
+    "share_sparta",
     "sparta_sites",
+    "trades_loss",
+    "train",
 ]

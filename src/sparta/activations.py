@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from sparta.errors import SpartaError
-from sparta.parametric import PSSiLU, ParametricSoftplus
+from sparta.parametric import ParametricSoftplus, PSSiLU
 from sparta.registry import Registry
 from sparta.sparta_activation import Sparta
 

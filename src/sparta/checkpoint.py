@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from sparta.errors import SpartaError
+from sparta.runfiles import MODEL_FILE
 
-MODEL_FILE = "model.safetensors"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sparta.errors import SpartaError
+from sparta.runfiles import CONFIG_FILE
 
 
 @dataclass
@@ -103,7 +104,7 @@ class TrainConfig:
                 continue
             base = declared[0].split("[")[0]
             allowed = kinds.get(base, (object,))
-            if isinstance(value, bool) and base != "bool" or not isinstance(value, allowed):
+            if (isinstance(value, bool) and base != "bool") or not isinstance(value, allowed):
                 raise SpartaError(f"setting {item.name} must be {' or '.join(declared)}, "
                                   f"got {value!r} ({type(value).__name__})")
             if base == "float" and not math.isfinite(value):
@@ -155,9 +156,9 @@ class TrainConfig:
     def read(cls, path: str | Path) -> TrainConfig:
         """The settings in a config.json file (or a run directory's), as written."""
         path = Path(path)
-        file = path / "config.json" if path.is_dir() else path
+        file = path / CONFIG_FILE if path.is_dir() else path
         if not file.is_file():
-            raise SpartaError(f"{path} is not a run directory (no config.json)" if path.is_dir() or not path.suffix
+            raise SpartaError(f"{path} is not a run directory (no {CONFIG_FILE})" if path.is_dir() or not path.suffix
                               else f"{file} does not exist")
         try:
             values = json.loads(file.read_text())
@@ -170,6 +171,6 @@ class TrainConfig:
     @classmethod
     def load(cls, run_dir: str | Path) -> TrainConfig:
         """The run's settings; `out` is where the run is now (a run directory can be moved or copied)."""
-        if not (Path(run_dir) / "config.json").is_file():
-            raise SpartaError(f"{run_dir} is not a run directory (no config.json)")
+        if not (Path(run_dir) / CONFIG_FILE).is_file():
+            raise SpartaError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
         return dataclasses.replace(cls.read(run_dir), out=str(Path(run_dir)))

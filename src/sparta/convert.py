@@ -12,7 +12,7 @@ from torch import nn
 
 from sparta.activations import FReLU, create_activation
 from sparta.errors import SpartaError
-from sparta.parametric import PSSiLU, ParametricSoftplus
+from sparta.parametric import ParametricSoftplus, PSSiLU
 from sparta.sparta_activation import Sparta
 
 # torch's element-wise activations and every activation module of this library

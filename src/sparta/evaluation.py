@@ -157,8 +157,11 @@ def _budget(records: list[dict[str, Any]], like: dict[str, Any]) -> str:
     return ", ".join(f"{key} {settings[key]}" for key in BUDGET_SETTINGS if key in settings) or "default"
 
 
+RunData = tuple[nn.Module, dict[str, Any], TrainConfig, torch.Tensor, torch.Tensor]
+
+
 def load_run(run_dir: str | Path, n: int | None = None, device: str = "auto", data_root: str | None = None,
-             model: nn.Module | None = None) -> tuple[nn.Module, dict[str, Any], TrainConfig, torch.Tensor, torch.Tensor]:
+             model: nn.Module | None = None) -> RunData:
     """A run's (model, meta, config, x, y): its model and first n test images on `device`.
     `model`: an instance of the run's architecture (needed for a model of your own)."""
     from sparta.data import load_dataset

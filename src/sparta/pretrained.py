@@ -18,13 +18,13 @@ from typing import Any
 
 from torch import nn
 
-from sparta.checkpoint import MODEL_FILE, atomic_write_text, load_checkpoint
+from sparta.checkpoint import atomic_write_text, load_checkpoint
 from sparta.errors import SpartaError
-from sparta.runfiles import EVAL_FILE, read_eval_records
+from sparta.runfiles import CONFIG_FILE, EVAL_FILE, MODEL_FILE, read_eval_records
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained_models"
 COMMAND_FILE = "command.txt"
-RUN_FILES = (MODEL_FILE, "config.json", EVAL_FILE)  # copied from the run; COMMAND_FILE is written
+RUN_FILES = (MODEL_FILE, CONFIG_FILE, EVAL_FILE)  # copied from the run; COMMAND_FILE is written
 
 
 def _root(root: str | os.PathLike | None) -> Path:
@@ -43,7 +43,7 @@ def pretrained_record(name: str, root: str | os.PathLike | None = None) -> dict[
     if not (folder / MODEL_FILE).is_file():
         known = ", ".join(pretrained_names(root)) or "none shipped yet"
         raise SpartaError(f"unknown pretrained model '{name}'; choose from: {known}")
-    return {"name": name, "config": json.loads((folder / "config.json").read_text()),
+    return {"name": name, "config": json.loads((folder / CONFIG_FILE).read_text()),
             "results": read_eval_records(folder), "command": (folder / COMMAND_FILE).read_text().strip()}
 
 

@@ -8,8 +8,14 @@ from typing import Any
 
 from sparta.errors import SpartaError
 
+# The run directory's files (docs/design.md section 7), named here and nowhere else.
+CONFIG_FILE = "config.json"  # the TrainConfig that made the run
 METRICS_FILE = "metrics.jsonl"  # one JSON object per finished epoch
-EVAL_FILE = "eval.json"  # {"results": [records], ...}
+MODEL_FILE = "model.safetensors"  # the model alone, with its build spec (sparta.checkpoint)
+STATE_FILE = "checkpoint.safetensors"  # model + optimizer + RNG: what --resume continues from
+SPARTA_FILE = "sparta.safetensors"  # the Sparta function, for --sparta-from RUN_DIR
+EVAL_FILE = "eval.json"  # {"results": [records], "sanity": ..., ...}
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, MODEL_FILE, STATE_FILE, EVAL_FILE, SPARTA_FILE)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:

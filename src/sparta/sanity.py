@@ -17,6 +17,7 @@ robust accuracy is believed. Each check is a small function registered in `CHECK
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,8 +32,8 @@ from sparta.attacks.threat import input_gradient
 from sparta.checkpoint import atomic_write_text
 from sparta.errors import SpartaError
 from sparta.evaluation import accuracy, load_run
-from sparta.runfiles import EVAL_FILE, read_eval
 from sparta.registry import Registry
+from sparta.runfiles import EVAL_FILE, read_eval
 
 BALL_SLACK = 1e-6  # float rounding allowed on |x_adv - x| <= eps
 ROUNDING = 1e-9    # accuracies are k / n: compare them without float noise
@@ -180,7 +181,7 @@ def eps_sweep_check(probe: Probe) -> CheckResult:
     s = probe.settings
     points = sorted({0.0, probe.eps / 2, probe.eps, min(1.0, 2 * probe.eps), s.large_eps})
     curve = [(eps, probe.pgd(eps)) for eps in points]
-    rises = [(a, b) for (a, acc_a), (b, acc_b) in zip(curve, curve[1:])
+    rises = [(a, b) for (a, acc_a), (b, acc_b) in itertools.pairwise(curve)
              if acc_b > acc_a + probe.slack + ROUNDING]
     large = dict(curve)[s.large_eps]
     passed = not rises and large <= s.max_large_eps_accuracy + ROUNDING

@@ -65,5 +65,15 @@ def create_attack(name: str, eps: float, **options) -> Attack:
     return ATTACKS.get(name)(eps, **options)
 
 
-__all__ = ["ATTACKS", "AutoAttack", "FGSM", "PGD", "check_eps", "create_attack", "margin_loss",
-           "model_mode", "parse_eps", "project"]
+__all__ = [
+    "ATTACKS",
+    "FGSM",
+    "PGD",
+    "AutoAttack",
+    "check_eps",
+    "create_attack",
+    "margin_loss",
+    "model_mode",
+    "parse_eps",
+    "project",
+]

@@ -42,7 +42,8 @@ MEANING = {
     "device": "auto, cpu or cuda", "precision": "auto (bf16 on CUDA), fp32 or bf16 (also on the CPU)",
     "compile": "torch.compile the model", "sync_bn": "SyncBatchNorm across torchrun processes (CUDA)",
     "sparta_from": "import the Sparta function of this run directory or file",
-    "freeze_sparta": "keep the imported Sparta function fixed", "eval_every": "epochs between quick test evaluations (0: never)",
+    "freeze_sparta": "keep the imported Sparta function fixed",
+    "eval_every": "epochs between quick test evaluations (0: never)",
     "eval_n": "test images of the quick per-epoch evaluation (clean and PGD-10)",
 }
 

@@ -98,7 +98,8 @@ def ablation_cells(base: TrainConfig, out: str, levels: dict[str, Sequence[Any]]
         for seed in seeds:
             name = cell_name(base.model, act, base.method, seed=seed)
             config = dataclasses.replace(variant.apply(base), seed=seed, out=f"{out}/{name}").validate()
-            labels = {"factor": variant.factor or BASELINE, "value": "" if variant.factor is None else str(variant.value)}
+            value = "" if variant.factor is None else str(variant.value)
+            labels = {"factor": variant.factor or BASELINE, "value": value}
             cells.append(Cell(name, config, labels))
     return cells
 

@@ -31,21 +31,18 @@ from pathlib import Path
 
 from sparta.activations import ACTIVATIONS
 from sparta.attacks import ATTACKS
-from sparta.checkpoint import MODEL_FILE, atomic_write, load_checkpoint, read_checkpoint_header
+from sparta.checkpoint import atomic_write, load_checkpoint, read_checkpoint_header
 from sparta.config import TrainConfig
 from sparta.data import load_dataset
 from sparta.errors import SpartaError
 from sparta.evaluation import evaluate_run
-from sparta.runfiles import EVAL_FILE, METRICS_FILE, read_eval_records
 from sparta.models import MODELS
+from sparta.runfiles import CONFIG_FILE, MODEL_FILE, RUN_FILES, SPARTA_FILE, STATE_FILE, read_eval_records
 from sparta.sharing import export_sparta
-from sparta.training.loop import SPARTA_FILE, run_lock, train
+from sparta.training.loop import run_lock, train
 from sparta.training.methods import METHODS
-from sparta.training.state import STATE_FILE
 
-CONFIG_FILE = "config.json"
-# Files a training run writes; a restarted cell loses exactly these.
-RUN_FILES = (CONFIG_FILE, METRICS_FILE, MODEL_FILE, STATE_FILE, EVAL_FILE, SPARTA_FILE)
+# A restarted cell loses exactly the files a training run writes (runfiles.RUN_FILES).
 # Settings that only a Sparta activation reads; other activations get the defaults.
 SPARTA_ONLY = ("act_options", "sparta_from", "freeze_sparta")
 
@@ -193,7 +190,7 @@ def _clear_run(run_dir: Path) -> None:
         (run_dir / name).unlink(missing_ok=True)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _test_set_size(dataset: str, data_root: str | None) -> int:
     return len(load_dataset(dataset, "test", data_root)[1])
 

@@ -41,9 +41,10 @@ from safetensors import SafetensorError, safe_open
 from sparta.activations import ACTIVATIONS
 from sparta.config import TrainConfig
 from sparta.errors import SpartaError
-from sparta.experiments.grid import SPARTA_FILE, Cell, cell_name, epochs_done, export_function, for_activation
+from sparta.experiments.grid import Cell, cell_name, epochs_done, export_function, for_activation
 from sparta.models import MODELS, build_model
 from sparta.registry import Registry
+from sparta.runfiles import SPARTA_FILE
 from sparta.sharing import model_stages
 from sparta.training.loop import model_for
 

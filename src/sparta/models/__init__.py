@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from torch import nn
 
 from sparta.errors import SpartaError
-from sparta.models.common import ActivationFactory, CallableActivation, Normalize, StagedNet
+from sparta.models.common import ActivationFactory, CallableActivation, Normalize
 from sparta.models.resnet import ResNet
 from sparta.models.smallcnn import SmallCNN
 from sparta.models.wrn import WideResNet

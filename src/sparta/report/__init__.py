@@ -12,8 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from sparta.errors import SpartaError
-from sparta.report.collect import (Run, find_runs, group_runs, read_run, missing_eps, pgd_label,
-                                   robust_accuracy_curves, run_names, training_curves)
+from sparta.report.collect import (
+    Run,
+    find_runs,
+    group_runs,
+    missing_eps,
+    pgd_label,
+    read_run,
+    robust_accuracy_curves,
+    run_names,
+    training_curves,
+)
 from sparta.report.markdown import Figures, write_report
 from sparta.report.plots import plot_robust_accuracy, plot_threshold_maps, plot_training_curves
 from sparta.report.thresholds import run_threshold_maps

@@ -17,10 +17,9 @@ from typing import Any
 
 from sparta.config import TrainConfig
 from sparta.errors import SpartaError
-from sparta.runfiles import read_eval_records, read_metrics
+from sparta.runfiles import CONFIG_FILE, read_eval_records, read_metrics
 from sparta.stats import mean_ci
 
-CONFIG_FILE = "config.json"
 # Settings that do not define the experiment: runs differing only in these are replicates.
 REPLICATE_FIELDS = frozenset({"seed", "out", "device", "data_root", "precision", "channels_last",
                               "compile", "sync_bn", "eval_every", "eval_n"})

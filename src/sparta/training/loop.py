@@ -25,17 +25,14 @@ from sparta.errors import SpartaError
 from sparta.evaluation import accuracy
 from sparta.models import build_model
 from sparta.progress import progress, say, warn
-from sparta.runfiles import METRICS_FILE, read_metrics
+from sparta.runfiles import CONFIG_FILE, METRICS_FILE, SPARTA_FILE, STATE_FILE, read_metrics
 from sparta.runtime import autocast, compile_backend, machine_facts, resolve_device, seed_everything
 from sparta.sharing import export_sparta, import_sparta, sparta_sites
 from sparta.training import distributed
 from sparta.training.loader import DEFAULT_AUGMENT, DeviceLoader
 from sparta.training.methods import METHODS, AttackSetting, Method
 from sparta.training.schedule import SCHEDULES, eps_at
-from sparta.training.state import STATE_FILE, load_state, save_state
-
-
-SPARTA_FILE = "sparta.safetensors"
+from sparta.training.state import load_state, save_state
 
 
 def take_subset(images: torch.Tensor, labels: torch.Tensor, n: int | None, seed: int):
@@ -144,14 +141,14 @@ def _prepare_run_dir(config: TrainConfig, resume: bool) -> Path:
     if resume:
         saved = TrainConfig.load(run_dir)
         if saved != config:
-            raise SpartaError(f"{run_dir}/config.json differs from the given settings; "
+            raise SpartaError(f"{run_dir}/{CONFIG_FILE} differs from the given settings; "
                               "resume with `sparta train --resume RUN_DIR` alone")
         return run_dir
-    if (run_dir / "config.json").exists() and (run_dir / STATE_FILE).exists():
+    if (run_dir / CONFIG_FILE).exists() and (run_dir / STATE_FILE).exists():
         raise SpartaError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
     # (a config.json alone is a run that stopped before its first epoch: it is replaced)
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.json", config.to_json())
+    atomic_write_text(run_dir / CONFIG_FILE, config.to_json())
     return run_dir
 
 

@@ -11,15 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
 from sparta.checkpoint import atomic_write, like_parameter, portable, portable_tensors
 from sparta.errors import SpartaError
-
-STATE_FILE = "checkpoint.safetensors"
+from sparta.runfiles import STATE_FILE
 
 
 def _rng_states(device: torch.device) -> dict[str, torch.Tensor]:
