@@ -134,3 +134,15 @@ def test_levels_are_read_as_json_where_they_parse():
     assert level_list("phi=depthwise") == ("phi", ["depthwise"])
     assert level_list("beta0=1.5") == ("beta0", [1.5])
     assert level_list("per-channel-beta=true") == ("per_channel_beta", [True])
+
+
+@pytest.mark.parametrize("vary, message", [
+    ("kernel_size=abc", "option kernel_size takes a int (default 3), got 'abc'"),
+    ("hidden=0", "Sparta hidden must be >= 1"),
+])
+def test_a_bad_level_stops_the_ablation_before_any_training(tmp_path, capsys, vary, message):
+    capsys.readouterr()
+    assert main(["ablate", "--vary", vary, "--dataset", "digits", "--out", str(tmp_path / "abl")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not (tmp_path / "abl").exists() or not any((tmp_path / "abl").rglob("model.safetensors"))

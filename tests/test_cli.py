@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from sparta.cli import main
+from sparta.config import TrainConfig as TrainConfig
 
 TINY = ["--dataset", "digits", "--subset", "192", "--epochs", "1", "--batch-size", "64",
         "--attack-steps", "2", "--eval-n", "32"]
@@ -188,3 +189,15 @@ def test_a_full_disk_is_one_line_and_keeps_earlier_files(tmp_path, capsys, monke
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("sparta: error: No space left on device") and "model.safetensors" in err
     assert (run / "model.safetensors").read_bytes() == before
+
+
+def test_a_config_json_without_what_decides_the_run_is_refused(tmp_path, capsys):
+    """A missing dataset (or model, act, ...) would silently become the default one."""
+    settings = json.loads(TrainConfig(out=str(tmp_path / "run")).to_json())
+    del settings["dataset"]
+    (tmp_path / "config.json").write_text(json.dumps(settings))
+    capsys.readouterr()
+    assert main(["train", "--config", str(tmp_path / "config.json"), "--out", str(tmp_path / "again")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "lacks the setting(s) dataset" in err and "\n" not in err
+    assert not (tmp_path / "again").exists()

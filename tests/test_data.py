@@ -155,6 +155,13 @@ def test_label_count_mismatch(tmp_path: Path) -> None:
     assert str(path) in str(info.value)
 
 
+def test_idx_with_no_images(tmp_path: Path) -> None:
+    write_mnist(tmp_path, n=0)
+    with pytest.raises(DataError, match="holds no images") as info:
+        load_dataset("mnist", root=tmp_path)
+    assert "train-images-idx3-ubyte" in str(info.value)
+
+
 def test_label_out_of_range(tmp_path: Path) -> None:
     write_mnist(tmp_path, n=3)
     path = write_file(tmp_path / "train-labels-idx1-ubyte.gz", idx_bytes(np.array([0, 10, 2])))

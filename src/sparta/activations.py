@@ -8,6 +8,7 @@ FReLU need.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 
 import torch
@@ -88,3 +89,11 @@ def _check_options(name: str, factory: ActivationFactory, options: dict[str, obj
         allowed = sorted(set(params) - {"channels", "self", "inplace"})
         raise SpartaError(f"activation '{name}' has no option {', '.join(unknown)}; "
                           f"it takes: {', '.join(allowed) or 'no options'}")
+    for key, value in options.items():  # the default's type says what the option takes
+        default = params[key].default
+        kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}.get(type(default))
+        if kinds and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
+            raise SpartaError(f"activation '{name}' option {key} takes a {type(default).__name__} "
+                              f"(default {default!r}), got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SpartaError(f"activation '{name}' option {key} must be finite, got {value}")

@@ -12,6 +12,10 @@ from typing import Any
 from sparta.errors import SpartaError
 from sparta.runfiles import CONFIG_FILE
 
+# Settings a config.json must state (files of every earlier version hold them): without
+# them a default would stand in silently for what the run was.
+RECORDED_SETTINGS = ("dataset", "model", "act", "method", "eps", "epochs", "seed")
+
 
 @dataclass
 class TrainConfig:
@@ -125,6 +129,10 @@ class TrainConfig:
                                (METHODS, self.method), (SCHEDULES, self.schedule)):
             if name is not None:
                 registry.canonical(name)
+        if not own:  # activation options are checked by building one site
+            from sparta.activations import create_activation
+
+            create_activation(self.act, 64, **self.act_options)
         if self.share not in SHARE_MODES:
             raise SpartaError(f"unknown Sparta share mode '{self.share}'; choose from: {', '.join(SHARE_MODES)}")
 
@@ -166,6 +174,10 @@ class TrainConfig:
             raise SpartaError(f"{file} is not valid JSON: {err}") from None
         if not isinstance(values, dict):
             raise SpartaError(f"{file} must hold a JSON object of settings, got {type(values).__name__}")
+        missing = [key for key in RECORDED_SETTINGS if key not in values]
+        if missing:  # a default here would silently train or evaluate something else
+            raise SpartaError(f"{file} lacks the setting(s) {', '.join(missing)}: a run's config.json records "
+                              "every setting that decides what the run is")
         return cls.from_dict(values)
 
     @classmethod

@@ -121,6 +121,8 @@ def _check(
         raise DataError(
             f"{labels_path}: {labels.size} labels for {len(images)} images in {images_path}"
         )
+    if not len(images):
+        raise DataError(f"{images_path} holds no images (its header says 0)")
     last_label = first_label + spec.num_classes - 1
     if labels.size and (labels.min() < first_label or labels.max() > last_label):
         raise DataError(

@@ -102,6 +102,8 @@ class Sparta(nn.Module):
             raise SpartaError(f"Sparta needs a positive channel count, got {channels}")
         if beta0 <= 0:
             raise SpartaError(f"Sparta beta0 must be > 0, got {beta0}")
+        if hidden < 1:
+            raise SpartaError(f"Sparta hidden must be >= 1 (phi's width), got {hidden}")
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise SpartaError(f"Sparta kernel_size must be odd and positive, got {kernel_size}")
         if groups < 1 or channels % groups:
