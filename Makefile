@@ -26,7 +26,7 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/ruff check src tests scripts benchmarks
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto
 
 clean:
 	rm -rf $(VENV) runs
