@@ -104,14 +104,14 @@ def test_a_folder_that_refuses_writes_is_one_line_and_keeps_eval_json(run_copy, 
     """An immutable (chattr +i) or read-only run folder: mkstemp there fails with EPERM."""
     import errno
 
-    from sparta import checkpoint
+    from sparta import runfiles
 
     before = (run_copy / "eval.json").read_text()
 
     def refused(*args, dir=None, **kwargs):
         raise PermissionError(errno.EPERM, "Operation not permitted", str(dir))
 
-    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", refused)
+    monkeypatch.setattr(runfiles.tempfile, "mkstemp", refused)
     capsys.readouterr()
     assert main(["eval", str(run_copy), "--attacks", "clean,fgsm", "--n", "16"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]

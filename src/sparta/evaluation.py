@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,11 +12,11 @@ import torch
 from torch import nn
 
 from sparta.attacks import ATTACKS, Attack, create_attack, model_mode
-from sparta.checkpoint import atomic_write_text, load_checkpoint
+from sparta.checkpoint import load_checkpoint
 from sparta.config import TrainConfig
 from sparta.errors import SpartaError
 from sparta.progress import warn
-from sparta.runfiles import EVAL_FILE, read_eval
+from sparta.runfiles import EVAL_FILE, read_eval, write_eval
 from sparta.stats import binomial_interval
 
 # Evaluation settings (docs/design.md section 5): PGD-20 with step eps/4; CW = PGD-30 on the margin.
@@ -207,7 +206,7 @@ def evaluate_run(run_dir: str | Path, attacks: list[str], n: int | None = None, 
         merged, kept_out = merge_records(previous.get("results", []), records[-1:])
         previous = {**previous, "run": str(run_dir), "epoch": meta.get("epoch"), "machine": facts,
                     "results": merged}
-        atomic_write_text(path, json.dumps(previous, indent=2))
+        write_eval(run_dir, previous)
         for weaker in kept_out:
             warn(f"{path} keeps its earlier {weaker['attack']} record at eps {weaker['eps']:g} on "
                  f"{weaker['n']} images: it came from a stronger attack ({_budget(merged, weaker)}) than "

@@ -18,9 +18,9 @@ from typing import Any
 
 from torch import nn
 
-from sparta.checkpoint import atomic_write_text, load_checkpoint
+from sparta.checkpoint import load_checkpoint
 from sparta.errors import SpartaError
-from sparta.runfiles import CONFIG_FILE, EVAL_FILE, MODEL_FILE, read_eval_records
+from sparta.runfiles import CONFIG_FILE, EVAL_FILE, MODEL_FILE, atomic_write_text, read_eval_records
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained_models"
 COMMAND_FILE = "command.txt"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,36 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
             raise SpartaError(f"{path} line {number} is not an epoch record (a JSON object with an 'epoch')")
         records.append(record)
     return records
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def atomic_write(path: str | os.PathLike, write: Any) -> None:
+    """Call `write(tmp_path)`, fsync, then rename over `path`: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_eval(run_dir: str | Path, document: dict[str, Any]) -> None:
+    """Replace the run's eval.json with `document`, atomically (`read_eval` reads it back)."""
+    atomic_write_text(Path(run_dir) / EVAL_FILE, json.dumps(document, indent=2))
 
 
 RECORD_KEYS = ("attack", "eps", "n", "accuracy")

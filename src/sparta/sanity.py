@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +28,10 @@ from torch import nn
 
 from sparta.attacks import check_eps, create_attack, model_mode
 from sparta.attacks.threat import input_gradient
-from sparta.checkpoint import atomic_write_text
 from sparta.errors import SpartaError
 from sparta.evaluation import accuracy, load_run
 from sparta.registry import Registry
-from sparta.runfiles import EVAL_FILE, read_eval
+from sparta.runfiles import read_eval, write_eval
 
 BALL_SLACK = 1e-6  # float rounding allowed on |x_adv - x| <= eps
 ROUNDING = 1e-9    # accuracies are k / n: compare them without float noise
@@ -249,8 +247,7 @@ def check_run(run_dir: str | Path, n: int | None = None, eps: float | None = Non
     eps = config.eps if eps is None else eps
     settings = (settings or SanitySettings()).for_device(x.device)
     results = run_sanity_checks(model, x, y, eps, seed=config.seed, settings=settings)
-    path = run_dir / EVAL_FILE
     document["sanity"] = {"eps": eps, "n": len(y), "seed": config.seed, "passed": all(r.passed for r in results),
                           "settings": dataclasses.asdict(settings), "checks": [r.as_dict() for r in results]}
-    atomic_write_text(path, json.dumps(document, indent=2))
+    write_eval(run_dir, document)
     return results

@@ -31,13 +31,13 @@ from pathlib import Path
 
 from sparta.activations import ACTIVATIONS
 from sparta.attacks import ATTACKS
-from sparta.checkpoint import atomic_write, load_checkpoint, read_checkpoint_header
+from sparta.checkpoint import load_checkpoint, read_checkpoint_header
 from sparta.config import TrainConfig
 from sparta.data import load_dataset
 from sparta.errors import SpartaError
 from sparta.evaluation import evaluate_run
 from sparta.models import MODELS
-from sparta.runfiles import CONFIG_FILE, MODEL_FILE, RUN_FILES, SPARTA_FILE, STATE_FILE, read_eval_records
+from sparta.runfiles import CONFIG_FILE, MODEL_FILE, RUN_FILES, SPARTA_FILE, STATE_FILE, atomic_write, read_eval_records
 from sparta.sharing import export_sparta
 from sparta.training.loop import run_lock, train
 from sparta.training.methods import METHODS

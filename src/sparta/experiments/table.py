@@ -19,13 +19,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sparta.checkpoint import atomic_write_text
 from sparta.config import TrainConfig
 from sparta.data import dataset_info
 from sparta.errors import SpartaError
 from sparta.evaluation import worst_case
 from sparta.experiments.grid import Cell, EvalPlan, eval_size, find_record
-from sparta.runfiles import read_eval_records, read_metrics
+from sparta.runfiles import atomic_write_text, read_eval_records, read_metrics
 from sparta.sparta_activation import Sparta
 from sparta.stats import Estimate, binomial_interval, mean_ci
 from sparta.training.loop import model_for, near_chance

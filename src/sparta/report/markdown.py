@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sparta.checkpoint import atomic_write_text
 from sparta.report.collect import Run, latest_records, run_names
+from sparta.runfiles import atomic_write_text
 
 REPORT_FILE = "report.md"
 

@@ -18,14 +18,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparta.attacks import PGD, model_mode
-from sparta.checkpoint import atomic_write, atomic_write_text, non_finite_tensors, save_checkpoint
+from sparta.checkpoint import non_finite_tensors, save_checkpoint
 from sparta.config import TrainConfig
 from sparta.data import dataset_info, load_dataset
 from sparta.errors import SpartaError
 from sparta.evaluation import accuracy
 from sparta.models import build_model
 from sparta.progress import progress, say, warn
-from sparta.runfiles import CONFIG_FILE, METRICS_FILE, SPARTA_FILE, STATE_FILE, read_metrics
+from sparta.runfiles import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    SPARTA_FILE,
+    STATE_FILE,
+    atomic_write,
+    atomic_write_text,
+    read_metrics,
+)
 from sparta.runtime import autocast, compile_backend, machine_facts, resolve_device, seed_everything
 from sparta.sharing import export_sparta, import_sparta, sparta_sites
 from sparta.training import distributed

@@ -15,9 +15,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from sparta.checkpoint import atomic_write, like_parameter, portable, portable_tensors
+from sparta.checkpoint import like_parameter, portable, portable_tensors
 from sparta.errors import SpartaError
-from sparta.runfiles import STATE_FILE
+from sparta.runfiles import STATE_FILE, atomic_write
 
 
 def _rng_states(device: torch.device) -> dict[str, torch.Tensor]:
