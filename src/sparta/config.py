@@ -15,6 +15,8 @@ from sparta.runfiles import CONFIG_FILE
 # Settings a config.json must state (files of every earlier version hold them): without
 # them a default would stand in silently for what the run was.
 RECORDED_SETTINGS = ("dataset", "model", "act", "method", "eps", "epochs", "seed")
+# `model` and `act` of a run of a model of the caller's own (sparta.train(config, model=...))
+CUSTOM_MODEL = "custom"
 
 
 @dataclass
@@ -124,7 +126,7 @@ class TrainConfig:
         from sparta.training.schedule import SCHEDULES
 
         dataset_info(self.dataset)
-        own = self.model == "custom"  # a model of the caller's own: sparta.train(config, model=...)
+        own = self.model == CUSTOM_MODEL
         for registry, name in ((MODELS, None if own else self.model), (ACTIVATIONS, None if own else self.act),
                                (METHODS, self.method), (SCHEDULES, self.schedule)):
             if name is not None:

@@ -44,9 +44,6 @@ def warn(message: str) -> None:
 class _StderrNow(logging.StreamHandler):
     """A handler on whatever sys.stderr is when a record arrives (tests swap it)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-
     @property
     def stream(self):  # type: ignore[override]
         return sys.stderr

@@ -1,4 +1,4 @@
-"""Reading a run directory's JSON files, in one place for the grid, the tables and the report."""
+"""The run directory: its file names, atomic writes, and reading and writing its JSON files."""
 
 from __future__ import annotations
 

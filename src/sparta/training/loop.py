@@ -19,7 +19,7 @@ from torch import nn
 
 from sparta.attacks import PGD, model_mode
 from sparta.checkpoint import non_finite_tensors, save_checkpoint
-from sparta.config import TrainConfig
+from sparta.config import CUSTOM_MODEL, TrainConfig
 from sparta.data import dataset_info, load_dataset
 from sparta.errors import SpartaError
 from sparta.evaluation import accuracy
@@ -53,10 +53,6 @@ def take_subset(images: torch.Tensor, labels: torch.Tensor, n: int | None, seed:
     return images[order], labels[order]
 
 
-# config.json's `model` and `act` for a run of a model of the user's own (sparta.train(..., model=))
-CUSTOM_MODEL = "custom"
-
-
 def model_for(config: TrainConfig, model: nn.Module | None = None) -> nn.Module:
     """The run's model: built from the config, or the caller's own `model`; then the Sparta
     function of `sparta_from` imported (and frozen) into it."""
@@ -65,9 +61,10 @@ def model_for(config: TrainConfig, model: nn.Module | None = None) -> nn.Module:
         raise SpartaError(f"the settings name a model of your own (model '{CUSTOM_MODEL}'), which sparta cannot "
                           "rebuild: pass it, as in sparta.train(sparta.TrainConfig.load(RUN_DIR), model=your_model, "
                           "resume=True)")
-    model = model if model is not None else build_model(config.model, config.act, num_classes=info.num_classes,
-                        in_channels=info.channels, image_size=info.image_size, mean=info.mean,
-                        std=info.std, share=config.share, **config.act_options)
+    if model is None:
+        model = build_model(config.model, config.act, num_classes=info.num_classes, in_channels=info.channels,
+                            image_size=info.image_size, mean=info.mean, std=info.std, share=config.share,
+                            **config.act_options)
     if config.sparta_from:
         source = Path(config.sparta_from)
         import_sparta(model, source / SPARTA_FILE if source.is_dir() else source,
