@@ -1,9 +1,12 @@
 """Speed: what Sparta costs over ReLU, and how fast sparta's PGD adversarial training runs.
 
-1. Sparta's cost: one training step (forward, backward, SGD) of ResNet-18 on 32x32
-   inputs, time with Sparta (default settings) over time with ReLU, per regime: eager
-   (Sparta's automatic fast path), eager with the plain reference Sparta, and the whole
-   model under torch.compile.
+0. One site (`--parts site`): forward + backward of one Sparta activation against one
+   ReLU on the same feature map, for the plain reference and the device's default path.
+1. Sparta's cost in one training step (forward, backward, SGD) of SmallCNN on 28x28 and
+   ResNet-18 on 32x32 inputs: time with Sparta over time with ReLU, per regime: eager
+   with the plain reference Sparta, eager with the device's default site (on CPU the
+   fused autograd function), Sparta's compiled site and the whole model under
+   torch.compile where Triton is at hand.
 2. The loop: PGD-10 adversarial training throughput (training images/s) of sparta's
    machinery (DeviceLoader, METHODS["pgd"] with input-only attack gradients, the
    runtime's autocast, channels_last and torch.compile as `sparta train` applies them)
@@ -17,6 +20,7 @@ set is not on disk (speed does not depend on the pixels); the output says which.
 
     python benchmarks/speed.py               # full sizes: about 8 minutes on one H100
     python benchmarks/speed.py --quick       # small batches, few steps: a 2-core CPU
+    python benchmarks/speed.py --quick --threads 1 --parts site,step,loop   # the CPU table
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from sparta import build_model
+from sparta import build_model, create_activation
 from sparta.config import TrainConfig
 from sparta.data import dataset_info, load_dataset
 from sparta.errors import SpartaError
@@ -57,7 +61,8 @@ LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 5e-4  # small lr: timing needs no learni
 class Sizes:
     """How much work each measurement does; `--quick` shrinks it for a small CPU."""
 
-    step_batch: int = 512  # part 1
+    step_batch: int = 512  # part 1, ResNet-18
+    step_smallcnn_batch: int = 128  # part 1, SmallCNN
     smallcnn_batch: int = 128  # part 2, Fashion-MNIST (the `sparta train` default batch)
     resnet_batch: int = 512  # part 2, 32x32
     pool: int = 10_000  # training images each loop cycles through
@@ -66,9 +71,10 @@ class Sizes:
     min_seconds: float = 3.0  # ... and at least this long
 
 
+SIZE_FLAGS = ("step_batch", "step_smallcnn_batch", "smallcnn_batch", "resnet_batch", "pool", "warmup", "min_steps")
 FULL = Sizes()
-QUICK = Sizes(step_batch=32, smallcnn_batch=128, resnet_batch=16, pool=1024, warmup=1, min_steps=3,
-              min_seconds=5.0)
+QUICK = Sizes(step_batch=32, step_smallcnn_batch=128, smallcnn_batch=128, resnet_batch=16, pool=1024,
+              warmup=1, min_steps=3, min_seconds=5.0)
 
 
 @dataclass(frozen=True)
@@ -137,6 +143,40 @@ def sgd(model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.SGD(trainable, lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY, nesterov=True)
 
 
+# ---- part 0: one site -------------------------------------------------------------------
+
+# (batch, channels, height, width): the map the CPU figures in results/speed/cpu.md were
+# first measured on, SmallCNN's second site at batch 128, ResNet-18's first stage at batch 32.
+SITE_SHAPES = ((64, 16, 28, 28), (128, 32, 24, 24), (32, 64, 32, 32))
+
+
+def site_step(act: str, fused: bool | None, shape: tuple[int, ...], device: torch.device) -> Callable[[], None]:
+    """Forward + backward of one activation on a random map, parameters trainable."""
+    torch.manual_seed(0)
+    module = create_activation(act, shape[1], **({"fused": fused} if act == "sparta" else {})).to(device)
+    x = torch.randn(shape, device=device, requires_grad=True)
+    grad = torch.randn(shape, device=device)
+
+    def step() -> None:
+        module(x).backward(grad)
+
+    return step
+
+
+def measure_site_cost(timer: Timer) -> list[dict]:
+    rows = []
+    for shape in SITE_SHAPES:
+        row: dict = {"shape": "x".join(map(str, shape))}
+        for name, act, fused in (("relu", "relu", None), ("plain", "sparta", False), ("default", "sparta", None)):
+            log(f"site: {row['shape']}, {name}")
+            row[f"{name}_s"] = timer.seconds_per_step(functools.partial(site_step, act, fused, shape, timer.device))
+        row["plain_ratio"], row["default_ratio"] = row["plain_s"] / row["relu_s"], row["default_s"] / row["relu_s"]
+        log(f"  relu {row['relu_s'] * 1e3:.2f} ms, plain x{row['plain_ratio']:.1f}, "
+            f"default x{row['default_ratio']:.1f}")
+        rows.append(row)
+    return rows
+
+
 # ---- part 1: Sparta's cost in one training step ----------------------------------------
 
 @dataclass(frozen=True)
@@ -147,7 +187,12 @@ class Regime:
 
 
 def regimes(device: torch.device, compile_model: bool) -> list[Regime]:
-    found = [Regime("eager", False, None)]
+    """The ways a Sparta model can run here; the first is where ReLU is measured."""
+    if device.type == "cpu":
+        found = [Regime("eager, plain Sparta (fused=False)", False, False),
+                 Regime("eager, fused site (the CPU default)", False, None)]
+    else:
+        found = [Regime("eager", False, None)]
     if compiler_available(device):  # there Sparta's compiled site (fused=True) can be measured
         found[0] = Regime("eager, plain Sparta", False, None)
         found.append(Regime("eager, Sparta fast path (fused=True)", False, True))
@@ -156,14 +201,18 @@ def regimes(device: torch.device, compile_model: bool) -> list[Regime]:
     return found
 
 
-def training_step(act: str, regime: Regime, batch: int, device: torch.device,
+STEP_MODELS = (("smallcnn", "fashion-mnist", 1, 28), ("resnet18", "cifar10", 3, 32))
+
+
+def training_step(model_name: str, act: str, regime: Regime, batch: int, device: torch.device,
                   channels_last: bool) -> Callable[[], None]:
-    model = make_model("resnet18", act, "cifar10", device, channels_last, regime.fused)
+    _, dataset, channels, size = next(m for m in STEP_MODELS if m[0] == model_name)
+    model = make_model(model_name, act, dataset, device, channels_last, regime.fused)
     forward = torch.compile(model) if regime.compile else model
     optimizer = sgd(model)
     precision = autocast(device, "auto")
     standard = METHODS.get("standard")
-    x = torch.rand(batch, 3, 32, 32, device=device)
+    x = torch.rand(batch, channels, size, size, device=device)
     x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
     y = torch.randint(0, 10, (batch,), device=device)
     setting = AttackSetting(eps=0.0, steps=1, step_size=0.0)
@@ -176,23 +225,26 @@ def training_step(act: str, regime: Regime, batch: int, device: torch.device,
 
 
 def measure_step_cost(timer: Timer, compile_model: bool, channels_last: bool) -> list[dict]:
-    batch, rows = timer.sizes.step_batch, []
-    relu_eager = float("nan")
-    for regime in regimes(timer.device, compile_model):
-        row: dict = {"regime": regime.name, "batch": batch}
-        for act in ("relu", "sparta"):
-            if act == "relu" and regime.fused:
-                row["relu_s"] = relu_eager  # ReLU has no Sparta path to switch: the same model
-                continue
-            log(f"step cost: {regime.name}, {act}, batch {batch}")
-            row[f"{act}_s"] = timer.seconds_per_step(
-                functools.partial(training_step, act, regime, batch, timer.device, channels_last))
-        if not regime.compile and regime.fused is None:
-            relu_eager = row["relu_s"]
-        row["ratio"] = row["sparta_s"] / row["relu_s"]
-        log(f"  relu {row['relu_s'] * 1e3:.1f} ms, sparta {row['sparta_s'] * 1e3:.1f} ms, "
-            f"ratio {row['ratio']:.2f}")
-        rows.append(row)
+    rows = []
+    for model_name, *_ in STEP_MODELS:
+        batch = timer.sizes.step_smallcnn_batch if model_name == "smallcnn" else timer.sizes.step_batch
+        relu_eager = float("nan")
+        for regime in regimes(timer.device, compile_model):
+            row: dict = {"model": model_name, "regime": regime.name, "batch": batch}
+            build = functools.partial(training_step, model_name, regime=regime, batch=batch,
+                                      device=timer.device, channels_last=channels_last)
+            if regime.compile or math.isnan(relu_eager):
+                log(f"step cost: {model_name}, {regime.name}, relu, batch {batch}")
+                row["relu_s"] = timer.seconds_per_step(functools.partial(build, act="relu"))
+                relu_eager = relu_eager if regime.compile else row["relu_s"]
+            else:  # ReLU has no Sparta path to switch: the same model as in the first regime
+                row["relu_s"] = relu_eager
+            log(f"step cost: {model_name}, {regime.name}, sparta, batch {batch}")
+            row["sparta_s"] = timer.seconds_per_step(functools.partial(build, act="sparta"))
+            row["ratio"] = row["sparta_s"] / row["relu_s"]
+            log(f"  relu {row['relu_s'] * 1e3:.1f} ms, sparta {row['sparta_s'] * 1e3:.1f} ms, "
+                f"ratio {row['ratio']:.2f}")
+            rows.append(row)
     return rows
 
 
@@ -328,11 +380,59 @@ def number(value: float, digits: int = 1, suffix: str = "") -> str:
     return "skipped" if math.isnan(value) else f"{value:.{digits}f}{suffix}"
 
 
+def site_section(sites: list[dict]) -> list[str]:
+    rows = [[r["shape"], number(r["relu_s"] * 1e3, 2), number(r["plain_s"] * 1e3, 2), number(r["plain_ratio"], 1, "x"),
+             number(r["default_s"] * 1e3, 2), number(r["default_ratio"], 1, "x")] for r in sites]
+    return ["", "## 0. One site: forward + backward, N x C x H x W", "",
+            table(["map", "ReLU ms", "plain Sparta ms", "plain / ReLU", "default Sparta ms", "default / ReLU"],
+                  rows), "",
+            f"Default site / ReLU on {sites[0]['shape']}: **{number(sites[0]['default_ratio'], 1, 'x')}** "
+            "(target: at most 3x)"]
+
+
+def step_section(steps: list[dict]) -> list[str]:
+    rows = [[r["model"], str(r["batch"]), r["regime"], number(r["relu_s"] * 1e3), number(r["sparta_s"] * 1e3),
+             number(r["ratio"], 2, "x"), number(r["batch"] / r["relu_s"], 0), number(r["batch"] / r["sparta_s"], 0)]
+            for r in steps]
+    lines = ["", "## 1. Sparta's cost: one training step (SmallCNN 28x28, ResNet-18 32x32)", "",
+             table(["model", "batch", "regime", "ReLU ms/step", "Sparta ms/step", "Sparta / ReLU", "ReLU img/s",
+                    "Sparta img/s"], rows), ""]
+    for model in dict.fromkeys(r["model"] for r in steps):
+        mine = [r for r in steps if r["model"] == model]
+        best = extreme((r["sparta_s"] for r in mine), min) / extreme((r["relu_s"] for r in mine), min)
+        lines.append(f"- {model}: fastest Sparta step / fastest ReLU step **{number(best, 2, 'x')}**"
+                     + (" (target: at most 1.10x)" if model == "resnet18" else ""))
+    return lines
+
+
+def loop_section(loops: list[dict]) -> list[str]:
+    variants = [k for k in ("ours_eager_ips", "ours_compiled_ips") if k in loops[0]]
+    header = ["model", "data", "act", "batch", "baseline img/s"]
+    header += ["ours img/s" if len(variants) == 1 else k.split("_")[1].join(("ours ", " img/s")) for k in variants]
+    rows = [[r["model"], r["data"], r["act"], str(r["batch"]), number(r["baseline_ips"])]
+            + [number(r[k]) for k in variants] + [number(r["speedup"], 2, "x")] for r in loops]
+    worst = extreme((r["speedup"] for r in loops), min)
+    lines = ["", "## 2. PGD-10 adversarial training throughput (training images/s)", "",
+             table([*header, "ours / baseline"], rows), "",
+             f"- smallest speed-up of ours over the baseline loop: **{number(worst, 2, 'x')}** "
+             "(GPU target: at least 2x)"]
+    for model in dict.fromkeys(r["model"] for r in loops):
+        by_act = {r["act"]: extreme(r[k] for k in variants) for r in loops if r["model"] == model}
+        if {"relu", "sparta"} <= set(by_act):
+            ratio = by_act["sparta"] / by_act["relu"]
+            lines.append(f"- {model}: Sparta / ReLU throughput, ours: **{number(ratio, 2, 'x')}**"
+                         + (" (target: at least 0.85x)" if model == "smallcnn" else ""))
+    return lines
+
+
 def report(args: argparse.Namespace, timer: Timer, compile_model: bool, channels_last: bool,
-           steps: list[dict], loops: list[dict]) -> str:
+           sites: list[dict], steps: list[dict], loops: list[dict]) -> str:
     device, sizes = timer.device, timer.sizes
     facts = machine_facts(device)
-    fast = "plain path (fused=True measured beside it)" if compiler_available(device) else "plain path"
+    if device.type == "cpu":
+        fast = "fused site (the CPU default)"
+    else:
+        fast = "plain path (fused=True measured beside it)" if compiler_available(device) else "plain path"
     out = ["# sparta speed", "",
            f"- command: `{shlex.join(['python', 'benchmarks/speed.py', *args.argv])}`",
            f"- device: {device.type}, {device_name(device)}; {torch.get_num_threads()} torch threads; "
@@ -342,27 +442,9 @@ def report(args: argparse.Namespace, timer: Timer, compile_model: bool, channels
            f"{'measured too' if compile_model else 'off'}; baseline: fp32, NCHW, plain Sparta, no compile",
            f"- sizes ({'quick' if args.quick else 'full'}): {sizes.warmup} warm-up steps, then the median "
            f"of at least {sizes.min_steps} timed steps and {sizes.min_seconds:g} s"]
-    if steps:
-        batch = steps[0]["batch"]
-        rows = [[r["regime"], number(r["relu_s"] * 1e3), number(r["sparta_s"] * 1e3),
-                 number(r["ratio"], 2, "x"), number(batch / r["relu_s"], 0), number(batch / r["sparta_s"], 0)]
-                for r in steps]
-        best = extreme((r["sparta_s"] for r in steps), min) / extreme((r["relu_s"] for r in steps), min)
-        out += ["", f"## 1. Sparta's cost: ResNet-18 training step, 32x32, batch {batch}", "",
-                table(["regime", "ReLU ms/step", "Sparta ms/step", "Sparta / ReLU", "ReLU img/s",
-                       "Sparta img/s"], rows), "",
-                f"Fastest Sparta step / fastest ReLU step: **{number(best, 2, 'x')}** (target: at most 1.15x)"]
-    if loops:
-        variants = [k for k in ("ours_eager_ips", "ours_compiled_ips") if k in loops[0]]
-        header = ["model", "data", "act", "batch", "baseline img/s"]
-        header += ["ours img/s" if len(variants) == 1 else k.split("_")[1].join(("ours ", " img/s"))
-                   for k in variants]
-        rows = [[r["model"], r["data"], r["act"], str(r["batch"]), number(r["baseline_ips"])]
-                + [number(r[k]) for k in variants] + [number(r["speedup"], 2, "x")] for r in loops]
-        worst = extreme((r["speedup"] for r in loops), min)
-        out += ["", "## 2. PGD-10 adversarial training throughput (training images/s)", "",
-                table([*header, "ours / baseline"], rows), "",
-                f"Smallest speed-up: **{number(worst, 2, 'x')}** (target: at least 2x)"]
+    for rows, section in ((sites, site_section), (steps, step_section), (loops, loop_section)):
+        if rows:
+            out += section(rows)
     return "\n".join(out) + "\n"
 
 
@@ -371,11 +453,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     parser.add_argument("--quick", action="store_true", help="small batches and few steps, for a CPU")
-    parser.add_argument("--parts", default="step,loop", help="step, loop or step,loop (default)")
+    parser.add_argument("--parts", default="step,loop",
+                        help="comma-separated: site, step, loop (default: step,loop)")
     parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                         help="also measure torch.compile(model) (auto: on CUDA with Triton)")
-    for name in ("step-batch", "smallcnn-batch", "resnet-batch", "pool", "warmup", "min-steps"):
-        parser.add_argument(f"--{name}", type=int, help="override that size setting")
+    for name in SIZE_FLAGS:
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, help="override that size setting")
     parser.add_argument("--min-seconds", type=float, help="override the timed seconds per measurement")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--max-minutes", type=float, default=8.0,
@@ -384,9 +467,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="also write the markdown report here")
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    unknown = set(args.parts.split(",")) - {"step", "loop"}
+    unknown = set(args.parts.split(",")) - {"site", "step", "loop"}
     if unknown:
-        parser.error(f"unknown part(s) {', '.join(sorted(unknown))}; use step, loop or step,loop")
+        parser.error(f"unknown part(s) {', '.join(sorted(unknown))}; use site, step and/or loop")
     return args
 
 
@@ -396,18 +479,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    overrides = {name: getattr(args, name) for name in
-                 ("step_batch", "smallcnn_batch", "resnet_batch", "pool", "warmup", "min_steps", "min_seconds")
-                 if getattr(args, name) is not None}
+    overrides = {name: getattr(args, name) for name in (*SIZE_FLAGS, "min_seconds") if getattr(args, name) is not None}
     timer = Timer(replace(QUICK if args.quick else FULL, **overrides), device,
                   deadline=started + 60 * args.max_minutes)
     compile_model = compiler_available(device) if args.compile == "auto" else args.compile == "on"
     channels_last = device.type == "cuda"
     parts = args.parts.split(",")
     log(f"device {device} ({device_name(device)}), {timer.sizes}, compile {compile_model}")
+    sites = measure_site_cost(timer) if "site" in parts else []
     steps = measure_step_cost(timer, compile_model, channels_last) if "step" in parts else []
     loops = measure_loops(timer, compile_model) if "loop" in parts else []
-    text = report(args, timer, compile_model, channels_last, steps, loops)
+    text = report(args, timer, compile_model, channels_last, sites, steps, loops)
     text += f"\nTotal time: {time.perf_counter() - started:.0f} s.\n"
     print(text)
     if args.out:
@@ -415,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(text)
     if args.json:
         args.json.write_text(json.dumps({"device": device_name(device), "sizes": timer.sizes.__dict__,
-                                         "steps": steps, "loops": loops}, indent=2))
+                                         "sites": sites, "steps": steps, "loops": loops}, indent=2))
     return 0
 
 

@@ -8,8 +8,8 @@ C++ compile; on CUDA (when present) with Inductor's Triton kernels.
 import pytest
 import torch
 
-from sparta import Sparta, SpartaError, build_model, create_activation, fast
-from sparta.fast import compiled_sparta_function, same_conv, sparta_function, use_fast_path
+from sparta import Sparta, SpartaError, build_model, create_activation, fast, sparta_activation
+from sparta.fast import compiled_sparta_function, same_conv, site_path, sparta_function
 
 
 def _random_sparta(channels: int, seed: int = 0, **options) -> Sparta:
@@ -102,7 +102,7 @@ def test_compiled_function_matches_reference_and_gradchecks():
 
 @pytest.fixture()
 def cpu_compiler(monkeypatch):
-    """Route the module's fast path through the aot_eager backend and count its calls."""
+    """Route the module's fast path through the aot_eager backend on CPU and count its calls."""
     calls = []
     compiled = compiled_sparta_function("aot_eager")
 
@@ -111,10 +111,12 @@ def cpu_compiler(monkeypatch):
         return compiled(*args)
 
     monkeypatch.setattr(fast, "compiled_sparta_function", lambda backend="inductor": counting)
+    monkeypatch.setattr(fast, "site_path", lambda fused, x: "compiled" if fused else "plain")
+    monkeypatch.setattr(sparta_activation, "site_path", fast.site_path)
     return calls
 
 
-def test_module_fast_path_matches_reference(cpu_compiler):
+def test_module_compiled_path_matches_reference(cpu_compiler):
     module = _random_sparta(8, fused=True)
     x = torch.randn(2, 8, 6, 6).contiguous(memory_format=torch.channels_last)
 
@@ -123,10 +125,10 @@ def test_module_fast_path_matches_reference(cpu_compiler):
         return module(v)
 
     _assert_same(fast_forward, module, x)
-    assert cpu_compiler, "fused=True did not take the fast path"
+    assert cpu_compiler, "fused=True did not take the compiled path"
 
 
-def test_flat_input_takes_fast_path(cpu_compiler):
+def test_flat_input_takes_compiled_path(cpu_compiler):
     module = _random_sparta(10, fused=True)
     x = torch.randn(4, 10)
     y = module(x)
@@ -135,18 +137,30 @@ def test_flat_input_takes_fast_path(cpu_compiler):
     assert cpu_compiler == [torch.Size([4, 10, 1, 1])]
 
 
-def test_auto_is_plain_on_cpu_and_inside_compile(cpu_compiler):
-    assert not use_fast_path(None, torch.zeros(1, 2, 3, 3))
-    assert use_fast_path(True, torch.zeros(1, 2, 3, 3)) and not use_fast_path(False, torch.zeros(1))
+def test_which_path_a_site_takes():
+    cpu = torch.zeros(1, 2, 3, 3)
+    assert site_path(None, cpu) == site_path(True, cpu) == "fused"
+    assert site_path(False, cpu) == "plain"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert site_path(None, cpu) == "plain"
+    meta = torch.zeros(1, 2, 3, 3, device="meta")  # any device but the CPU: opt-in only
+    assert site_path(None, meta) == "plain" and site_path(True, meta) == "fused"
+
+
+def test_inside_an_enclosing_compile_the_site_is_plain(monkeypatch):
+    paths = []
+    def recording(fused, x):
+        paths.append(fast.site_path(fused, x))
+        return paths[-1]
+
+    monkeypatch.setattr(sparta_activation, "site_path", recording)
     module = _random_sparta(4, fused=None)
-    module(torch.randn(1, 4, 3, 3))
-    assert not cpu_compiler
     x = torch.randn(2, 4, 5, 5)
     expected = module(x)
-    module.fused = True
+    assert paths == ["fused"]
     outer = torch.compile(module, backend="aot_eager", fullgraph=True)
     assert torch.allclose(outer(x), expected, atol=1e-6)
-    assert not cpu_compiler, "the fast path ran inside an enclosing compile"
+    assert paths[1:] and set(paths[1:]) == {"plain"}, "the fast path ran inside an enclosing compile"
 
 
 def test_option_keeps_parameters_and_threshold():
@@ -196,7 +210,9 @@ def test_model_with_shared_sparta_matches(cpu_compiler):
 def test_cuda_fast_path_matches_reference_fp32(channels_last, monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # TF32 convs differ by 1e-3
     module = _random_sparta(64).cuda()
-    assert use_fast_path(None, torch.zeros(1, device="cuda")) == fast.compiler_available(torch.device("cuda"))
+    assert site_path(None, torch.zeros(1, device="cuda")) == "plain"
+    assert site_path(True, torch.zeros(1, device="cuda")) == (
+        "compiled" if fast.compiler_available(torch.device("cuda")) else "fused")
     x = torch.randn(8, 64, 16, 16, device="cuda")
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)

@@ -1,4 +1,6 @@
-"""The fast Sparta path: the same function as `Sparta.forward`, with fewer passes over memory.
+"""The compiled Sparta path, and the choice between a site's implementations.
+
+The same function as `Sparta.forward`, with fewer passes over memory.
 
 In eager PyTorch each operation of a Sparta site (channel mean, channel max, x - T,
 beta *, sigmoid, x *) is its own pass over the feature map, forward and again in
@@ -93,20 +95,30 @@ def compiled_sparta_function(backend: str = "inductor") -> Callable[..., torch.T
     return torch.compile(sparta_function, backend=backend)
 
 
-def use_fast_path(fused: bool | None, x: torch.Tensor) -> bool:
-    """Resolve Sparta's `fused` option: None means the plain path, on every device.
+def site_path(fused: bool | None, x: torch.Tensor) -> str:
+    """Which implementation a pooled Sparta site runs: "plain", "fused" or "compiled".
 
-    Measured on an H100 (results/gpu/speed-step.md, two windows): a ResNet-18 bf16
-    channels_last training step took 42.6 and 41.9 ms with the compiled site against 39.0
-    and 37.3 ms plain; so the compiled site is opt-in (fused=True) until it wins.
+    - Inside a compiled model: plain (the enclosing graph fuses it itself).
+    - fused=False: plain, the reference.
+    - CPU, fused None or True: the fused autograd function (`sparta.fused_site`): the same
+      function in fewer passes (results/speed/cpu.md).
+    - CUDA, fused=True: the torch.compile'd site (Triton) where the compiler is available,
+      otherwise the fused function. fused=None stays plain on CUDA: on an H100 a ResNet-18
+      bf16 channels_last step took 42.6 and 41.9 ms with the compiled site against 39.0
+      and 37.3 ms plain (results/gpu/speed-step.md), and the fused function has not been
+      timed there yet.
     """
-    if torch.compiler.is_compiling():
-        return False  # the enclosing compiled graph fuses the plain path itself
-    return bool(fused)
+    if torch.compiler.is_compiling() or fused is False:
+        return "plain"
+    if x.device.type == "cpu":
+        return "fused" if not torch.is_autocast_enabled("cpu") else "plain"
+    if fused is None:
+        return "plain"
+    return "compiled" if compiler_available(x.device) else "fused"
 
 
-def fast_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The fast equivalent of `Sparta.forward` (pooled phi) for a 4-D input."""
+def compiled_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The compiled equivalent of `Sparta.forward` (pooled phi) for a 4-D input."""
     phi = module.phi
     return compiled_sparta_function(compile_backend())(x, phi.conv1.weight, phi.conv1.bias, phi.conv2.weight,
-                                      phi.conv2.bias, module.log_beta)
+                                                       phi.conv2.bias, module.log_beta)

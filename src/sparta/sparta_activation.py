@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparta.errors import SpartaError
-from sparta.fast import fast_forward, same_conv, use_fast_path
+from sparta.fast import compiled_forward, same_conv, site_path
+from sparta.fused_site import fused_forward
 from sparta.registry import Registry
 
 PHIS: Registry[type[nn.Module]] = Registry("phi kind")
@@ -78,6 +79,10 @@ class DepthwisePhi(nn.Module):
         return self.norm(same_conv(x, self.conv.weight, groups=self.conv.groups))
 
 
+# The same function as Sparta's plain forward, in fewer passes (tests/test_fast.py).
+FAST_SITES = {"fused": fused_forward, "compiled": compiled_forward}
+
+
 class Sparta(nn.Module):
     """Spatially attentive ReLU: x * sigmoid(beta * (x - phi(x))).
 
@@ -89,9 +94,11 @@ class Sparta(nn.Module):
         groups: G threshold maps, each shared by C/G consecutive channels.
         beta0: initial sharpness; larger starts closer to ReLU.
         per_channel_beta: one beta per channel instead of a scalar.
-        fused: run the pooled phi through `sparta.fast` (the same function, compiled into
-            fewer passes over memory); None or False: the plain path (on an H100 the
-            compiled site was not faster yet: results/gpu/speed-step.md).
+        fused: how a pooled site runs (`sparta.fast.site_path`): None (default) picks the
+            fastest measured path per device (on CPU the fused autograd function of
+            `sparta.fused_site`, on CUDA the plain path); True asks for the fused or
+            compiled path on CUDA as well; False keeps the plain reference, which is also
+            the only one that can be differentiated twice.
     """
 
     def __init__(self, channels: int, phi: str = "pooled", kernel_size: int = 3, hidden: int = 8,
@@ -150,8 +157,9 @@ class Sparta(nn.Module):
             x = x[:, :, None, None]
         if x.dim() != 4 or x.shape[1] % self.groups:
             raise SpartaError(f"Sparta expects N x C x H x W (or N x C) input, got shape {tuple(x.shape)}")
-        if self.phi_kind == "pooled" and use_fast_path(self.fused, x):
-            y = fast_forward(self, x)
+        path = site_path(self.fused, x) if self.phi_kind == "pooled" else "plain"
+        if path != "plain":
+            y = FAST_SITES[path](self, x)
             return y.flatten(1) if flat else y
         beta = self.beta.to(x.dtype)
         if beta.dim():
