@@ -88,7 +88,7 @@ class FusedSpartaSite(torch.autograd.Function):
         threshold = threshold_graph.detach().contiguous()
         beta = log_beta.detach().exp().to(x.dtype)
         x5 = _grouped(x, threshold.shape[1])
-        gate = torch.sub(x5, threshold.unsqueeze(2)).mul_(_beta_view(beta, x5)).sigmoid_()
+        gate = _logit(x5, threshold.unsqueeze(2), beta).sigmoid_()
         ctx.save_for_backward(x, maximum, threshold, gate, beta)
         ctx.phi_graph = (pooled_leaf, threshold_graph, (w1, b1, w2, b2, log_beta))  # type: ignore[attr-defined]
         return torch.mul(x5, gate).view_as(x)
@@ -99,56 +99,61 @@ class FusedSpartaSite(torch.autograd.Function):
             raise SpartaError("Sparta's fused site can be differentiated once; for create_graph=True "
                               "(double backward) build Sparta with fused=False")
         x, maximum, threshold, gate, beta = ctx.saved_tensors  # type: ignore[attr-defined]
-        pooled_leaf, threshold_graph, phi_parameters = ctx.phi_graph  # type: ignore[attr-defined]
+        pooled_leaf, threshold_graph, parameters = ctx.phi_graph  # type: ignore[attr-defined]
         needs_x = ctx.needs_input_grad[0]  # type: ignore[attr-defined]
-        needs_w1, needs_b1, needs_w2, needs_b2, needs_beta = (
-            needed and _engine_needs(parameter)
-            for needed, parameter in zip(ctx.needs_input_grad[1:], phi_parameters))  # type: ignore[attr-defined]
+        wanted = [needed and _engine_needs(parameter)
+                  for needed, parameter in zip(ctx.needs_input_grad[1:], parameters)]  # type: ignore[attr-defined]
         x5 = _grouped(x, threshold.shape[1])
         grad5 = grad.contiguous().view_as(x5)
-        beta5 = _beta_view(beta, x5)
-        q = torch.mul(grad5, x5)  # then g * x * s * (1 - s): d y / d (gate's logit), times g
+        q = torch.mul(grad5, x5)  # then g x s (1 - s): the gradient at the gate's logit over beta
         torch.ops.aten.sigmoid_backward.grad_input(q, gate, grad_input=q)
-        grad_threshold = q.sum(dim=2)  # before beta: sum_c q serves beta's gradient too
-        grad_beta = _beta_backward(q, x5, threshold, grad_threshold, beta) if needs_beta else None
-        if beta.dim():
-            q.mul_(beta5)
-            grad_threshold = q.sum(dim=2).neg_()
-        else:
-            q.mul_(beta)
-            grad_threshold.mul_(-beta)
-        wanted = [needs_w1, needs_b1, needs_w2, needs_b2]
-        phi_inputs = [pooled_leaf] * needs_x + [p for p, w in zip(phi_parameters[:4], wanted) if w]
+        grad_beta = _beta_backward(q, x5, threshold, beta) if wanted[4] else None
+        grad_threshold = (q * _beta_view(beta, x5)).sum(dim=2).neg_() if beta.dim() else q.sum(dim=2).mul_(-beta)
+        phi_inputs = [pooled_leaf] * needs_x + [p for p, w in zip(parameters[:4], wanted) if w]
         # retain_graph: the outer graph may be run backward again (AutoAttack's FAB does so);
         # phi's small graph is freed with this node.
         phi_grads = (list(torch.autograd.grad(threshold_graph, phi_inputs, grad_threshold, retain_graph=True))
                      if phi_inputs else [])
-        grad_x = None
-        if needs_x:
-            grad_x = torch.mul(grad5, gate).add_(q).view_as(x)
-            grad_x.add_(_pooling_backward(x, maximum, phi_grads.pop(0)))
-        weight_grads = [phi_grads.pop(0) if w else None for w in wanted]
+        grad_x = _input_backward(x5, grad5, gate, q, beta, maximum, phi_grads.pop(0)) if needs_x else None
+        weight_grads = [phi_grads.pop(0) if w else None for w in wanted[:4]]
         return (grad_x, *weight_grads, grad_beta)
 
 
-def _beta_backward(q: torch.Tensor, x5: torch.Tensor, threshold: torch.Tensor,
-                   q_summed: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+def _logit(x5: torch.Tensor, threshold5: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """beta * (x - T) as a new tensor; with a scalar beta in one pass, as -beta T + beta x."""
+    if beta.dim():
+        return torch.sub(x5, threshold5).mul_(_beta_view(beta, x5))
+    value = float(beta)
+    return torch.add(threshold5 * -value, x5, alpha=value)
+
+
+def _beta_backward(q: torch.Tensor, x5: torch.Tensor, threshold: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     """d/d log_beta = beta * sum q * (x - T), without forming x - T: sum q x - sum (sum_c q) T."""
     if not beta.dim():
-        return (torch.dot(q.flatten(), x5.flatten()) - torch.dot(q_summed.flatten(), threshold.flatten())) * beta
+        return (torch.dot(q.flatten(), x5.flatten()) - torch.dot(q.sum(dim=2).flatten(), threshold.flatten())) * beta
     per_channel = torch.einsum("ngchw,ngchw->gc", q, x5) - torch.einsum("ngchw,nghw->gc", q, threshold)
     return per_channel.flatten() * beta
 
 
-def _pooling_backward(x: torch.Tensor, maximum: torch.Tensor, grad_pooled: torch.Tensor) -> torch.Tensor:
-    """The gradient of [mean_c x, max_c x] w.r.t. x; a tie for the max splits evenly, as amax's."""
+def _input_backward(x5: torch.Tensor, grad5: torch.Tensor, gate: torch.Tensor, q: torch.Tensor,
+                    beta: torch.Tensor, maximum: torch.Tensor, grad_pooled: torch.Tensor) -> torch.Tensor:
+    """d/dx = g s + beta q, plus the channel mean's and the channel max's share.
+
+    A tie for the max splits its gradient evenly, as amax's backward does.
+    """
     grad_mean, grad_max = grad_pooled.contiguous().unbind(dim=1)
-    difference = torch.sub(x, maximum)
-    at_max = torch.ops.aten.threshold_backward(torch.ones_like(maximum).expand_as(x), difference,
+    channels = x5.shape[1] * x5.shape[2]
+    grad_x = torch.addcmul((grad_mean / channels)[:, None, None], grad5, gate)
+    if beta.dim():
+        grad_x.addcmul_(q, _beta_view(beta, x5))
+    else:
+        grad_x.add_(q, alpha=float(beta))
+    grad_x = grad_x.view(x5.shape[0], channels, *x5.shape[3:])
+    x = x5.view_as(grad_x)
+    at_max = torch.ops.aten.threshold_backward(torch.ones_like(maximum).expand_as(x), torch.sub(x, maximum),
                                                _below_zero(x.dtype))
     ties = at_max.sum(dim=1, keepdim=True)
-    at_max.mul_(grad_max.unsqueeze(1) / ties)
-    return at_max.add_(grad_mean.unsqueeze(1) / x.shape[1])
+    return grad_x.addcmul_(at_max, grad_max.unsqueeze(1) / ties)
 
 
 def fused_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
