@@ -59,7 +59,7 @@ class Size:
         flags = ["--subset", "64", "--epochs", "1", "--attack-steps", "1", "--batch-size", "32",
                  "--device", "cpu", "--channels-last"]
         if stand_ins:
-            return [*flags, "--eval-n", "16", "--precision", "bf16", "--act-option", "fused=true"]
+            return [*flags, "--eval-n", "16", "--precision", "bf16", "--act-option", "fused=compiled"]
         return [*flags, "--eval-every", "0"]
 
     @property

@@ -145,6 +145,9 @@ def test_which_path_a_site_takes():
         assert site_path(None, cpu) == "plain"
     meta = torch.zeros(1, 2, 3, 3, device="meta")  # any device but the CPU: opt-in only
     assert site_path(None, meta) == "plain" and site_path(True, meta) == "fused"
+    assert [site_path(name, cpu) for name in ("plain", "fused", "compiled")] == ["plain", "fused", "compiled"]
+    with pytest.raises(SpartaError, match="one of plain, fused, compiled"):
+        Sparta(4, fused="fast")
 
 
 def test_inside_an_enclosing_compile_the_site_is_plain(monkeypatch):

@@ -95,10 +95,14 @@ def compiled_sparta_function(backend: str = "inductor") -> Callable[..., torch.T
     return torch.compile(sparta_function, backend=backend)
 
 
-def site_path(fused: bool | None, x: torch.Tensor) -> str:
+SITE_PATHS = ("plain", "fused", "compiled")
+
+
+def site_path(fused: bool | str | None, x: torch.Tensor) -> str:
     """Which implementation a pooled Sparta site runs: "plain", "fused" or "compiled".
 
     - Inside a compiled model: plain (the enclosing graph fuses it itself).
+    - fused names a path ("plain", "fused", "compiled"): that one, on any device.
     - fused=False: plain, the reference.
     - CPU, fused None or True: the fused autograd function (`sparta.fused_site`): the same
       function in fewer passes (results/speed/cpu.md).
@@ -110,6 +114,8 @@ def site_path(fused: bool | None, x: torch.Tensor) -> str:
     """
     if torch.compiler.is_compiling() or fused is False:
         return "plain"
+    if isinstance(fused, str):
+        return fused
     if x.device.type == "cpu":
         return "fused" if not torch.is_autocast_enabled("cpu") else "plain"
     if fused is None:

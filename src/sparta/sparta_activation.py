@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparta.errors import SpartaError
-from sparta.fast import compiled_forward, same_conv, site_path
+from sparta.fast import SITE_PATHS, compiled_forward, same_conv, site_path
 from sparta.fused_site import fused_forward
 from sparta.registry import Registry
 
@@ -98,12 +98,13 @@ class Sparta(nn.Module):
             fastest measured path per device (on CPU the fused autograd function of
             `sparta.fused_site`, on CUDA the plain path); True asks for the fused or
             compiled path on CUDA as well; False keeps the plain reference, which is also
-            the only one that can be differentiated twice.
+            the only one that can be differentiated twice; "plain", "fused" or "compiled"
+            names a path outright (the compiled one on CPU is for testing it there).
     """
 
     def __init__(self, channels: int, phi: str = "pooled", kernel_size: int = 3, hidden: int = 8,
                  groups: int = 1, beta0: float = 4.0, per_channel_beta: bool = False,
-                 fused: bool | None = None) -> None:
+                 fused: bool | str | None = None) -> None:
         super().__init__()
         if channels < 1:
             raise SpartaError(f"Sparta needs a positive channel count, got {channels}")
@@ -118,8 +119,10 @@ class Sparta(nn.Module):
         self.channels = channels
         self.groups = groups
         self.phi_kind = PHIS.canonical(phi)
-        if fused and self.phi_kind != "pooled":
-            raise SpartaError(f"Sparta fused=True needs phi='pooled', got phi='{phi}'")
+        if isinstance(fused, str) and fused not in SITE_PATHS:
+            raise SpartaError(f"Sparta fused must be true, false or one of {', '.join(SITE_PATHS)}; got '{fused}'")
+        if fused and fused != "plain" and self.phi_kind != "pooled":
+            raise SpartaError(f"Sparta fused={fused} needs phi='pooled', got phi='{phi}'")
         self.fused = fused
         self.frozen = False  # see freeze()
         self.phi = PHIS.get(phi)(channels, kernel_size=kernel_size, hidden=hidden, groups=groups)
