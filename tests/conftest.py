@@ -50,3 +50,22 @@ def trained_model(trained_run):
     model, _ = load_checkpoint(trained_run)
     torch.manual_seed(0)
     return model
+
+
+@pytest.fixture()
+def random_sparta():
+    """Builds a Sparta with a nonzero threshold (a fresh one's last conv is zero) and a
+    perturbed beta, so that comparisons of its paths see every term."""
+
+    def build(channels: int, seed: int = 0, dtype=torch.float32, **options):
+        from sparta import Sparta
+
+        torch.manual_seed(seed)
+        module = Sparta(channels, **options)
+        torch.nn.init.normal_(module.phi.conv2.weight, std=0.5)
+        torch.nn.init.normal_(module.phi.conv2.bias, std=0.2)
+        with torch.no_grad():
+            module.log_beta.add_(torch.randn_like(module.log_beta) * 0.3)
+        return module.to(dtype)
+
+    return build

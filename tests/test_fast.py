@@ -12,17 +12,6 @@ from sparta import Sparta, SpartaError, build_model, create_activation, fast, sp
 from sparta.fast import compiled_sparta_function, same_conv, site_path, sparta_function
 
 
-def _random_sparta(channels: int, seed: int = 0, **options) -> Sparta:
-    """A Sparta whose threshold is not zero (a fresh one has a zero last conv)."""
-    torch.manual_seed(seed)
-    module = Sparta(channels, **options)
-    torch.nn.init.normal_(module.phi.conv2.weight, std=0.5)
-    torch.nn.init.normal_(module.phi.conv2.bias, std=0.2)
-    with torch.no_grad():
-        module.log_beta.add_(torch.randn_like(module.log_beta) * 0.3)
-    return module
-
-
 def _args(module: Sparta, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
     phi = module.phi
     return x, phi.conv1.weight, phi.conv1.bias, phi.conv2.weight, phi.conv2.bias, module.log_beta
@@ -56,8 +45,8 @@ SETTINGS = [dict(), dict(per_channel_beta=True), dict(groups=2), dict(groups=6),
 
 
 @pytest.mark.parametrize("options", SETTINGS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
-def test_pure_function_matches_reference(options):
-    module = _random_sparta(6, **options)
+def test_pure_function_matches_reference(options, random_sparta):
+    module = random_sparta(6, **options)
     x = torch.randn(3, 6, 7, 5) * 2
     _assert_same(lambda v: sparta_function(*_args(module, v)), module, x)
 
@@ -83,18 +72,18 @@ def test_same_conv_on_one_pixel_is_the_convolution(kernel_size, depthwise):
         torch.testing.assert_close(g, e)
 
 
-def test_gradcheck_pure_function_float64():
-    module = _random_sparta(3, hidden=2, per_channel_beta=True).double()
+def test_gradcheck_pure_function_float64(random_sparta):
+    module = random_sparta(3, hidden=2, per_channel_beta=True).double()
     x = torch.randn(1, 3, 3, 4, dtype=torch.float64, requires_grad=True)
     inputs = tuple(t.detach().clone().requires_grad_(True) for t in _args(module, x))
     assert torch.autograd.gradcheck(sparta_function, inputs, eps=1e-6, atol=1e-5)
 
 
-def test_compiled_function_matches_reference_and_gradchecks():
+def test_compiled_function_matches_reference_and_gradchecks(random_sparta):
     compiled = compiled_sparta_function("aot_eager")
-    module = _random_sparta(5)
+    module = random_sparta(5)
     _assert_same(lambda v: compiled(*_args(module, v)), module, torch.randn(4, 5, 6, 6))
-    double = _random_sparta(3, hidden=2).double()
+    double = random_sparta(3, hidden=2).double()
     x = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
     inputs = tuple(t.detach().clone().requires_grad_(True) for t in _args(double, x))
     assert torch.autograd.gradcheck(compiled, inputs, eps=1e-6, atol=1e-5, fast_mode=True)
@@ -116,8 +105,8 @@ def cpu_compiler(monkeypatch):
     return calls
 
 
-def test_module_compiled_path_matches_reference(cpu_compiler):
-    module = _random_sparta(8, fused=True)
+def test_module_compiled_path_matches_reference(cpu_compiler, random_sparta):
+    module = random_sparta(8, fused=True)
     x = torch.randn(2, 8, 6, 6).contiguous(memory_format=torch.channels_last)
 
     def fast_forward(v):
@@ -128,8 +117,8 @@ def test_module_compiled_path_matches_reference(cpu_compiler):
     assert cpu_compiler, "fused=True did not take the compiled path"
 
 
-def test_flat_input_takes_compiled_path(cpu_compiler):
-    module = _random_sparta(10, fused=True)
+def test_flat_input_takes_compiled_path(cpu_compiler, random_sparta):
+    module = random_sparta(10, fused=True)
     x = torch.randn(4, 10)
     y = module(x)
     module.fused = False
@@ -150,14 +139,14 @@ def test_which_path_a_site_takes():
         Sparta(4, fused="fast")
 
 
-def test_inside_an_enclosing_compile_the_site_is_plain(monkeypatch):
+def test_inside_an_enclosing_compile_the_site_is_plain(monkeypatch, random_sparta):
     paths = []
     def recording(fused, x):
         paths.append(fast.site_path(fused, x))
         return paths[-1]
 
     monkeypatch.setattr(sparta_activation, "site_path", recording)
-    module = _random_sparta(4, fused=None)
+    module = random_sparta(4, fused=None)
     x = torch.randn(2, 4, 5, 5)
     expected = module(x)
     assert paths == ["fused"]
@@ -166,8 +155,8 @@ def test_inside_an_enclosing_compile_the_site_is_plain(monkeypatch):
     assert paths[1:] and set(paths[1:]) == {"plain"}, "the fast path ran inside an enclosing compile"
 
 
-def test_option_keeps_parameters_and_threshold():
-    plain, fused = _random_sparta(6, seed=3), Sparta(6, fused=True)
+def test_option_keeps_parameters_and_threshold(random_sparta):
+    plain, fused = random_sparta(6, seed=3), Sparta(6, fused=True)
     assert list(plain.state_dict()) == list(fused.state_dict())
     fused.load_state_dict(plain.state_dict())
     x = torch.randn(2, 6, 4, 4)
@@ -181,38 +170,44 @@ def test_fused_needs_pooled_phi():
     assert Sparta(4, phi="depthwise").fused is None  # auto: the plain path for depthwise
 
 
-def test_model_with_shared_sparta_matches(cpu_compiler):
-    """A whole SmallCNN (stage-shared Sparta, conv and flat sites): loss and all gradients."""
+@pytest.mark.parametrize("path", ["fused", "compiled"])
+def test_a_whole_smallcnn_on_each_fast_path_matches_the_plain_one(path, monkeypatch):
+    """Stage-shared Sparta, conv and flat sites: loss and all gradients; fused is the CPU default."""
+    compiled = compiled_sparta_function("aot_eager")
+    monkeypatch.setattr(fast, "compiled_sparta_function", lambda backend="inductor": compiled)
+    calls = []
+    site = sparta_activation.FAST_SITES[path]
+    monkeypatch.setitem(sparta_activation.FAST_SITES, path, lambda module, x: calls.append(1) or site(module, x))
     torch.manual_seed(0)
-    model = build_model("smallcnn", "sparta", 10, 1, image_size=28, fused=False)
-    for module in model.modules():
-        if isinstance(module, Sparta):
-            torch.nn.init.normal_(module.phi.conv2.weight, std=0.3)
+    model = build_model("smallcnn", "sparta", 10, 1, image_size=28)
+    sites = [module for module in model.modules() if isinstance(module, Sparta)]
+    for module in sites:
+        torch.nn.init.normal_(module.phi.conv2.weight, std=0.3)
     model.head[-1].weight.data.normal_(std=0.1)
     x, y = torch.rand(4, 1, 28, 28), torch.randint(0, 10, (4,))
 
     def loss_and_grads(fused):
-        for module in model.modules():
-            if isinstance(module, Sparta):
-                module.fused = fused
+        for module in sites:
+            module.fused = fused
         model.zero_grad(set_to_none=True)
         loss = torch.nn.functional.cross_entropy(model(x), y)
         loss.backward()
         return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
     ref_loss, ref = loss_and_grads(False)
-    got_loss, got = loss_and_grads(True)
-    assert len(cpu_compiler) == 6  # every site went through the fast path
-    assert torch.allclose(got_loss, ref_loss, atol=1e-6)
+    assert not calls
+    got_loss, got = loss_and_grads(None if path == "fused" else path)
+    assert len(calls) == len(sites) == 6  # every site went through the path
+    torch.testing.assert_close(got_loss, ref_loss)
     for name in ref:
-        assert torch.allclose(got[name], ref[name], rtol=1e-4, atol=1e-6), name
+        torch.testing.assert_close(got[name], ref[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_cuda_fast_path_matches_reference_fp32(channels_last, monkeypatch):
+def test_cuda_fast_path_matches_reference_fp32(channels_last, monkeypatch, random_sparta):
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # TF32 convs differ by 1e-3
-    module = _random_sparta(64).cuda()
+    module = random_sparta(64).cuda()
     assert site_path(None, torch.zeros(1, device="cuda")) == "plain"
     assert site_path(True, torch.zeros(1, device="cuda")) == (
         "compiled" if fast.compiler_available(torch.device("cuda")) else "fused")
@@ -228,8 +223,8 @@ def test_cuda_fast_path_matches_reference_fp32(channels_last, monkeypatch):
 
 
 @pytest.mark.cuda
-def test_cuda_fast_path_matches_reference_bf16_autocast():
-    module = _random_sparta(32, per_channel_beta=True).cuda()
+def test_cuda_fast_path_matches_reference_bf16_autocast(random_sparta):
+    module = random_sparta(32, per_channel_beta=True).cuda()
     # Inside an autocast model a site sees a convolution's bf16 output.
     x = torch.randn(8, 32, 16, 16, device="cuda", dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
 

@@ -7,19 +7,8 @@ Every comparison runs the same module twice, once with fused=False (the referenc
 import pytest
 import torch
 
-from sparta import Sparta, SpartaError, build_model
+from sparta import Sparta, SpartaError
 from sparta.fused_site import FusedSpartaSite, fused_forward
-
-
-def _random_sparta(channels: int, seed: int = 0, dtype=torch.float32, **options) -> Sparta:
-    """A Sparta with a nonzero threshold (a fresh one's last conv is zero) and random beta."""
-    torch.manual_seed(seed)
-    module = Sparta(channels, **options)
-    torch.nn.init.normal_(module.phi.conv2.weight, std=0.5)
-    torch.nn.init.normal_(module.phi.conv2.bias, std=0.2)
-    with torch.no_grad():
-        module.log_beta.add_(torch.randn_like(module.log_beta) * 0.3)
-    return module.to(dtype)
 
 
 def _output_and_grads(module: Sparta, x: torch.Tensor, fused: bool):
@@ -51,27 +40,27 @@ SHAPES = [(3, 6, 7, 5), (1, 6, 1, 1), (2, 6, 2, 9), (4, 6)]
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-10), (torch.float32, 1e-4)], ids=["f64", "f32"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
-def test_values_and_gradients_match_the_plain_site(options, shape, dtype, tolerance):
-    module = _random_sparta(6, dtype=dtype, **options)
+def test_values_and_gradients_match_the_plain_site(options, shape, dtype, tolerance, random_sparta):
+    module = random_sparta(6, dtype=dtype, **options)
     _assert_matches_plain(module, torch.randn(shape, dtype=dtype) * 2, tolerance)
 
 
-def test_a_tie_for_the_channel_max_splits_the_gradient_as_amax_does():
-    module = _random_sparta(4, dtype=torch.float64)
+def test_a_tie_for_the_channel_max_splits_the_gradient_as_amax_does(random_sparta):
+    module = random_sparta(4, dtype=torch.float64)
     x = torch.zeros(2, 4, 3, 3, dtype=torch.float64)
     x[:, :3] = 1.5  # three channels tie for the max everywhere
     x[1, 0, 1, 1] = 2.0  # one pixel with a single maximum
     _assert_matches_plain(module, x, 1e-10)
 
 
-def test_channels_last_input_gives_the_same_result():
-    module = _random_sparta(8)
+def test_channels_last_input_gives_the_same_result(random_sparta):
+    module = random_sparta(8)
     x = torch.randn(2, 8, 5, 5).contiguous(memory_format=torch.channels_last)
     _assert_matches_plain(module, x, 1e-5)
 
 
-def test_gradcheck_in_float64():
-    module = _random_sparta(3, dtype=torch.float64, hidden=2, per_channel_beta=True)
+def test_gradcheck_in_float64(random_sparta):
+    module = random_sparta(3, dtype=torch.float64, hidden=2, per_channel_beta=True)
     phi = module.phi
     x = torch.randn(2, 3, 3, 4, dtype=torch.float64)
     inputs = tuple(t.detach().clone().requires_grad_(True) for t in (
@@ -79,9 +68,9 @@ def test_gradcheck_in_float64():
     assert torch.autograd.gradcheck(FusedSpartaSite.apply, inputs, eps=1e-6, atol=1e-6)
 
 
-def test_input_gradient_alone_when_the_parameters_are_frozen():
+def test_input_gradient_alone_when_the_parameters_are_frozen(random_sparta):
     """An attack on a frozen (transferred) Sparta: only d/dx is asked for, and it is right."""
-    module = _random_sparta(5)
+    module = random_sparta(5)
     module.freeze()
     x = torch.randn(2, 5, 4, 4, requires_grad=True)
     module.fused = False
@@ -92,8 +81,8 @@ def test_input_gradient_alone_when_the_parameters_are_frozen():
     assert all(p.grad is None for p in module.parameters())
 
 
-def test_parameter_gradients_without_an_input_gradient():
-    module = _random_sparta(5)
+def test_parameter_gradients_without_an_input_gradient(random_sparta):
+    module = random_sparta(5)
     x = torch.randn(2, 5, 4, 4)  # a first layer's input needs no gradient
     grads = {}
     for fused in (False, True):
@@ -105,8 +94,8 @@ def test_parameter_gradients_without_an_input_gradient():
         torch.testing.assert_close(got, expected)
 
 
-def test_twice_differentiating_the_fused_site_raises_and_the_plain_one_works():
-    module = _random_sparta(3)
+def test_twice_differentiating_the_fused_site_raises_and_the_plain_one_works(random_sparta):
+    module = random_sparta(3)
     x = torch.randn(1, 3, 4, 4, requires_grad=True)
     with pytest.raises(SpartaError, match="fused=False"):
         torch.autograd.grad(fused_forward(module, x).sum(), x, create_graph=True)
@@ -116,38 +105,9 @@ def test_twice_differentiating_the_fused_site_raises_and_the_plain_one_works():
     assert x.grad is not None
 
 
-def test_a_whole_smallcnn_runs_the_fused_site_by_default_on_cpu_and_matches(monkeypatch):
-    torch.manual_seed(0)
-    model = build_model("smallcnn", "sparta", 10, 1, image_size=28)
-    sites = [m for m in model.modules() if isinstance(m, Sparta)]
-    for site in sites:
-        torch.nn.init.normal_(site.phi.conv2.weight, std=0.3)
-    model.head[-1].weight.data.normal_(std=0.1)
-    calls = []
-    apply = FusedSpartaSite.apply
-    monkeypatch.setattr(FusedSpartaSite, "apply", lambda *a: calls.append(1) or apply(*a))
-    x, y = torch.rand(4, 1, 28, 28), torch.randint(0, 10, (4,))
-
-    def loss_and_grads(fused):
-        for site in sites:
-            site.fused = fused
-        model.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
-
-    expected_loss, expected = loss_and_grads(False)
-    assert not calls
-    got_loss, got = loss_and_grads(None)
-    assert len(calls) == len(sites) == 6
-    torch.testing.assert_close(got_loss, expected_loss)
-    for name, value in expected.items():
-        torch.testing.assert_close(got[name], value, rtol=1e-4, atol=1e-6, msg=name)
-
-
-def test_backward_can_run_twice_with_retain_graph():
+def test_backward_can_run_twice_with_retain_graph(random_sparta):
     """AutoAttack's FAB runs one graph backward more than once."""
-    module = _random_sparta(4)
+    module = random_sparta(4)
     x = torch.randn(2, 4, 3, 3, requires_grad=True)
     y = module(x).sum()
     first = torch.autograd.grad(y, x, retain_graph=True)[0]
@@ -155,9 +115,9 @@ def test_backward_can_run_twice_with_retain_graph():
     torch.testing.assert_close(first, second)
 
 
-def test_an_attack_gradient_leaves_the_weight_gradients_alone(monkeypatch):
+def test_an_attack_gradient_leaves_the_weight_gradients_alone(monkeypatch, random_sparta):
     """d loss / d x only: the site computes no phi or beta gradient (the engine skips them)."""
-    module = _random_sparta(4)
+    module = random_sparta(4)
     asked = []
     real_grad = torch.autograd.grad
 
