@@ -201,12 +201,12 @@ def regimes(device: torch.device, compile_model: bool) -> list[Regime]:
     return found
 
 
-STEP_MODELS = (("smallcnn", "fashion-mnist", 1, 28), ("resnet18", "cifar10", 3, 32))
+STEP_MODELS = {"smallcnn": ("fashion-mnist", 1, 28), "resnet18": ("cifar10", 3, 32)}  # data set, channels, size
 
 
 def training_step(model_name: str, act: str, regime: Regime, batch: int, device: torch.device,
                   channels_last: bool) -> Callable[[], None]:
-    _, dataset, channels, size = next(m for m in STEP_MODELS if m[0] == model_name)
+    dataset, channels, size = STEP_MODELS[model_name]
     model = make_model(model_name, act, dataset, device, channels_last, regime.fused)
     forward = torch.compile(model) if regime.compile else model
     optimizer = sgd(model)
@@ -226,7 +226,7 @@ def training_step(model_name: str, act: str, regime: Regime, batch: int, device:
 
 def measure_step_cost(timer: Timer, compile_model: bool, channels_last: bool) -> list[dict]:
     rows = []
-    for model_name, *_ in STEP_MODELS:
+    for model_name in STEP_MODELS:
         batch = timer.sizes.step_smallcnn_batch if model_name == "smallcnn" else timer.sizes.step_batch
         relu_eager = float("nan")
         for regime in regimes(timer.device, compile_model):

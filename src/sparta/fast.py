@@ -51,6 +51,18 @@ def same_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None =
     return y[:, :, None, None]
 
 
+def channel_pool(x: torch.Tensor) -> torch.Tensor:
+    """The pooled phi's input: channel mean and channel max, N x 2 x H x W."""
+    return torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
+
+
+def pooled_phi(pooled: torch.Tensor, conv1_weight: torch.Tensor, conv1_bias: torch.Tensor,
+               conv2_weight: torch.Tensor, conv2_bias: torch.Tensor) -> torch.Tensor:
+    """The pooled phi's convolutions: conv -> ReLU -> conv, 2 -> h -> G maps."""
+    hidden = F.relu(same_conv(pooled, conv1_weight, conv1_bias))
+    return same_conv(hidden, conv2_weight, conv2_bias)
+
+
 def sparta_function(x: torch.Tensor, conv1_weight: torch.Tensor, conv1_bias: torch.Tensor,
                     conv2_weight: torch.Tensor, conv2_bias: torch.Tensor,
                     log_beta: torch.Tensor) -> torch.Tensor:
@@ -59,9 +71,7 @@ def sparta_function(x: torch.Tensor, conv1_weight: torch.Tensor, conv1_bias: tor
     Pure (no module, no Python state), so one compiled graph serves every site of every
     model; the compiler sees the reduction, the small convolutions and the gate together.
     """
-    pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
-    hidden = F.relu(same_conv(pooled, conv1_weight, conv1_bias))
-    t = same_conv(hidden, conv2_weight, conv2_bias)
+    t = pooled_phi(channel_pool(x), conv1_weight, conv1_bias, conv2_weight, conv2_bias)
     groups, channels = t.shape[1], x.shape[1]
     if 1 < groups < channels:
         t = t.repeat_interleave(channels // groups, dim=1)
@@ -93,9 +103,6 @@ def compiled_sparta_function(backend: str = "inductor") -> Callable[..., torch.T
 
     functorch_config.donated_buffer = False
     return torch.compile(sparta_function, backend=backend)
-
-
-SITE_PATHS = ("plain", "fused", "compiled")
 
 
 def site_path(fused: bool | str | None, x: torch.Tensor) -> str:

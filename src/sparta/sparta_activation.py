@@ -12,11 +12,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from sparta.errors import SpartaError
-from sparta.fast import SITE_PATHS, compiled_forward, same_conv, site_path
+from sparta.fast import channel_pool, compiled_forward, pooled_phi, same_conv, site_path
 from sparta.fused_site import fused_forward
 from sparta.registry import Registry
 
@@ -44,9 +43,8 @@ class PooledPhi(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
-        hidden = F.relu(same_conv(pooled, self.conv1.weight, self.conv1.bias))
-        return same_conv(hidden, self.conv2.weight, self.conv2.bias)
+        return pooled_phi(channel_pool(x), self.conv1.weight, self.conv1.bias, self.conv2.weight,
+                          self.conv2.bias)
 
 
 @PHIS.register("depthwise")
@@ -79,8 +77,10 @@ class DepthwisePhi(nn.Module):
         return self.norm(same_conv(x, self.conv.weight, groups=self.conv.groups))
 
 
-# The same function as Sparta's plain forward, in fewer passes (tests/test_fast.py).
+# The same function as Sparta's plain forward, in fewer passes (tests/test_fast.py); with
+# "plain" these are the paths `fast.site_path` picks from and `fused` may name.
 FAST_SITES = {"fused": fused_forward, "compiled": compiled_forward}
+SITE_PATHS = ("plain", *FAST_SITES)
 
 
 class Sparta(nn.Module):
