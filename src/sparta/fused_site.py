@@ -27,8 +27,12 @@ import torch
 from torch import nn
 from torch.autograd.function import FunctionCtx
 
+from sparta import native_site
 from sparta.errors import SpartaError
 from sparta.fast import channel_pool, pooled_phi
+
+# d/dx through the gate, d/dT, and d/d log_beta where it is wanted
+GateGradients = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
 
 
 def _phi(pooled: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
@@ -78,42 +82,41 @@ class FusedSpartaSite(torch.autograd.Function):
     def forward(ctx: FunctionCtx, x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,  # type: ignore[override]
                 w2: torch.Tensor, b2: torch.Tensor, log_beta: torch.Tensor) -> torch.Tensor:
         x = x.contiguous()
-        pooled = channel_pool(x)
-        maximum = pooled[:, 1:]  # the channel max, kept for the max's gradient
+        native = native_site.available(x)
+        pooled, ties = native_site.pool(x) if native else (channel_pool(x), None)
         with torch.enable_grad():  # phi is tiny: autograd keeps its graph for backward
             pooled_leaf = pooled.detach().requires_grad_(ctx.needs_input_grad[0])
             threshold_graph = _phi(pooled_leaf, w1, b1, w2, b2)
         threshold = threshold_graph.detach().contiguous()
         beta = log_beta.detach().exp().to(x.dtype)
-        x5 = _grouped(x, threshold.shape[1])
-        gate = _logit(x5, threshold.unsqueeze(2), beta).sigmoid_()
-        ctx.save_for_backward(x, maximum, threshold, gate, beta)
+        if native:  # the gate is recomputed in backward
+            gate, y = None, native_site.gate(x, threshold, beta)
+        else:
+            x5 = _grouped(x, threshold.shape[1])
+            gate = _logit(x5, threshold.unsqueeze(2), beta).sigmoid_()
+            y = torch.mul(x5, gate).view_as(x)
+        ctx.save_for_backward(x, pooled, threshold, gate, beta, ties)
         ctx.phi_graph = (pooled_leaf, threshold_graph, (w1, b1, w2, b2, log_beta))  # type: ignore[attr-defined]
-        return torch.mul(x5, gate).view_as(x)
+        return y
 
     @staticmethod
     def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         if torch.is_grad_enabled():  # create_graph=True: a gradient penalty would silently lose this site
             raise SpartaError("Sparta's fused site can be differentiated once; for create_graph=True "
                               "(double backward) build Sparta with fused=False")
-        x, maximum, threshold, gate, beta = ctx.saved_tensors  # type: ignore[attr-defined]
+        x, pooled, threshold, gate, beta, ties = ctx.saved_tensors  # type: ignore[attr-defined]
         pooled_leaf, threshold_graph, parameters = ctx.phi_graph  # type: ignore[attr-defined]
         needs_x = ctx.needs_input_grad[0]  # type: ignore[attr-defined]
         wanted = [needed and _engine_needs(parameter)
                   for needed, parameter in zip(ctx.needs_input_grad[1:], parameters)]  # type: ignore[attr-defined]
-        x5 = _grouped(x, threshold.shape[1])
-        grad5 = grad.contiguous().view_as(x5)
-        q = torch.mul(grad5, x5)  # then g x s (1 - s): the gradient at the gate's logit over beta
-        torch.ops.aten.sigmoid_backward.grad_input(q, gate, grad_input=q)
-        summed = None if beta.dim() else q.sum(dim=2)  # a scalar beta's and T's gradients share it
-        grad_beta = _beta_backward(q, x5, threshold, beta, summed) if wanted[4] else None
-        grad_threshold = (q * _beta_view(beta, x5)).sum(dim=2).neg_() if summed is None else summed.mul_(-beta)
+        gate_backward = _torch_gate_backward if ties is None else _native_gate_backward
+        grad_x, grad_threshold, grad_beta = gate_backward(grad.contiguous(), x, threshold, gate, beta, wanted[4])
         phi_inputs = [pooled_leaf] * needs_x + [p for p, w in zip(parameters[:4], wanted) if w]
         # retain_graph: the outer graph may be run backward again (AutoAttack's FAB does so);
         # phi's small graph is freed with this node.
         phi_grads = (list(torch.autograd.grad(threshold_graph, phi_inputs, grad_threshold, retain_graph=True))
                      if phi_inputs else [])
-        grad_x = _input_backward(x5, grad5, gate, q, beta, maximum, phi_grads.pop(0)) if needs_x else None
+        grad_x = _add_pool_share(grad_x, x, pooled, ties, phi_grads.pop(0)) if needs_x else None
         weight_grads = [phi_grads.pop(0) if w else None for w in wanted[:4]]
         return (grad_x, *weight_grads, grad_beta)
 
@@ -137,25 +140,55 @@ def _beta_backward(q: torch.Tensor, x5: torch.Tensor, threshold: torch.Tensor, b
     return per_channel.flatten() * beta
 
 
-def _input_backward(x5: torch.Tensor, grad5: torch.Tensor, gate: torch.Tensor, q: torch.Tensor,
-                    beta: torch.Tensor, maximum: torch.Tensor, grad_pooled: torch.Tensor) -> torch.Tensor:
-    """d/dx = g s + beta q, plus the channel mean's and the channel max's share.
+def _torch_gate_backward(grad: torch.Tensor, x: torch.Tensor, threshold: torch.Tensor, gate: torch.Tensor | None,
+                         beta: torch.Tensor, beta_wanted: bool) -> GateGradients:
+    """(d/dx through the gate, d/dT, d/d log_beta or None) in torch operations: d/dx = g s + beta q.
 
-    A tie for the max splits its gradient evenly, as amax's backward does.
+    q = g x s (1 - s), the gradient at the gate's logit over beta, takes two passes
+    (`sigmoid_backward` in place) and serves x, T and beta.
     """
-    grad_mean, grad_max = grad_pooled.contiguous().unbind(dim=1)
-    channels = x5.shape[1] * x5.shape[2]
-    grad_x = torch.addcmul((grad_mean / channels)[:, None, None], grad5, gate)
+    assert gate is not None  # the torch forward keeps it
+    x5 = _grouped(x, threshold.shape[1])
+    grad5 = grad.view_as(x5)
+    q = torch.mul(grad5, x5)
+    torch.ops.aten.sigmoid_backward.grad_input(q, gate, grad_input=q)
+    summed = None if beta.dim() else q.sum(dim=2)  # a scalar beta's and T's gradients share it
+    grad_beta = _beta_backward(q, x5, threshold, beta, summed) if beta_wanted else None
+    grad_threshold = (q * _beta_view(beta, x5)).sum(dim=2).neg_() if summed is None else summed.mul_(-beta)
+    grad_x = torch.mul(grad5, gate)
     if beta.dim():
         grad_x.addcmul_(q, _beta_view(beta, x5))
     else:
         grad_x.add_(q, alpha=float(beta))
-    grad_x = grad_x.view(x5.shape[0], channels, *x5.shape[3:])
-    x = x5.view_as(grad_x)
+    return grad_x.view_as(x), grad_threshold, grad_beta
+
+
+def _native_gate_backward(grad: torch.Tensor, x: torch.Tensor, threshold: torch.Tensor, gate: torch.Tensor | None,
+                          beta: torch.Tensor, beta_wanted: bool) -> GateGradients:
+    """`_torch_gate_backward` in one native pass (`sparta.native_site`)."""
+    del gate  # recomputed by the native pass
+    grad_x, grad_threshold, slope = native_site.gate_backward(grad, x, threshold, beta)
+    if not beta_wanted:
+        return grad_x, grad_threshold, None
+    return grad_x, grad_threshold, (slope.sum(dim=0) if beta.dim() else slope.sum()).to(beta.dtype) * beta
+
+
+def _add_pool_share(grad_x: torch.Tensor, x: torch.Tensor, pooled: torch.Tensor, ties: torch.Tensor | None,
+                    grad_pooled: torch.Tensor) -> torch.Tensor:
+    """grad_x plus the channel mean's and the channel max's shares, in place.
+
+    A tie for the max splits its gradient evenly, as amax's backward does; `ties` (the
+    count per pixel) comes from the native pooling, whose backward is native too.
+    """
+    if ties is not None:
+        return native_site.pool_backward(x, pooled, ties, grad_pooled, grad_x)
+    grad_mean, grad_max = grad_pooled.contiguous().unbind(dim=1)
+    grad_x.add_((grad_mean / x.shape[1]).unsqueeze(1))
+    maximum = pooled[:, 1:]
     at_max = torch.ops.aten.threshold_backward(torch.ones_like(maximum).expand_as(x), torch.sub(x, maximum),
                                                _below_zero(x.dtype))
-    ties = at_max.sum(dim=1, keepdim=True)
-    return grad_x.addcmul_(at_max, grad_max.unsqueeze(1) / ties)
+    count = at_max.sum(dim=1, keepdim=True)
+    return grad_x.addcmul_(at_max, grad_max.unsqueeze(1) / count)
 
 
 def fused_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,147 @@
+"""The fused site's elementwise passes in native code (`native/site.c`), built on first use.
+
+Eager PyTorch runs each elementwise step of a Sparta site as its own pass over the
+feature map; `site.c` does the site in two passes forward and two backward. It is
+compiled once per machine with the system C compiler (`$CC`, else `cc`) into
+`$SPARTA_CACHE/native` (default `~/.cache/sparta/native`), keyed by a hash of the source
+and the flags, and loaded with ctypes: no build step at install time, and no torch
+headers, so the compile takes about a second. Where no compiler works, or with
+`SPARTA_NATIVE=0`, `available()` is False and the fused site uses torch operations
+(same values; tests/test_native_site.py checks both against the plain reference).
+Paper: arXiv:2105.08269.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).resolve().parent / "native" / "site.c"
+HEADERS = (SOURCE.with_name("site_body.h"),)  # included by site.c: part of the cache key
+# -ffast-math lets the compiler vectorise exp and the sums; it is given to the compile
+# step only: linked with it, gcc would add crtfastmath.o, which flushes denormals to zero
+# for the whole process.
+COMPILE_FLAGS = ("-O3", "-march=native", "-ffast-math", "-fPIC", "-fopenmp")
+LINK_FLAGS = ("-shared", "-fopenmp", "-lm")
+SUFFIXES = {torch.float32: "f32", torch.float64: "f64"}
+FUNCTIONS = ("pool", "gate", "gate_backward", "pool_backward")
+
+log = logging.getLogger(__name__)
+
+
+def cache_dir() -> Path:
+    """Where built libraries are kept: $SPARTA_CACHE/native, else ~/.cache/sparta/native."""
+    root = os.environ.get("SPARTA_CACHE") or Path.home() / ".cache" / "sparta"
+    return Path(root) / "native"
+
+
+def _build(compiler: str, target: Path) -> None:
+    """Compile and link site.c into `target`, atomically (a half-written library is never loaded)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        obj, lib = Path(scratch) / "site.o", Path(scratch) / target.name
+        for command in ([compiler, "-c", *COMPILE_FLAGS, str(SOURCE), "-o", str(obj)],
+                        [compiler, str(obj), *LINK_FLAGS, "-o", str(lib)]):
+            subprocess.run(command, check=True, capture_output=True, timeout=120)
+        os.replace(lib, target)
+
+
+@functools.cache
+def library() -> ctypes.CDLL | None:
+    """The loaded native library, built first if needed; None where it cannot be had."""
+    if os.environ.get("SPARTA_NATIVE", "1") == "0":
+        return None
+    compiler = shutil.which(os.environ.get("CC", "cc"))
+    if compiler is None:
+        log.info("no C compiler found: Sparta's CPU site uses torch operations")
+        return None
+    sources = b"".join(path.read_bytes() for path in (SOURCE, *HEADERS))
+    key = hashlib.sha256(sources + repr((compiler, COMPILE_FLAGS, LINK_FLAGS)).encode())
+    target = cache_dir() / f"site-{key.hexdigest()[:16]}.so"
+    try:
+        if not target.exists():
+            _build(compiler, target)
+        return _declare(ctypes.CDLL(str(target)))
+    except (OSError, subprocess.SubprocessError) as error:
+        detail = getattr(error, "stderr", b"") or b""
+        log.warning("Sparta's native CPU site could not be built (%s %s); using torch operations",
+                    error, detail.decode(errors="replace")[:200])
+        return None
+
+
+def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """Argument types of every function: pointers, then 64-bit sizes, then the thread count."""
+    p, i64, c_int = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+    signatures = {"pool": [p, i64, i64, i64, p, p, c_int],
+                  "gate": [p, p, p, i64, i64, i64, i64, i64, p, c_int],
+                  "gate_backward": [p, p, p, p, i64, i64, i64, i64, i64, p, p, p, c_int],
+                  "pool_backward": [p, p, p, p, i64, i64, i64, p, c_int]}
+    for suffix in SUFFIXES.values():
+        for name, argtypes in signatures.items():
+            function = getattr(lib, f"sparta_{name}_{suffix}")
+            function.argtypes, function.restype = argtypes, None
+    return lib
+
+
+def available(x: torch.Tensor) -> bool:
+    """Whether the native passes can run on x: a CPU tensor of float32 or float64, library built."""
+    return x.device.type == "cpu" and x.dtype in SUFFIXES and library() is not None
+
+
+def _call(name: str, dtype: torch.dtype, *args: torch.Tensor | int) -> None:
+    lib = library()
+    assert lib is not None
+    function = getattr(lib, f"sparta_{name}_{SUFFIXES[dtype]}")
+    function(*(a.data_ptr() if isinstance(a, torch.Tensor) else a for a in args), torch.get_num_threads())
+
+
+def pool(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N x 2 x H x W: channel mean and max, N x H x W: how many channels reach the max)."""
+    n, c, h, w = x.shape
+    pooled, ties = x.new_empty(n, 2, h, w), x.new_empty(n, h, w)
+    _call("pool", x.dtype, x, n, c, h * w, pooled, ties)
+    return pooled, ties
+
+
+def gate(x: torch.Tensor, threshold: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """y = x sigmoid(beta (x - T)); T: N x G x H x W; beta: a scalar or one per channel."""
+    n, c, h, w = x.shape
+    beta = beta.to(x.dtype).contiguous()
+    y = torch.empty_like(x)
+    _call("gate", x.dtype, x, threshold, beta, int(beta.dim() > 0), n, c, threshold.shape[1], h * w, y)
+    return y
+
+
+def gate_backward(grad: torch.Tensor, x: torch.Tensor, threshold: torch.Tensor,
+                  beta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(grad x without the pooling's share, grad T, N x C sums of q (x - T) for beta's gradient).
+
+    The gate is recomputed from x and T, not stored: one full-size map less per site.
+    """
+    n, c, h, w = x.shape
+    beta = beta.to(x.dtype).contiguous()
+    grad_x, grad_threshold = torch.empty_like(x), torch.empty_like(threshold)
+    slope = torch.empty(n, c, dtype=torch.float64)
+    _call("gate_backward", x.dtype, grad, x, threshold, beta, int(beta.dim() > 0), n, c,
+          threshold.shape[1], h * w, grad_x, grad_threshold, slope)
+    return grad_x, grad_threshold, slope
+
+
+def pool_backward(x: torch.Tensor, pooled: torch.Tensor, ties: torch.Tensor, grad_pooled: torch.Tensor,
+                  grad_x: torch.Tensor) -> torch.Tensor:
+    """grad_x plus the channel mean's and max's shares (a tie splits the max's evenly), in place."""
+    n, c, h, w = x.shape
+    grad_mean, grad_max = grad_pooled.unbind(dim=1)
+    mean_share = (grad_mean / c).contiguous()
+    max_share = (grad_max / ties).contiguous()
+    _call("pool_backward", x.dtype, x, pooled, mean_share, max_share, n, c, h * w, grad_x)
+    return grad_x
