@@ -1,14 +1,25 @@
 """The fused CPU site computes the plain Sparta: values and first-order gradients.
 
 Every comparison runs the same module twice, once with fused=False (the reference
-`Sparta.forward`) and once through `FusedSpartaSite`.
+`Sparta.forward`) and once through `FusedSpartaSite`; every test runs with the native
+passes (`sparta.native_site`) and with the torch operations that stand in for them.
 """
 
 import pytest
 import torch
 
-from sparta import Sparta, SpartaError
-from sparta.fused_site import FusedSpartaSite, fused_forward
+from sparta import Sparta, SpartaError, native_site
+from sparta.fused_site import FusedSpartaSite, NativeSpartaSite, fused_forward
+
+
+@pytest.fixture(autouse=True, params=["native", "torch-ops"])
+def passes(request, monkeypatch):
+    """Runs a test with the native elementwise passes and again with torch operations."""
+    if request.param == "torch-ops":
+        monkeypatch.setattr(native_site, "available", lambda x: False)
+    elif native_site.library() is None:
+        pytest.skip("no working C compiler: the native passes cannot be built")
+    return request.param
 
 
 def _output_and_grads(module: Sparta, x: torch.Tensor, fused: bool):
@@ -59,13 +70,14 @@ def test_channels_last_input_gives_the_same_result(random_sparta):
     _assert_matches_plain(module, x, 1e-5)
 
 
-def test_gradcheck_in_float64(random_sparta):
+def test_gradcheck_in_float64(random_sparta, passes):
     module = random_sparta(3, dtype=torch.float64, hidden=2, per_channel_beta=True)
     phi = module.phi
     x = torch.randn(2, 3, 3, 4, dtype=torch.float64)
     inputs = tuple(t.detach().clone().requires_grad_(True) for t in (
         x, phi.conv1.weight, phi.conv1.bias, phi.conv2.weight, phi.conv2.bias, module.log_beta))
-    assert torch.autograd.gradcheck(FusedSpartaSite.apply, inputs, eps=1e-6, atol=1e-6)
+    function = NativeSpartaSite if passes == "native" else FusedSpartaSite
+    assert torch.autograd.gradcheck(function.apply, inputs, eps=1e-6, atol=1e-6)
 
 
 def test_input_gradient_alone_when_the_parameters_are_frozen(random_sparta):
@@ -115,21 +127,27 @@ def test_backward_can_run_twice_with_retain_graph(random_sparta):
     torch.testing.assert_close(first, second)
 
 
-def test_an_attack_gradient_leaves_the_weight_gradients_alone(monkeypatch, random_sparta):
+def test_an_attack_gradient_leaves_the_weight_gradients_alone(monkeypatch, random_sparta, passes):
     """d loss / d x only: the site computes no phi or beta gradient (the engine skips them)."""
     module = random_sparta(4)
-    asked = []
-    real_grad = torch.autograd.grad
+    weights_asked = []
+    real_grad, real_phi_backward = torch.autograd.grad, native_site.phi_backward
 
-    def counting(outputs, inputs, *args, **kwargs):
-        asked.append(len(inputs) if isinstance(inputs, (list, tuple)) else 1)
+    def counting(outputs, inputs, *args, **kwargs):  # the torch-ops site differentiates phi with it
+        weights_asked.append(isinstance(inputs, (list, tuple)) and len(inputs) > 1)
         return real_grad(outputs, inputs, *args, **kwargs)
 
+    def native_counting(*args, weight_grads, **kwargs):
+        weights_asked.append(weight_grads)
+        return real_phi_backward(*args, weight_grads=weight_grads, **kwargs)
+
     monkeypatch.setattr(torch.autograd, "grad", counting)
+    monkeypatch.setattr(native_site, "phi_backward", native_counting)
     x = torch.randn(2, 4, 3, 3, requires_grad=True)
     module.fused = False
     expected = real_grad(module(x).square().sum(), x)[0]
     module.fused = True
+    weights_asked.clear()
     got = torch.autograd.grad(module(x).square().sum(), x)[0]
     torch.testing.assert_close(got, expected)
-    assert asked == [1, 1], "phi's weights were differentiated for an input-only gradient"
+    assert weights_asked and not any(weights_asked), "phi's weights were differentiated for an input-only gradient"

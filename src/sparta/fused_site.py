@@ -16,7 +16,12 @@ reference) in fewer passes:
 - phi's two tiny convolutions run on the pooled 2-channel map in channels_last, where
   oneDNN's kernels for 2 and 8 channels are 2-3x faster than in NCHW.
 
-It is not twice differentiable: backward with `create_graph=True` raises a SpartaError
+Where the native library of `sparta.native_site` can be built (a C compiler is present),
+`NativeSpartaSite` runs the whole site there instead: two passes over the map each way
+and phi's convolutions on zero-bordered planes; this function, in torch operations, is
+its stand-in. Both are checked against the plain reference.
+
+Neither is twice differentiable: backward with `create_graph=True` raises a SpartaError
 (never a silently missing term); Sparta(fused=False) is.
 Paper: arXiv:2105.08269.
 """
@@ -30,9 +35,6 @@ from torch.autograd.function import FunctionCtx
 from sparta import native_site
 from sparta.errors import SpartaError
 from sparta.fast import channel_pool, pooled_phi
-
-# d/dx through the gate, d/dT, and d/d log_beta where it is wanted
-GateGradients = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
 
 
 def _phi(pooled: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
@@ -68,6 +70,13 @@ def _engine_needs(parameter: torch.Tensor) -> bool:
         return True
 
 
+def _refuse_double_backward() -> None:
+    """create_graph=True: a gradient penalty would silently lose this site's term."""
+    if torch.is_grad_enabled():
+        raise SpartaError("Sparta's fused site can be differentiated once; for create_graph=True "
+                          "(double backward) build Sparta with fused=False")
+
+
 def _below_zero(dtype: torch.dtype) -> float:
     """The largest threshold under which every nonzero `x - max` falls: minus the smallest
     subnormal, so that only exact maxima (difference 0) pass."""
@@ -82,41 +91,40 @@ class FusedSpartaSite(torch.autograd.Function):
     def forward(ctx: FunctionCtx, x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,  # type: ignore[override]
                 w2: torch.Tensor, b2: torch.Tensor, log_beta: torch.Tensor) -> torch.Tensor:
         x = x.contiguous()
-        native = native_site.available(x)
-        pooled, ties = native_site.pool(x) if native else (channel_pool(x), None)
+        pooled = channel_pool(x)
+        maximum = pooled[:, 1:]  # the channel max, kept for the max's gradient
         with torch.enable_grad():  # phi is tiny: autograd keeps its graph for backward
             pooled_leaf = pooled.detach().requires_grad_(ctx.needs_input_grad[0])
             threshold_graph = _phi(pooled_leaf, w1, b1, w2, b2)
         threshold = threshold_graph.detach().contiguous()
         beta = log_beta.detach().exp().to(x.dtype)
-        if native:  # the gate is recomputed in backward
-            gate, y = None, native_site.gate(x, threshold, beta)
-        else:
-            x5 = _grouped(x, threshold.shape[1])
-            gate = _logit(x5, threshold.unsqueeze(2), beta).sigmoid_()
-            y = torch.mul(x5, gate).view_as(x)
-        ctx.save_for_backward(x, pooled, threshold, gate, beta, ties)
+        x5 = _grouped(x, threshold.shape[1])
+        gate = _logit(x5, threshold.unsqueeze(2), beta).sigmoid_()
+        ctx.save_for_backward(x, maximum, threshold, gate, beta)
         ctx.phi_graph = (pooled_leaf, threshold_graph, (w1, b1, w2, b2, log_beta))  # type: ignore[attr-defined]
-        return y
+        return torch.mul(x5, gate).view_as(x)
 
     @staticmethod
     def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        if torch.is_grad_enabled():  # create_graph=True: a gradient penalty would silently lose this site
-            raise SpartaError("Sparta's fused site can be differentiated once; for create_graph=True "
-                              "(double backward) build Sparta with fused=False")
-        x, pooled, threshold, gate, beta, ties = ctx.saved_tensors  # type: ignore[attr-defined]
+        _refuse_double_backward()
+        x, maximum, threshold, gate, beta = ctx.saved_tensors  # type: ignore[attr-defined]
         pooled_leaf, threshold_graph, parameters = ctx.phi_graph  # type: ignore[attr-defined]
         needs_x = ctx.needs_input_grad[0]  # type: ignore[attr-defined]
         wanted = [needed and _engine_needs(parameter)
                   for needed, parameter in zip(ctx.needs_input_grad[1:], parameters)]  # type: ignore[attr-defined]
-        gate_backward = _torch_gate_backward if ties is None else _native_gate_backward
-        grad_x, grad_threshold, grad_beta = gate_backward(grad.contiguous(), x, threshold, gate, beta, wanted[4])
+        x5 = _grouped(x, threshold.shape[1])
+        grad5 = grad.contiguous().view_as(x5)
+        q = torch.mul(grad5, x5)  # then g x s (1 - s): the gradient at the gate's logit over beta
+        torch.ops.aten.sigmoid_backward.grad_input(q, gate, grad_input=q)
+        summed = None if beta.dim() else q.sum(dim=2)  # a scalar beta's and T's gradients share it
+        grad_beta = _beta_backward(q, x5, threshold, beta, summed) if wanted[4] else None
+        grad_threshold = (q * _beta_view(beta, x5)).sum(dim=2).neg_() if summed is None else summed.mul_(-beta)
         phi_inputs = [pooled_leaf] * needs_x + [p for p, w in zip(parameters[:4], wanted) if w]
         # retain_graph: the outer graph may be run backward again (AutoAttack's FAB does so);
         # phi's small graph is freed with this node.
         phi_grads = (list(torch.autograd.grad(threshold_graph, phi_inputs, grad_threshold, retain_graph=True))
                      if phi_inputs else [])
-        grad_x = _add_pool_share(grad_x, x, pooled, ties, phi_grads.pop(0)) if needs_x else None
+        grad_x = _input_backward(x5, grad5, gate, q, beta, maximum, phi_grads.pop(0)) if needs_x else None
         weight_grads = [phi_grads.pop(0) if w else None for w in wanted[:4]]
         return (grad_x, *weight_grads, grad_beta)
 
@@ -140,59 +148,64 @@ def _beta_backward(q: torch.Tensor, x5: torch.Tensor, threshold: torch.Tensor, b
     return per_channel.flatten() * beta
 
 
-def _torch_gate_backward(grad: torch.Tensor, x: torch.Tensor, threshold: torch.Tensor, gate: torch.Tensor | None,
-                         beta: torch.Tensor, beta_wanted: bool) -> GateGradients:
-    """(d/dx through the gate, d/dT, d/d log_beta or None) in torch operations: d/dx = g s + beta q.
+def _input_backward(x5: torch.Tensor, grad5: torch.Tensor, gate: torch.Tensor, q: torch.Tensor,
+                    beta: torch.Tensor, maximum: torch.Tensor, grad_pooled: torch.Tensor) -> torch.Tensor:
+    """d/dx = g s + beta q, plus the channel mean's and the channel max's share.
 
-    q = g x s (1 - s), the gradient at the gate's logit over beta, takes two passes
-    (`sigmoid_backward` in place) and serves x, T and beta.
+    A tie for the max splits its gradient evenly, as amax's backward does.
     """
-    assert gate is not None  # the torch forward keeps it
-    x5 = _grouped(x, threshold.shape[1])
-    grad5 = grad.view_as(x5)
-    q = torch.mul(grad5, x5)
-    torch.ops.aten.sigmoid_backward.grad_input(q, gate, grad_input=q)
-    summed = None if beta.dim() else q.sum(dim=2)  # a scalar beta's and T's gradients share it
-    grad_beta = _beta_backward(q, x5, threshold, beta, summed) if beta_wanted else None
-    grad_threshold = (q * _beta_view(beta, x5)).sum(dim=2).neg_() if summed is None else summed.mul_(-beta)
-    grad_x = torch.mul(grad5, gate)
+    grad_mean, grad_max = grad_pooled.contiguous().unbind(dim=1)
+    channels = x5.shape[1] * x5.shape[2]
+    grad_x = torch.addcmul((grad_mean / channels)[:, None, None], grad5, gate)
     if beta.dim():
         grad_x.addcmul_(q, _beta_view(beta, x5))
     else:
         grad_x.add_(q, alpha=float(beta))
-    return grad_x.view_as(x), grad_threshold, grad_beta
-
-
-def _native_gate_backward(grad: torch.Tensor, x: torch.Tensor, threshold: torch.Tensor, gate: torch.Tensor | None,
-                          beta: torch.Tensor, beta_wanted: bool) -> GateGradients:
-    """`_torch_gate_backward` in one native pass (`sparta.native_site`)."""
-    del gate  # recomputed by the native pass
-    grad_x, grad_threshold, slope = native_site.gate_backward(grad, x, threshold, beta)
-    if not beta_wanted:
-        return grad_x, grad_threshold, None
-    return grad_x, grad_threshold, (slope.sum(dim=0) if beta.dim() else slope.sum()).to(beta.dtype) * beta
-
-
-def _add_pool_share(grad_x: torch.Tensor, x: torch.Tensor, pooled: torch.Tensor, ties: torch.Tensor | None,
-                    grad_pooled: torch.Tensor) -> torch.Tensor:
-    """grad_x plus the channel mean's and the channel max's shares, in place.
-
-    A tie for the max splits its gradient evenly, as amax's backward does; `ties` (the
-    count per pixel) comes from the native pooling, whose backward is native too.
-    """
-    if ties is not None:
-        return native_site.pool_backward(x, pooled, ties, grad_pooled, grad_x)
-    grad_mean, grad_max = grad_pooled.contiguous().unbind(dim=1)
-    grad_x.add_((grad_mean / x.shape[1]).unsqueeze(1))
-    maximum = pooled[:, 1:]
+    grad_x = grad_x.view(x5.shape[0], channels, *x5.shape[3:])
+    x = x5.view_as(grad_x)
     at_max = torch.ops.aten.threshold_backward(torch.ones_like(maximum).expand_as(x), torch.sub(x, maximum),
                                                _below_zero(x.dtype))
-    count = at_max.sum(dim=1, keepdim=True)
-    return grad_x.addcmul_(at_max, grad_max.unsqueeze(1) / count)
+    ties = at_max.sum(dim=1, keepdim=True)
+    return grad_x.addcmul_(at_max, grad_max.unsqueeze(1) / ties)
+
+
+class NativeSpartaSite(torch.autograd.Function):
+    """`FusedSpartaSite` computed by the native library (`sparta.native_site`), float32/64 on CPU."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,  # type: ignore[override]
+                w2: torch.Tensor, b2: torch.Tensor, log_beta: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous()
+        pooled, ties = native_site.pool(x)
+        threshold, hidden = native_site.phi(pooled, w1, b1, w2, b2)
+        beta = log_beta.detach().exp().to(x.dtype)
+        ctx.save_for_backward(x, pooled, ties, threshold, hidden, beta, w1, w2, log_beta)
+        return native_site.gate(x, threshold, beta)  # the gate is recomputed in backward
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        _refuse_double_backward()
+        x, pooled, ties, threshold, hidden, beta, w1, w2, log_beta = ctx.saved_tensors  # type: ignore[attr-defined]
+        needs_x, *needs_weights, needs_beta = ctx.needs_input_grad  # type: ignore[attr-defined]
+        # phi's four gradients come from one pass; the engine is asked about its weights
+        want_weights = any(needs_weights) and any(_engine_needs(w) for w in (w1, w2))
+        grad_x, grad_threshold, slope = native_site.gate_backward(grad.contiguous(), x, threshold, beta)
+        weight_grads: list[torch.Tensor | None] = [None] * 4
+        if needs_x or want_weights:
+            grad_pooled, computed = native_site.phi_backward(pooled, hidden, w1, w2, grad_threshold,
+                                                             input_grad=needs_x, weight_grads=want_weights)
+            weight_grads = [g if needed else None for g, needed in zip(computed or weight_grads, needs_weights)]
+            if grad_pooled is not None:
+                grad_x = native_site.pool_backward(x, pooled, ties, grad_pooled, grad_x)
+        grad_beta = None
+        if needs_beta and _engine_needs(log_beta):
+            grad_beta = (slope.sum(dim=0) if beta.dim() else slope.sum()).to(log_beta.dtype) * beta
+        return (grad_x if needs_x else None, *weight_grads, grad_beta)
 
 
 def fused_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """`Sparta.forward` (pooled phi) through `FusedSpartaSite`, for a 4-D input."""
+    """`Sparta.forward` (pooled phi) for a 4-D input: natively where the library is built, else in torch ops."""
     phi = module.phi
-    return FusedSpartaSite.apply(x, phi.conv1.weight, phi.conv1.bias, phi.conv2.weight, phi.conv2.bias,
+    function = NativeSpartaSite if native_site.available(x) else FusedSpartaSite
+    return function.apply(x, phi.conv1.weight, phi.conv1.bias, phi.conv2.weight, phi.conv2.bias,
                                  module.log_beta)

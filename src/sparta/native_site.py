@@ -18,6 +18,7 @@ import functools
 import hashlib
 import logging
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -26,14 +27,14 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).resolve().parent / "native" / "site.c"
-HEADERS = (SOURCE.with_name("site_body.h"),)  # included by site.c: part of the cache key
-# -ffast-math lets the compiler vectorise exp and the sums; it is given to the compile
-# step only: linked with it, gcc would add crtfastmath.o, which flushes denormals to zero
-# for the whole process.
+HEADERS = (SOURCE.with_name("site_body.h"), SOURCE.with_name("phi_body.h"))  # included: in the cache key
+# -march=native: the machine's vector width (AVX2 runs the gate 4x faster than SSE2), so
+# the cache key names the processor too. -ffast-math lets the compiler vectorise exp and
+# the sums; it is given to the compile step only: linked with it, gcc would add
+# crtfastmath.o, which flushes denormals to zero for the whole process.
 COMPILE_FLAGS = ("-O3", "-march=native", "-ffast-math", "-fPIC", "-fopenmp")
 LINK_FLAGS = ("-shared", "-fopenmp", "-lm")
 SUFFIXES = {torch.float32: "f32", torch.float64: "f64"}
-FUNCTIONS = ("pool", "gate", "gate_backward", "pool_backward")
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,16 @@ def cache_dir() -> Path:
     """Where built libraries are kept: $SPARTA_CACHE/native, else ~/.cache/sparta/native."""
     root = os.environ.get("SPARTA_CACHE") or Path.home() / ".cache" / "sparta"
     return Path(root) / "native"
+
+
+def _processor() -> str:
+    """What -march=native compiles for: the architecture and, on Linux, the CPU's feature flags."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.machine() + platform.processor()
+    flags = next((line for line in cpuinfo.splitlines() if line.startswith(("flags", "Features"))), "")
+    return platform.machine() + flags
 
 
 def _build(compiler: str, target: Path) -> None:
@@ -65,7 +76,7 @@ def library() -> ctypes.CDLL | None:
         log.info("no C compiler found: Sparta's CPU site uses torch operations")
         return None
     sources = b"".join(path.read_bytes() for path in (SOURCE, *HEADERS))
-    key = hashlib.sha256(sources + repr((compiler, COMPILE_FLAGS, LINK_FLAGS)).encode())
+    key = hashlib.sha256(sources + repr((compiler, COMPILE_FLAGS, LINK_FLAGS, _processor())).encode())
     target = cache_dir() / f"site-{key.hexdigest()[:16]}.so"
     try:
         if not target.exists():
@@ -84,11 +95,14 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     signatures = {"pool": [p, i64, i64, i64, p, p, c_int],
                   "gate": [p, p, p, i64, i64, i64, i64, i64, p, c_int],
                   "gate_backward": [p, p, p, p, i64, i64, i64, i64, i64, p, p, p, c_int],
-                  "pool_backward": [p, p, p, p, i64, i64, i64, p, c_int]}
+                  "pool_backward": [p, p, p, p, i64, i64, i64, p, c_int],
+                  "phi": [p, p, p, p, p, i64, i64, i64, i64, i64, i64, p, p, c_int],
+                  "phi_backward": [p, p, p, p, p, i64, i64, i64, i64, i64, i64, p, p, p, p, p, c_int]}
     for suffix in SUFFIXES.values():
         for name, argtypes in signatures.items():
             function = getattr(lib, f"sparta_{name}_{suffix}")
-            function.argtypes, function.restype = argtypes, None
+            function.argtypes = argtypes
+            function.restype = c_int if name.startswith("phi") else None
     return lib
 
 
@@ -97,11 +111,13 @@ def available(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype in SUFFIXES and library() is not None
 
 
-def _call(name: str, dtype: torch.dtype, *args: torch.Tensor | int) -> None:
+def _call(name: str, dtype: torch.dtype, *args: torch.Tensor | int | None) -> None:
+    """Runs sparta_<name>_<dtype> on the tensors' memory (None: a NULL pointer), on torch's threads."""
     lib = library()
     assert lib is not None
     function = getattr(lib, f"sparta_{name}_{SUFFIXES[dtype]}")
-    function(*(a.data_ptr() if isinstance(a, torch.Tensor) else a for a in args), torch.get_num_threads())
+    if function(*(a.data_ptr() if isinstance(a, torch.Tensor) else a for a in args), torch.get_num_threads()) == 0:
+        raise MemoryError(f"Sparta's native {name} could not allocate its scratch planes")
 
 
 def pool(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,3 +161,29 @@ def pool_backward(x: torch.Tensor, pooled: torch.Tensor, ties: torch.Tensor, gra
     max_share = (grad_max / ties).contiguous()
     _call("pool_backward", x.dtype, x, pooled, mean_share, max_share, n, c, h * w, grad_x)
     return grad_x
+
+
+def phi(pooled: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
+        b2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T = conv2(relu(conv1(pooled))): N x G x H x W, relu(conv1(pooled)) kept for backward)."""
+    n, _, h, w = pooled.shape
+    hidden, groups, k = w1.shape[0], w2.shape[0], w1.shape[-1]
+    weights = [t.detach().to(pooled.dtype).contiguous() for t in (w1, b1, w2, b2)]
+    hidden_maps, threshold = pooled.new_empty(n, hidden, h, w), pooled.new_empty(n, groups, h, w)
+    _call("phi", pooled.dtype, pooled, *weights, n, h, w, k, hidden, groups, hidden_maps, threshold)
+    return threshold, hidden_maps
+
+
+def phi_backward(pooled: torch.Tensor, hidden_maps: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor,
+                 grad_threshold: torch.Tensor, input_grad: bool,
+                 weight_grads: bool) -> tuple[torch.Tensor | None, list[torch.Tensor] | None]:
+    """(d/d pooled if input_grad, [d/d w1, b1, w2, b2] in the weights' dtype if weight_grads)."""
+    n, _, h, w = pooled.shape
+    hidden, groups, k = w1.shape[0], w2.shape[0], w1.shape[-1]
+    grad_pooled = torch.empty_like(pooled) if input_grad else None
+    shapes = (w1.shape, (hidden,), w2.shape, (groups,))
+    sums = [torch.zeros(shape, dtype=torch.float64) for shape in shapes] if weight_grads else [None] * 4
+    _call("phi_backward", pooled.dtype, pooled, hidden_maps, w1.detach().to(pooled.dtype).contiguous(),
+          w2.detach().to(pooled.dtype).contiguous(), grad_threshold, n, h, w, k, hidden, groups,
+          grad_pooled, *sums)
+    return grad_pooled, ([t.to(w1.dtype) for t in sums if t is not None] if weight_grads else None)

@@ -13,6 +13,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 typedef int64_t i64;
 
@@ -20,6 +21,7 @@ typedef int64_t i64;
 #define NAME(name) sparta_##name##_f32
 #define EXP expf
 #include "site_body.h"
+#include "phi_body.h"
 #undef real
 #undef NAME
 #undef EXP
@@ -28,3 +30,4 @@ typedef int64_t i64;
 #define NAME(name) sparta_##name##_f64
 #define EXP exp
 #include "site_body.h"
+#include "phi_body.h"
