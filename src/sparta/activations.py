@@ -69,6 +69,7 @@ ACTIVATIONS.register("sparta")(Sparta)
 
 
 def activation_names() -> list[str]:
+    """Registered activation names, for the CLI's choices and `build_model`."""
     return ACTIVATIONS.names()
 
 

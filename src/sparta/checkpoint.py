@@ -65,6 +65,7 @@ def model_class(model: nn.Module) -> str:
 
 
 def read_checkpoint_header(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint's build spec, meta and model class, read without loading its tensors."""
     file = _model_file(path)
     if not file.is_file():
         raise SpartaError(f"no checkpoint at {file}")

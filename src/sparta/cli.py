@@ -24,6 +24,7 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse with its errors as one line (not the usage block), exit status 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        """Print the argparse error as one `sparta: error:` line and exit with 2."""
         if "required: command" in message:
             message = f"choose a command: {', '.join(command_modules())} (`sparta --help` says what each does)"
         else:
@@ -32,6 +33,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `sparta` parser, one subcommand per module of sparta.commands."""
     parser = OneLineParser(
         prog="sparta", description="Train and honestly evaluate robust CNNs with the Sparta activation.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -42,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `sparta` command: run the subcommand, a SpartaError becomes one line and exit 2."""
     args = build_parser().parse_args(argv)
     show_messages()
     try:

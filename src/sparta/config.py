@@ -113,7 +113,7 @@ class TrainConfig:
             if (isinstance(value, bool) and base != "bool") or not isinstance(value, allowed):
                 raise SpartaError(f"setting {item.name} must be {' or '.join(declared)}, "
                                   f"got {value!r} ({type(value).__name__})")
-            if base == "float" and not math.isfinite(value):
+            if base == "float" and isinstance(value, int | float) and not math.isfinite(value):
                 raise SpartaError(f"setting {item.name} must be a finite number, got {value}")
 
     def _check_names(self) -> None:
@@ -147,15 +147,18 @@ class TrainConfig:
 
     @property
     def step_size(self) -> float:
+        """The training attack's step: attack_step_size, else 2.5 * eps / steps (Madry et al.)."""
         from sparta.training.methods import madry_step_size
 
         return madry_step_size(self.eps, self.attack_steps) if self.attack_step_size is None else self.attack_step_size
 
     def to_json(self) -> str:
+        """The settings as config.json text (sorted keys), as a run directory stores them."""
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """A config from config.json's values; an unknown key is a SpartaError, not ignored."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

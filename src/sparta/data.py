@@ -507,7 +507,7 @@ def _fetch(item: Download, target: Path, timeout: float) -> None:
         tmp.unlink(missing_ok=True)
 
 
-_TAR_FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+_TAR_HAS_FILTER = hasattr(tarfile, "data_filter")  # Python 3.11.4 and later
 
 
 def _extract(archive: Path, folder: Path) -> None:
@@ -522,7 +522,10 @@ def _extract(archive: Path, folder: Path) -> None:
                     raise DataError(
                         f"unsafe member {member.name!r} in {archive}; nothing extracted"
                     )
-            tar.extractall(folder, members=members, **_TAR_FILTER)
+            if _TAR_HAS_FILTER:
+                tar.extractall(folder, members=members, filter="data")
+            else:
+                tar.extractall(folder, members=members)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
         raise DataError(f"cannot extract {archive}: {_reason(err)}") from err
 

@@ -51,6 +51,7 @@ def pack_mask(mask: torch.Tensor) -> str:
 
 
 def unpack_mask(text: str, n: int) -> np.ndarray:
+    """The first n entries of a `pack_mask` text, as a boolean array."""
     return np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))[:n].astype(bool)
 
 

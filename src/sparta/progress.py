@@ -12,7 +12,7 @@ import logging
 import sys
 import warnings
 from collections.abc import Iterable
-from typing import TypeVar
+from typing import TextIO, TypeVar
 
 from tqdm import tqdm
 
@@ -45,11 +45,11 @@ class _StderrNow(logging.StreamHandler):
     """A handler on whatever sys.stderr is when a record arrives (tests swap it)."""
 
     @property
-    def stream(self):  # type: ignore[override]
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
-    def stream(self, value) -> None:
+    def stream(self, value: TextIO) -> None:
         pass
 
 

@@ -19,6 +19,7 @@ class Registry(Generic[T]):
         self._aliases: dict[str, str] = {}
 
     def register(self, name: str, *aliases: str) -> Callable[[T], T]:
+        """Decorator that adds an entry under `name` and its aliases; registering a name twice is an error."""
         def add(entry: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
@@ -30,6 +31,7 @@ class Registry(Generic[T]):
         return add
 
     def canonical(self, name: str) -> str:
+        """The registered name for `name` or an alias, case-insensitive; unknown ones fail listing the choices."""
         key = name.strip().lower()
         key = self._aliases.get(key, key)
         if key not in self._entries:
@@ -37,9 +39,11 @@ class Registry(Generic[T]):
         return key
 
     def get(self, name: str) -> T:
+        """The entry for `name` or an alias."""
         return self._entries[self.canonical(name)]
 
     def names(self) -> list[str]:
+        """The registered names in registration order (aliases left out)."""
         return list(self._entries)
 
     def __contains__(self, name: object) -> bool:

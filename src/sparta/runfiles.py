@@ -63,6 +63,7 @@ def atomic_write(path: str | os.PathLike, write: Any) -> None:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write `text` to `path` so that readers see the old file or the whole new one."""
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 

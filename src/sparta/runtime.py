@@ -49,6 +49,7 @@ def compile_backend() -> str:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch, so a run repeats from its seed."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -67,6 +68,7 @@ def git_commit() -> str | None:
 
 
 def machine_facts(device: torch.device) -> dict[str, object]:
+    """Device, torch, Python, thread count and git commit, recorded beside a run's results."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     return {"device": str(device), "device_name": name, "torch": torch.__version__,
             "python": platform.python_version(), "threads": torch.get_num_threads(),

@@ -56,6 +56,7 @@ class SanitySettings:
     batch_size: int = 500
 
     def slack(self, n: int) -> float:
+        """How much one accuracy may exceed another on n examples before a check fails."""
         return max(self.tolerance, self.tolerance_examples / max(1, n))
 
     def for_device(self, device: torch.device) -> SanitySettings:
@@ -67,12 +68,15 @@ class SanitySettings:
 
 @dataclass(frozen=True)
 class CheckResult:
+    """One sanity check's verdict, a one-line detail, and the numbers behind it."""
+
     name: str
     passed: bool
     detail: str
     numbers: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
+        """The result as plain JSON-ready values, for eval.json's "sanity" entry."""
         return dataclasses.asdict(self)
 
 
@@ -99,6 +103,8 @@ class _Recorder:
         self.excess = max(self.excess, (x_adv - x).abs().amax().item() - self.eps)
         self.low, self.high = min(self.low, x_adv.min().item()), max(self.high, x_adv.max().item())
         return x_adv
+
+    __call__ = perturb  # an Attack: recorder(model, x, y)
 
     def record(self, accuracy: float) -> AttackRecord:
         return AttackRecord(self.eps, accuracy, self.excess, self.low, self.high)
@@ -136,14 +142,17 @@ class Probe:
         return self.records[label].accuracy
 
     def pgd(self, eps: float) -> float:
+        """Robust accuracy under PGD with the settings' steps at `eps`."""
         return self.attack(f"pgd-{self.settings.steps}@{eps:.4g}", "pgd", eps, steps=self.settings.steps)
 
     def strong_pgd(self) -> float:
+        """Robust accuracy under the stronger PGD (more steps, restarts) at the probe's eps."""
         s = self.settings
         return self.attack(f"pgd-{s.strong_steps}x{s.strong_restarts}@{self.eps:.4g}", "pgd", self.eps,
                            steps=s.strong_steps, restarts=s.strong_restarts)
 
     def square(self) -> float:
+        """Robust accuracy under the black-box Square attack at the probe's eps."""
         return self.attack(f"square-{self.settings.square_queries}@{self.eps:.4g}", "square", self.eps,
                            seed=self.seed, n_queries=self.settings.square_queries)
 
@@ -176,6 +185,7 @@ def gradients_check(probe: Probe) -> CheckResult:
 
 @CHECKS.register("eps-sweep")
 def eps_sweep_check(probe: Probe) -> CheckResult:
+    """PGD accuracy must not rise with eps and must be low at a large eps; either failing suggests masking."""
     s = probe.settings
     points = sorted({0.0, probe.eps / 2, probe.eps, min(1.0, 2 * probe.eps), s.large_eps})
     curve = [(eps, probe.pgd(eps)) for eps in points]
@@ -192,6 +202,7 @@ def eps_sweep_check(probe: Probe) -> CheckResult:
 
 @CHECKS.register("stronger-pgd")
 def stronger_pgd_check(probe: Probe) -> CheckResult:
+    """More PGD steps and restarts must not leave accuracy higher than the reference PGD."""
     s = probe.settings
     weak, strong = probe.pgd(probe.eps), probe.strong_pgd()
     passed = strong <= weak + probe.slack + ROUNDING

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Protocol, cast
 
 import torch
 from safetensors import SafetensorError
@@ -22,6 +23,12 @@ from sparta.errors import SpartaError
 from sparta.sparta_activation import Sparta
 
 SHARE_MODES = ("layer", "stage", "network")
+
+
+class _SharedPhi(Protocol):
+    """What sharing needs of a phi: the phi another site of its share group uses."""
+
+    def for_another_site(self) -> nn.Module: ...
 
 
 def model_stages(model: nn.Module) -> dict[str, nn.Module]:
@@ -64,9 +71,11 @@ def share_sparta(model: nn.Module, share: str) -> nn.Module:
             if first.log_beta.shape != other.log_beta.shape or first.groups != other.groups:
                 raise SpartaError(f"cannot share per-channel beta or grouped thresholds across "
                                   f"{first.channels} and {other.channels} channels in '{name}'")
-            other.phi = first.phi.for_another_site()  # shared weights; statistics per site
+            # Sparta.phi is any registered nn.Module; every registered phi kind has for_another_site.
+            other.phi = cast(_SharedPhi, first.phi).for_another_site()  # shared weights; statistics per site
             other.log_beta = first.log_beta
-    model.sparta_share = share
+    # nn.Module.__setattr__ is typed for tensors and modules only; the mode is a plain str.
+    setattr(model, "sparta_share", share)  # noqa: B010
     return model
 
 

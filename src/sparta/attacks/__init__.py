@@ -18,7 +18,9 @@ from sparta.registry import Registry
 class Attack(Protocol):
     """`perturb(model, x, y)` (or `attack(model, x, y)`) returns x_adv in the eps ball and [0, 1]."""
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Adversarial examples for (x, y): x_adv inside the eps ball around x and in [0, 1]."""
+        ...
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
 

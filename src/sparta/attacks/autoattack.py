@@ -33,6 +33,8 @@ class _Logits(nn.Module):
 
 @dataclass
 class AutoAttack:
+    """AutoAttack at eps through pyautoattack, the reference robust-accuracy evaluation."""
+
     eps: float
     version: str = "standard"
     seed: int = 0
@@ -46,6 +48,7 @@ class AutoAttack:
             raise SpartaError(f"Square needs n_queries >= 1, got {self.n_queries}")
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Run the package's evaluation on (x, y) in eval mode and check its points lie in the ball and [0, 1]."""
         from pyautoattack import AutoAttack as PackageAutoAttack
 
         device = x.device
@@ -53,7 +56,11 @@ class AutoAttack:
         with model_mode(model, False):
             with torch.no_grad():
                 num_classes = model(x[:1]).shape[1]
-            options = {"attacks": list(self.attacks)} if self.version == "custom" else {}
+            options: dict[str, list[str]] = {}
+            if self.version == "custom":
+                if self.attacks is None:
+                    raise SpartaError('AutoAttack version="custom" needs attacks=(...), the attacks to run')
+                options["attacks"] = list(self.attacks)
             attack = PackageAutoAttack(wrapped, norm="Linf", eps=self.eps, version=self.version,
                                        seed=self.seed, device=device, **options)
             attack.logger.setLevel(logging.ERROR)

@@ -46,6 +46,7 @@ class PGD:
         return x_adv
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """x_adv for (x, y); with restarts, each example keeps the first restart that breaks it."""
         with model_mode(model, self.training_mode):
             x_adv = self._run(model, x, y)
             if self.restarts == 1:
@@ -79,6 +80,7 @@ class FGSM:
         check_eps(self.eps)
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One signed-gradient step of `step_size` (default eps) from x or a random start, projected."""
         alpha = self.eps if self.step_size is None else self.step_size
         with model_mode(model, self.training_mode):
             start = random_start(x, self.eps) if self.random_init else x

@@ -23,6 +23,7 @@ def parse_eps(value: str | float) -> float:
 
 
 def check_eps(eps: float) -> float:
+    """eps itself if it lies in [0, 1] (pixel space), else a SpartaError naming it."""
     if not 0.0 <= eps <= 1.0:
         raise SpartaError(f"eps must lie in [0, 1] (pixel space), got {eps}")
     return eps
@@ -34,6 +35,7 @@ def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def random_start(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """A uniform random point of the eps ball around x, clipped to [0, 1]: PGD's start."""
     return (x + torch.empty_like(x).uniform_(-eps, eps)).clamp_(0.0, 1.0)
 
 
@@ -45,6 +47,7 @@ def margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-example cross-entropy in float32: the attacks' default loss."""
     return F.cross_entropy(logits.float(), y, reduction="none")
 
 

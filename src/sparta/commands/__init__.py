@@ -11,6 +11,7 @@ from types import ModuleType
 
 
 def command_modules() -> dict[str, ModuleType]:
+    """Every subcommand module by its NAME, in file-name order (modules starting with _ are helpers)."""
     modules = {}
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):

@@ -11,6 +11,7 @@ from sparta.errors import SpartaError
 
 
 def eps_value(text: str) -> float:
+    """argparse type for eps: a number or fraction in [0, 1] (0.1, 8/255)."""
     try:
         return parse_eps(text)
     except SpartaError as err:
@@ -34,6 +35,7 @@ def json_or_text(raw: str) -> Any:
 
 
 def name_list(text: str) -> list[str]:
+    """argparse type for a comma list of names; empty items are dropped."""
     return [item.strip() for item in text.split(",") if item.strip()]
 
 

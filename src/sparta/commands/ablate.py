@@ -21,6 +21,7 @@ HELP = "vary Sparta's settings one at a time (phi, kernel_size, hidden, beta0, s
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ablate flags: --vary levels, the grid flags and `sparta train`'s flags but act and share."""
     parser.add_argument("--vary", type=level_list, action="append", required=True, metavar="FACTOR=V1,V2",
                         help="levels of one factor, repeatable: a Sparta option (phi, kernel_size, hidden, "
                         "groups, beta0, per_channel_beta) or share")
@@ -29,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train and evaluate the baseline and every variant x seeds, then write the table and verdicts."""
     from sparta.experiments import write_table
     from sparta.experiments.ablation import ablation_cells, verdict_markdown, verdicts
 

@@ -63,6 +63,7 @@ def add_grid_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The compare flags: activations, models, methods, the grid flags and `sparta train`'s flags."""
     parser.add_argument("--acts", type=name_list, default=name_list("relu,swish,frelu,sparta"),
                         help="comma list of activations (default: relu,swish,frelu,sparta)")
     parser.add_argument("--models", type=name_list, default=None, help="comma list of models (default: smallcnn)")
@@ -80,6 +81,7 @@ def base_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def seed_list(args: argparse.Namespace) -> list[int]:
+    """The seeds of each cell: --seeds of them, counting up from --seed."""
     if args.seeds < 1:
         raise SpartaError(f"--seeds must be >= 1, got {args.seeds}")
     first = args.seed if getattr(args, "seed", None) is not None else TrainConfig.seed
@@ -87,6 +89,7 @@ def seed_list(args: argparse.Namespace) -> list[int]:
 
 
 def eval_plan(args: argparse.Namespace):
+    """The attacks, test-image count and batch size every cell is evaluated with."""
     from sparta.experiments import EvalPlan
 
     return EvalPlan(tuple(args.attacks), args.n, args.eval_batch_size)
@@ -120,6 +123,7 @@ def finished_cells(cells, plan) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train and evaluate the activations x seeds (x models x methods) grid, then write its table."""
     from sparta.experiments import grid_cells, write_table
 
     plan = eval_plan(args)

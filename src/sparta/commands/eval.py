@@ -17,6 +17,7 @@ DEFAULT_ATTACKS = ["clean", "pgd"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The eval flags: the run directory, attacks, --sanity and the evaluation budget."""
     parser.add_argument("run_dir", metavar="RUN_DIR")
     parser.add_argument("--attacks", type=name_list, default=None,
                         help="comma list of clean,fgsm,pgd,cw,autoattack,square "
@@ -32,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Evaluate the run under the attacks (and the sanity checks), print one line each; eval.json keeps them."""
     from sparta.evaluation import evaluate_run, worst_case
     from sparta.progress import say
 
@@ -42,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
                                on_attack=lambda name, n: say(f"{name}: running on {n} test images ..."),
                                on_record=_print_record)
         attacked = [record for record in records if record["attack"] != "clean"]
-        if len(attacked) > 1:
-            worst = worst_case(attacked)
+        # worst_case is None only for records without masks; these fresh records all have them
+        if len(attacked) > 1 and (worst := worst_case(attacked)) is not None:
             print(f"{'worst-case':<11} eps={attacked[0]['eps']:.4f}  accuracy={100 * worst:6.2f}%  "
                   f"(robust only where {', '.join(r['attack'] for r in attacked)} all failed)  n={attacked[0]['n']}")
     return _sanity(args) if args.sanity else 0

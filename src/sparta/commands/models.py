@@ -13,10 +13,12 @@ COLUMNS = ("clean", "pgd", "cw", "autoattack")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The models flags: --commands."""
     parser.add_argument("--commands", action="store_true", help="also print the command that trained each")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print a table of the shipped pretrained models and their recorded accuracies (and commands)."""
     from sparta.pretrained import find_accuracy, pretrained_names, pretrained_record
 
     names = pretrained_names()

@@ -17,6 +17,7 @@ HELP = "write a markdown report with plots (robust accuracy vs eps, training cur
 
 
 def eps_list(text: str) -> list[float]:
+    """argparse type for --eps-sweep: a comma list of eps values, sorted, each once."""
     values = [eps_value(item.strip()) for item in text.split(",") if item.strip()]
     if not values:
         raise argparse.ArgumentTypeError("expected a comma list of eps values, e.g. 0,0.05,0.1")
@@ -24,6 +25,7 @@ def eps_list(text: str) -> list[float]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The report flags: the run folders, --out, the eps sweep and threshold-map settings."""
     parser.add_argument("paths", nargs="+", metavar="DIR", help="run directories or folders that hold them")
     parser.add_argument("--out", required=True, metavar="REPORT_DIR", help="where report.md and the PNGs go")
     parser.add_argument("--eps-sweep", type=eps_list, default=None,
@@ -35,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Find the runs, fill in the eps sweep if asked, and write report.md with its plots."""
     from sparta.report import build_report, fill_eps_sweep, find_runs, run_names
 
     if args.n < 1:

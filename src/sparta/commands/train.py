@@ -62,6 +62,7 @@ def _choices(name: str) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The train flags: --resume, --config and one flag per TrainConfig field."""
     parser.add_argument("--resume", metavar="RUN_DIR", help="finish a killed run from its last epoch")
     parser.add_argument("--config", metavar="CONFIG_JSON",
                         help="start from the settings of this config.json (or run directory); the flags given "
@@ -87,6 +88,7 @@ def config_from_args(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train one run from the flags (or resume a killed one) into its run directory."""
     from sparta.training.loop import train
 
     given = config_from_args(args)

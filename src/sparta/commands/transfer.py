@@ -21,6 +21,7 @@ HELP = "train relu / sparta-scratch / sparta-frozen on a target CNN or dataset; 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The transfer flags: kind, source and target, the grid flags and `sparta train`'s flags."""
     from sparta.experiments.transfer import KINDS
 
     parser.add_argument("--kind", required=True, choices=list(KINDS),
@@ -62,6 +63,7 @@ def _source(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train the relu, sparta-scratch and sparta-frozen arms on the target, then write their table."""
     from sparta.experiments import arm_cells, write_table
     from sparta.experiments.transfer import target_config
 

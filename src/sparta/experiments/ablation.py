@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +62,7 @@ class Variant:
         return BASELINE if self.factor is None else f"{self.factor}={self.value}"
 
     def apply(self, config: TrainConfig) -> TrainConfig:
+        """`config` with this variant's one setting changed (unchanged for the baseline)."""
         if self.factor is None:
             return config
         if self.factor == "share":
@@ -69,7 +70,7 @@ class Variant:
         return dataclasses.replace(config, act_options={**config.act_options, self.factor: self.value})
 
 
-def variants(levels: dict[str, Sequence[Any]], base: TrainConfig) -> list[Variant]:
+def variants(levels: Mapping[str, Sequence[Any]], base: TrainConfig) -> list[Variant]:
     """The baseline, then every (factor, level) in the given order; checks names and duplicates."""
     current = baseline_settings(base)
     result = [Variant()]
@@ -88,7 +89,7 @@ def variants(levels: dict[str, Sequence[Any]], base: TrainConfig) -> list[Varian
     return result
 
 
-def ablation_cells(base: TrainConfig, out: str, levels: dict[str, Sequence[Any]],
+def ablation_cells(base: TrainConfig, out: str, levels: Mapping[str, Sequence[Any]],
                    seeds: Sequence[int]) -> list[Cell]:
     """Cells for the baseline and each variant x seeds; the model and method are the base's."""
     base = for_activation(base, "sparta")

@@ -83,6 +83,7 @@ class EvalPlan:
 
 
 def canonical_attack(name: str) -> str:
+    """The registry name of an attack, or 'clean'."""
     return "clean" if name.strip().lower() == "clean" else ATTACKS.canonical(name)
 
 
@@ -145,6 +146,7 @@ def find_record(records: Sequence[dict], attack: str, eps: float, n: int) -> dic
 
 
 def missing_attacks(cell: Cell, plan: EvalPlan, n: int) -> list[str]:
+    """The plan's attacks the cell has no eval record of at its eps and n."""
     records = read_eval_records(cell.run_dir)
     return [a for a in plan.attacks if find_record(records, a, cell.config.eps, n) is None]
 

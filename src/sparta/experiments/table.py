@@ -64,6 +64,7 @@ def parameter_counts(config: TrainConfig) -> tuple[int, int]:
 
 
 def train_seconds(run_dir: Path) -> float:
+    """A run's training time: the sum of its epochs' seconds in metrics.jsonl."""
     metrics = read_metrics(run_dir)
     if not metrics:
         raise SpartaError(f"{run_dir} has no metrics.jsonl; run the grid first")
@@ -168,8 +169,8 @@ def accuracy_text(row: Row, title: str) -> str:
         low, high = binomial_interval(round(estimate.mean * n), n)
         return f"{100 * estimate.mean:.2f} [{100 * low:.2f}, {100 * high:.2f}]"
     text = estimate.format(100.0, 2)
-    if estimate.half_width is not None and (estimate.low < 0 or estimate.high > 1):
-        low, high = max(0.0, estimate.low), min(1.0, estimate.high)
+    if estimate.low is not None and estimate.high is not None and (estimate.low < 0 or estimate.high > 1):
+        low, high = max(0.0, estimate.low), min(1.0, estimate.high)  # set exactly when half_width is
         text = f"{100 * estimate.mean:.2f} [{100 * low:.2f}, {100 * high:.2f}]"
     if len(values) > 1:
         text += " (" + ", ".join(f"{100 * v:.2f}" for v in values) + ")"
@@ -252,12 +253,12 @@ def paired_markdown(rows: Sequence[Row], reference: str) -> str:
         common = sorted(set(seeds) & set(by_act[reference]))
         if act == reference or not common:
             continue
-        row = [act]
+        cells = [act]
         for title in titles:
             differences = [100 * (seeds[s][title] - by_act[reference][s][title]) for s in common]
             listed = ", ".join(f"{d:+.2f}" for d in differences)
-            row.append(f"{mean_ci(differences).format(1.0, 2)} ({listed})")
-        row.append(", ".join(map(str, common)))
-        lines.append("| " + " | ".join(row) + " |")
+            cells.append(f"{mean_ci(differences).format(1.0, 2)} ({listed})")
+        cells.append(", ".join(map(str, common)))
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

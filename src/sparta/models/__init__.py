@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from torch import nn
 
 from sparta.errors import SpartaError
-from sparta.models.common import ActivationFactory, CallableActivation, Normalize
+from sparta.models.common import ActivationFactory, CallableActivation, Normalize, SiteActivation
 from sparta.models.resnet import ResNet
 from sparta.models.smallcnn import SmallCNN
 from sparta.models.wrn import WideResNet
@@ -21,35 +21,42 @@ MODELS: Registry[ModelEntry] = Registry("model")
 
 @MODELS.register("smallcnn")
 def smallcnn(act, num_classes, in_channels, image_size, normalize):
+    """The TRADES SmallCNN, the usual small model for MNIST-like data sets."""
     return SmallCNN(act, num_classes, in_channels, image_size, normalize)
 
 
 @MODELS.register("resnet18")
 def resnet18(act, num_classes, in_channels, image_size, normalize):
+    """CIFAR-style ResNet-18."""
     return ResNet(act, (2, 2, 2, 2), num_classes, in_channels, normalize)
 
 
 @MODELS.register("resnet34")
 def resnet34(act, num_classes, in_channels, image_size, normalize):
+    """CIFAR-style ResNet-34."""
     return ResNet(act, (3, 4, 6, 3), num_classes, in_channels, normalize)
 
 
 @MODELS.register("preact_resnet18")
 def preact_resnet18(act, num_classes, in_channels, image_size, normalize):
+    """PreAct ResNet-18, the usual model of adversarial-training papers (Rice et al.)."""
     return ResNet(act, (2, 2, 2, 2), num_classes, in_channels, normalize, preact=True)
 
 
 @MODELS.register("resnet20")
 def resnet20(act, num_classes, in_channels, image_size, normalize):
+    """He et al.'s three-stage CIFAR ResNet-20 (0.27M parameters): a second small CNN for cross-CNN runs."""
     return ResNet(act, (3, 3, 3), num_classes, in_channels, normalize, widths=(16, 32, 64))
 
 
 @MODELS.register("wrn34_10")
 def wrn34_10(act, num_classes, in_channels, image_size, normalize):
+    """WideResNet-34-10, the usual CIFAR PGD-AT benchmark model."""
     return WideResNet(act, 34, 10, num_classes, in_channels, normalize)
 
 
 def model_names() -> list[str]:
+    """Registered model names, for the CLI's choices and `build_model`."""
     return MODELS.names()
 
 
@@ -78,6 +85,7 @@ def build_model(name: str, activation: str | Callable[..., nn.Module] = "relu", 
     if len(mean) != in_channels or len(std) != in_channels or min(std) <= 0:
         raise SpartaError(f"mean/std need {in_channels} values with std > 0, got {mean} and {std}")
     activation = registered_activation(activation) or activation
+    act: SiteActivation
     if isinstance(activation, str):
         act = ActivationFactory(activation, **activation_options)
     else:
@@ -85,18 +93,20 @@ def build_model(name: str, activation: str | Callable[..., nn.Module] = "relu", 
     model = entry(act, num_classes, in_channels, image_size, Normalize(mean, std))
     if any(isinstance(m, Sparta) for m in model.modules()):
         share_sparta(model, share)
-    if not isinstance(activation, str):
-        model.build_spec = None  # a callable of the caller's own cannot be rebuilt from a file
-        return model
-    # Everything needed to rebuild this model; checkpoints store it.
-    model.build_spec = {"name": MODELS.canonical(name), "activation": activation,
-                        "num_classes": num_classes, "in_channels": in_channels,
-                        "image_size": image_size, "mean": list(mean), "std": list(std),
-                        "share": share, **activation_options}
+    spec: dict[str, object] | None = None  # a callable of the caller's own cannot be rebuilt from a file
+    if isinstance(activation, str):  # everything needed to rebuild this model; checkpoints store it
+        spec = {"name": MODELS.canonical(name), "activation": activation,
+                "num_classes": num_classes, "in_channels": in_channels,
+                "image_size": image_size, "mean": list(mean), "std": list(std),
+                "share": share, **activation_options}
+    # setattr: nn.Module.__setattr__ is typed for tensors and modules only, the spec is a dict
+    setattr(model, "build_spec", spec)  # noqa: B010
     return model
 
 
-def _input_facts(dataset, num_classes, in_channels, image_size, mean, std) -> tuple:
+def _input_facts(dataset: str | None, num_classes: int | None, in_channels: int | None, image_size: int | None,
+                 mean: Sequence[float] | None, std: Sequence[float] | None,
+                 ) -> tuple[int, int, int, tuple[float, ...], tuple[float, ...]]:
     """(num_classes, in_channels, image_size, mean, std): given values win, then the data
     set's, then 10 classes of 3 x 32 x 32 images normalised with 0.5."""
     if dataset is not None:
@@ -107,10 +117,11 @@ def _input_facts(dataset, num_classes, in_channels, image_size, mean, std) -> tu
     else:
         channels = in_channels or 3
         defaults = (10, channels, 32, (0.5,) * channels, (0.5,) * channels)
-    given = (num_classes, in_channels, image_size, mean, std)
-    values = [value if value is not None else default for value, default in zip(given, defaults)]
-    values[3], values[4] = tuple(values[3]), tuple(values[4])
-    return tuple(values)
+    return (num_classes if num_classes is not None else defaults[0],
+            in_channels if in_channels is not None else defaults[1],
+            image_size if image_size is not None else defaults[2],
+            tuple(mean if mean is not None else defaults[3]),
+            tuple(std if std is not None else defaults[4]))
 
 
 def registered_activation(activation: str | Callable[..., nn.Module]) -> str | None:

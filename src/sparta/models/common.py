@@ -14,6 +14,9 @@ from sparta.errors import SpartaError
 class Normalize(nn.Module):
     """(x - mean) / std inside the model, so attacks and eps live in [0, 1] pixel space."""
 
+    mean: torch.Tensor  # buffers
+    std: torch.Tensor
+
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32))
@@ -24,6 +27,10 @@ class Normalize(nn.Module):
             raise SpartaError(f"the model takes N x {self.mean.numel()} x H x W images in [0, 1], "
                               f"got shape {tuple(x.shape)}")
         return (x - self.mean.view(1, -1, 1, 1).to(x.dtype)) / self.std.view(1, -1, 1, 1).to(x.dtype)
+
+
+# What a model calls once per activation site, with the site's channel count.
+SiteActivation = Callable[[int], nn.Module]
 
 
 class ActivationFactory:
@@ -76,4 +83,5 @@ class StagedNet(nn.Module):
     stage_names: tuple[str, ...] = ()
 
     def stages(self) -> dict[str, nn.Module]:
+        """The stages by name, in order: the units of Sparta sharing and transfer."""
         return {name: getattr(self, name) for name in self.stage_names}

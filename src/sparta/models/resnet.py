@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sparta.models.common import ActivationFactory, Normalize, StagedNet
+from sparta.models.common import Normalize, SiteActivation, StagedNet
 
 
 def _shortcut(in_planes: int, planes: int, stride: int, norm: bool) -> nn.Module:
@@ -22,7 +22,9 @@ def _shortcut(in_planes: int, planes: int, stride: int, norm: bool) -> nn.Module
 
 
 class BasicBlock(nn.Module):
-    def __init__(self, act: ActivationFactory, in_planes: int, planes: int, stride: int) -> None:
+    """ResNet's basic block: two 3x3 conv-BN, an activation after each, the second after the sum."""
+
+    def __init__(self, act: SiteActivation, in_planes: int, planes: int, stride: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -38,7 +40,9 @@ class BasicBlock(nn.Module):
 
 
 class PreActBlock(nn.Module):
-    def __init__(self, act: ActivationFactory, in_planes: int, planes: int, stride: int) -> None:
+    """The pre-activation block: BN and activation before each conv; the shortcut is added last."""
+
+    def __init__(self, act: SiteActivation, in_planes: int, planes: int, stride: int) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_planes)
         self.act1 = act(in_planes)
@@ -56,7 +60,7 @@ class PreActBlock(nn.Module):
         return out + shortcut
 
 
-def make_stage(block: type[nn.Module], act: ActivationFactory, in_planes: int, planes: int, count: int,
+def make_stage(block: type[nn.Module], act: SiteActivation, in_planes: int, planes: int, count: int,
                stride: int) -> nn.Sequential:
     """`count` blocks at one resolution; the first changes width and stride."""
     return nn.Sequential(*(block(act, in_planes if i == 0 else planes, planes, stride if i == 0 else 1)
@@ -67,7 +71,7 @@ class ResNet(StagedNet):
     """A stem, one stage per entry of `blocks` (`widths` wide; each after the first halves
     the resolution), global average pooling and a linear head."""
 
-    def __init__(self, act: ActivationFactory, blocks: tuple[int, ...], num_classes: int,
+    def __init__(self, act: SiteActivation, blocks: tuple[int, ...], num_classes: int,
                  in_channels: int, normalize: Normalize, preact: bool = False,
                  widths: tuple[int, ...] = (64, 128, 256, 512)) -> None:
         super().__init__()

@@ -6,13 +6,15 @@ import torch
 from torch import nn
 
 from sparta.errors import SpartaError
-from sparta.models.common import ActivationFactory, Normalize, StagedNet
+from sparta.models.common import Normalize, SiteActivation, StagedNet
 
 
 class SmallCNN(StagedNet):
+    """The TRADES SmallCNN: two conv blocks and a 200-200 fc head, for images of 14 x 14 and up."""
+
     stage_names = ("block1", "block2", "head")
 
-    def __init__(self, act: ActivationFactory, num_classes: int, in_channels: int,
+    def __init__(self, act: SiteActivation, num_classes: int, in_channels: int,
                  image_size: int, normalize: Normalize) -> None:
         super().__init__()
         self.image_size = image_size
@@ -34,11 +36,14 @@ class SmallCNN(StagedNet):
         for module in (*self.block1, *self.block2):
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:  # every conv here has one
+                    nn.init.zeros_(module.bias)
         for module in self.head:
             if isinstance(module, nn.Linear):
                 nn.init.zeros_(module.bias)
-        nn.init.zeros_(self.head[-1].weight)
+        last = self.head[-1]
+        assert isinstance(last, nn.Linear)
+        nn.init.zeros_(last.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:

@@ -8,14 +8,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sparta.models.common import ActivationFactory, Normalize, StagedNet
+from sparta.models.common import Normalize, SiteActivation, StagedNet
 from sparta.models.resnet import PreActBlock, make_stage
 
 
 class WideResNet(StagedNet):
-    stage_names = ("stem", "layer1", "layer2", "layer3")
+    """A WideResNet (`depth`, `widen`) of pre-activation blocks in three stages."""
 
-    def __init__(self, act: ActivationFactory, depth: int, widen: int, num_classes: int,
+    stage_names = ("stem", "layer1", "layer2", "layer3")
+    layer1: nn.Sequential  # set by name in __init__
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+
+    def __init__(self, act: SiteActivation, depth: int, widen: int, num_classes: int,
                  in_channels: int, normalize: Normalize) -> None:
         super().__init__()
         per_stage = (depth - 4) // 6

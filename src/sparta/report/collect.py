@@ -41,6 +41,7 @@ class Run:
 
     @property
     def group_key(self) -> tuple[tuple[str, str], ...]:
+        """The settings that define the experiment (not seed, device, ...): runs with one key are replicates."""
         values = dataclasses.asdict(self.config)
         return tuple((name, json.dumps(values[name], sort_keys=True))
                      for name in sorted(values) if name not in REPLICATE_FIELDS)
@@ -91,8 +92,14 @@ def run_names(runs: Sequence[Run]) -> dict[Path, str]:
 
 def _defaults() -> dict[str, str]:
     """TrainConfig's defaults, JSON-encoded like a group key's values."""
-    return {f.name: json.dumps(f.default_factory() if f.default is dataclasses.MISSING else f.default,
-                               sort_keys=True) for f in dataclasses.fields(TrainConfig)}
+    return {f.name: json.dumps(_default(f), sort_keys=True) for f in dataclasses.fields(TrainConfig)}
+
+
+def _default(item: dataclasses.Field[Any]) -> Any:
+    """A dataclass field's default value, made by its default_factory where it has one."""
+    if item.default_factory is not dataclasses.MISSING:
+        return item.default_factory()
+    return item.default
 
 
 def _label(key: dict[str, str], varying: set[str]) -> str:

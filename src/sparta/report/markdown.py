@@ -50,6 +50,7 @@ def _records_table(runs: Sequence[Run], names: dict[Path, str]) -> list[str]:
 
 
 def render_report(out_dir: Path, runs: Sequence[Run], groups: dict[str, list[Run]], figures: Figures) -> str:
+    """The text of report.md: runs, robust accuracy against eps, training curves, threshold maps, records."""
     names = run_names(runs)
     notes = figures.notes
     text = ["# sparta report", "",
@@ -71,6 +72,7 @@ def render_report(out_dir: Path, runs: Sequence[Run], groups: dict[str, list[Run
 
 def write_report(out_dir: str | Path, runs: Sequence[Run], groups: dict[str, list[Run]],
                  figures: Figures) -> Path:
+    """Write report.md into `out_dir`, atomically, and return its path."""
     out_dir = Path(out_dir)
     path = out_dir / REPORT_FILE
     atomic_write_text(path, render_report(out_dir, runs, groups, figures))

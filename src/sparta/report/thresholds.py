@@ -39,6 +39,7 @@ class ThresholdMaps:
 
 
 def has_sparta(model: nn.Module) -> bool:
+    """Whether the model has a Sparta site, so that threshold maps can be drawn for it."""
     return any(isinstance(m, Sparta) for m in model.modules())
 
 
@@ -50,7 +51,7 @@ def first_site_input(model: nn.Module, x: torch.Tensor) -> tuple[str, Sparta, to
             names.setdefault(id(module), name)
     seen: list[tuple[str, Sparta, torch.Tensor]] = []
 
-    def capture(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+    def capture(module: Sparta, inputs: tuple[torch.Tensor, ...]) -> None:
         if not seen and inputs[0].dim() == 4:
             seen.append((names[id(module)], module, inputs[0].detach()))
 
@@ -102,8 +103,9 @@ def threshold_maps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
             pred_clean, pred_adv = model(x).argmax(1), model(x_adv).argmax(1)
         site, module, features, t_clean = _site_map(model, x)
         t_adv = _site_map(model, x_adv)[3]
+    _, channels, height, width = features.shape  # an N x C x H x W map (first_site_input)
     return ThresholdMaps(
-        site=site, site_shape=tuple(features.shape[1:]), maps_per_site=distinct_maps(module),
+        site=site, site_shape=(channels, height, width), maps_per_site=distinct_maps(module),
         attack=f"PGD-{settings['steps']}", eps=eps, images=_as_image(x), adversarial=_as_image(x_adv),
         t_clean=_as_map(t_clean), t_adversarial=_as_map(t_adv), labels=y.cpu().numpy(),
         pred_clean=pred_clean.cpu().numpy(), pred_adversarial=pred_adv.cpu().numpy())

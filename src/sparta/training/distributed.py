@@ -20,6 +20,8 @@ from sparta.errors import SpartaError
 
 @dataclass(frozen=True)
 class Ranks:
+    """This process's rank, the world size and its local rank (one process: 0, 1, 0)."""
+
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
@@ -34,6 +36,7 @@ class Ranks:
 
 
 def launched_by_torchrun() -> bool:
+    """Whether torchrun started several processes (WORLD_SIZE > 1)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
@@ -51,6 +54,7 @@ def start(device: torch.device) -> tuple[Ranks, torch.device]:
 
 
 def stop(ranks: Ranks) -> None:
+    """Leave the process group at the end of a distributed run."""
     if ranks.distributed and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -75,6 +79,7 @@ def wrap(model: nn.Module, ranks: Ranks, device: torch.device) -> nn.Module:
 
 
 def sum_across(values: list[float], ranks: Ranks, device: torch.device) -> list[float]:
+    """The values summed over all ranks (unchanged in one process)."""
     if not ranks.distributed:
         return values
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
@@ -83,5 +88,6 @@ def sum_across(values: list[float], ranks: Ranks, device: torch.device) -> list[
 
 
 def barrier(ranks: Ranks) -> None:
+    """Wait until every rank reaches this point (nothing to wait for in one process)."""
     if ranks.distributed:
         dist.barrier()

@@ -31,6 +31,7 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> to
 
 
 def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Flip each image left-right with probability 1/2 (crop-flip augmentation)."""
     flip = torch.rand(x.shape[0], device=x.device, generator=generator) < 0.5
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 

@@ -12,6 +12,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -228,7 +229,8 @@ def _fit(config, resume, method, schedule, ranks, device, run_dir, loader, test_
         reached = load_state(run_dir, model, optimizer, device)
         start_epoch, step = reached["epoch"], reached["step"]
     forward = distributed.wrap(model, ranks, device)
-    forward = torch.compile(forward, backend=compile_backend()) if config.compile else forward
+    if config.compile:  # torch.compile of a Module returns a Module (OptimizedModule); its stub says Callable
+        forward = cast(nn.Module, torch.compile(forward, backend=compile_backend()))
     # Attacks go through the (compiled) forward, except under DDP: its reducer expects weight grads.
     attack_model = model if ranks.distributed else None
     metrics_path = run_dir / METRICS_FILE

@@ -19,6 +19,8 @@ from sparta.registry import Registry
 
 @dataclass
 class AttackSetting:
+    """The training attack at one optimisation step: eps (after warm-up), steps, step size, BatchNorm mode."""
+
     eps: float
     steps: int
     step_size: float
@@ -42,6 +44,7 @@ def madry_step_size(eps: float, steps: int) -> float:
 
 
 def published_attack_bn_mode(method: str) -> str:
+    """The BatchNorm mode a method's authors craft its training attack in (train or eval)."""
     return PUBLISHED_ATTACK_BN_MODE.get(METHODS.canonical(method), "train")
 
 
@@ -51,12 +54,14 @@ METHODS: Registry[Method] = Registry("training method")
 
 @METHODS.register("standard")
 def standard(model, x, y, setting):
+    """Cross-entropy on clean inputs (no attack)."""
     logits = model(x)
     return F.cross_entropy(logits.float(), y), logits
 
 
 @METHODS.register("pgd", "pgd-at")
 def pgd_at(model, x, y, setting):
+    """PGD adversarial training (Madry et al. 2018): cross-entropy on PGD examples."""
     if setting.eps > 0:
         attack = PGD(setting.eps, steps=setting.steps, step_size=setting.step_size,
                      training_mode=setting.bn_training)
@@ -67,6 +72,7 @@ def pgd_at(model, x, y, setting):
 
 @METHODS.register("fgsm-rs", "fast")
 def fgsm_rs(model, x, y, setting):
+    """FGSM with a random start and step 1.25 eps (Wong et al. 2020), cross-entropy on its examples."""
     if setting.eps > 0:
         attack = FGSM(setting.eps, step_size=1.25 * setting.eps, random_init=True,
                       training_mode=setting.bn_training)

@@ -12,6 +12,7 @@ SCHEDULES: Registry[Callable[[float], float]] = Registry("schedule")
 
 @SCHEDULES.register("cosine")
 def cosine(progress: float) -> float:
+    """Cosine decay from the peak learning rate to 0 over training."""
     return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
@@ -23,6 +24,7 @@ def onecycle(progress: float) -> float:
 
 @SCHEDULES.register("constant")
 def constant(progress: float) -> float:
+    """The peak learning rate throughout."""
     return 1.0
 
 

@@ -29,6 +29,7 @@ def _rng_states(device: torch.device) -> dict[str, torch.Tensor]:
 
 def save_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                epoch: int, step: int, device: torch.device) -> None:
+    """Write the resumable state after an epoch: weights, optimizer buffers, RNG states, epoch and step."""
     tensors = {f"model.{k}": v for k, v in portable_tensors(model.state_dict()).items()}
     opt = optimizer.state_dict()
     for index, buffers in opt["state"].items():
