@@ -177,7 +177,7 @@ def test_a_whole_smallcnn_on_each_fast_path_matches_the_plain_one(path, monkeypa
     monkeypatch.setattr(fast, "compiled_sparta_function", lambda backend="inductor": compiled)
     calls = []
     site = sparta_activation.FAST_SITES[path]
-    monkeypatch.setitem(sparta_activation.FAST_SITES, path, lambda module, x: calls.append(1) or site(module, x))
+    monkeypatch.setitem(sparta_activation.FAST_SITES, path, lambda *args: calls.append(1) or site(*args))
     torch.manual_seed(0)
     model = build_model("smallcnn", "sparta", 10, 1, image_size=28)
     sites = [module for module in model.modules() if isinstance(module, Sparta)]

@@ -58,6 +58,20 @@ def test_a_broken_compiler_falls_back_to_torch_operations(fresh_cache, monkeypat
     torch.testing.assert_close(module(x), expected)
 
 
+def test_a_compiler_without_openmp_still_builds_it(compiler, fresh_cache, monkeypatch, tmp_path, random_sparta):
+    """Apple's clang has no -fopenmp: the library is built without threads instead."""
+    plain_cc = tmp_path / "cc-without-openmp"
+    plain_cc.write_text('#!/bin/sh\nfor a in "$@"; do [ "$a" = -fopenmp ] && exit 1; done\nexec cc "$@"\n')
+    plain_cc.chmod(0o755)
+    monkeypatch.setenv("CC", str(plain_cc))
+    assert native_site.library() is not None
+    module = random_sparta(4)
+    x = torch.randn(2, 4, 5, 5)
+    got = module(x)
+    module.fused = False
+    torch.testing.assert_close(got, module(x))
+
+
 def test_it_can_be_switched_off(fresh_cache, monkeypatch):
     monkeypatch.setenv("SPARTA_NATIVE", "0")
     assert native_site.library() is None

@@ -22,7 +22,6 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from sparta.runtime import compile_backend
 
@@ -130,8 +129,7 @@ def site_path(fused: bool | str | None, x: torch.Tensor) -> str:
     return "compiled" if compiler_available(x.device) else "fused"
 
 
-def compiled_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The compiled equivalent of `Sparta.forward` (pooled phi) for a 4-D input."""
-    phi = module.phi
-    return compiled_sparta_function(compile_backend())(x, phi.conv1.weight, phi.conv1.bias, phi.conv2.weight,
-                                                       phi.conv2.bias, module.log_beta)
+def compiled_forward(x: torch.Tensor, *parameters: torch.Tensor) -> torch.Tensor:
+    """The compiled equivalent of `Sparta.forward` (pooled phi) for a 4-D input, parameters
+    (w1, b1, w2, b2, log_beta)."""
+    return compiled_sparta_function(compile_backend())(x, *parameters)

@@ -29,7 +29,6 @@ Paper: arXiv:2105.08269.
 from __future__ import annotations
 
 import torch
-from torch import nn
 from torch.autograd.function import FunctionCtx
 
 from sparta import native_site
@@ -88,13 +87,13 @@ class FusedSpartaSite(torch.autograd.Function):
     """y = x * sigmoid(beta * (x - phi([mean_c x, max_c x]))) for x: N x C x H x W."""
 
     @staticmethod
-    def forward(ctx: FunctionCtx, x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,  # type: ignore[override]
+    def forward(ctx: FunctionCtx, x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,
                 w2: torch.Tensor, b2: torch.Tensor, log_beta: torch.Tensor) -> torch.Tensor:
         x = x.contiguous()
         pooled = channel_pool(x)
         maximum = pooled[:, 1:]  # the channel max, kept for the max's gradient
         with torch.enable_grad():  # phi is tiny: autograd keeps its graph for backward
-            pooled_leaf = pooled.detach().requires_grad_(ctx.needs_input_grad[0])
+            pooled_leaf = pooled.detach().requires_grad_(ctx.needs_input_grad[0])  # type: ignore[attr-defined]
             threshold_graph = _phi(pooled_leaf, w1, b1, w2, b2)
         threshold = threshold_graph.detach().contiguous()
         beta = log_beta.detach().exp().to(x.dtype)
@@ -105,7 +104,8 @@ class FusedSpartaSite(torch.autograd.Function):
         return torch.mul(x5, gate).view_as(x)
 
     @staticmethod
-    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        """Gradients for x and the parameters the running backward wants; None for the rest."""
         _refuse_double_backward()
         x, maximum, threshold, gate, beta = ctx.saved_tensors  # type: ignore[attr-defined]
         pooled_leaf, threshold_graph, parameters = ctx.phi_graph  # type: ignore[attr-defined]
@@ -173,7 +173,7 @@ class NativeSpartaSite(torch.autograd.Function):
     """`FusedSpartaSite` computed by the native library (`sparta.native_site`), float32/64 on CPU."""
 
     @staticmethod
-    def forward(ctx: FunctionCtx, x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,  # type: ignore[override]
+    def forward(ctx: FunctionCtx, x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,
                 w2: torch.Tensor, b2: torch.Tensor, log_beta: torch.Tensor) -> torch.Tensor:
         x = x.contiguous()
         pooled, ties = native_site.pool(x)
@@ -183,7 +183,8 @@ class NativeSpartaSite(torch.autograd.Function):
         return native_site.gate(x, threshold, beta)  # the gate is recomputed in backward
 
     @staticmethod
-    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        """As `FusedSpartaSite.backward`, in the native passes."""
         _refuse_double_backward()
         x, pooled, ties, threshold, hidden, beta, w1, w2, log_beta = ctx.saved_tensors  # type: ignore[attr-defined]
         needs_x, *needs_weights, needs_beta = ctx.needs_input_grad  # type: ignore[attr-defined]
@@ -203,9 +204,8 @@ class NativeSpartaSite(torch.autograd.Function):
         return (grad_x if needs_x else None, *weight_grads, grad_beta)
 
 
-def fused_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """`Sparta.forward` (pooled phi) for a 4-D input: natively where the library is built, else in torch ops."""
-    phi = module.phi
+def fused_forward(x: torch.Tensor, *parameters: torch.Tensor) -> torch.Tensor:
+    """`Sparta.forward` (pooled phi) for a 4-D input, parameters (w1, b1, w2, b2, log_beta):
+    natively where the library is built, else in torch operations."""
     function = NativeSpartaSite if native_site.available(x) else FusedSpartaSite
-    return function.apply(x, phi.conv1.weight, phi.conv1.bias, phi.conv2.weight, phi.conv2.bias,
-                                 module.log_beta)
+    return function.apply(x, *parameters)

@@ -32,8 +32,13 @@ HEADERS = (SOURCE.with_name("site_body.h"), SOURCE.with_name("phi_body.h"))  # i
 # the cache key names the processor too. -ffast-math lets the compiler vectorise exp and
 # the sums; it is given to the compile step only: linked with it, gcc would add
 # crtfastmath.o, which flushes denormals to zero for the whole process.
-COMPILE_FLAGS = ("-O3", "-march=native", "-ffast-math", "-fPIC", "-fopenmp")
-LINK_FLAGS = ("-shared", "-fopenmp", "-lm")
+# Tried in order: threads through OpenMP, then without it (Apple's clang has none), then
+# without -march=native (compilers that do not know it).
+FLAG_SETS = (
+    (("-O3", "-march=native", "-ffast-math", "-fPIC", "-fopenmp"), ("-shared", "-fopenmp", "-lm")),
+    (("-O3", "-march=native", "-ffast-math", "-fPIC"), ("-shared", "-lm")),
+    (("-O3", "-ffast-math", "-fPIC"), ("-shared", "-lm")),
+)
 SUFFIXES = {torch.float32: "f32", torch.float64: "f64"}
 
 log = logging.getLogger(__name__)
@@ -56,14 +61,23 @@ def _processor() -> str:
 
 
 def _build(compiler: str, target: Path) -> None:
-    """Compile and link site.c into `target`, atomically (a half-written library is never loaded)."""
+    """Compile and link site.c into `target` with the first flag set that works, atomically
+    (a half-written library is never loaded; processes building at once do not collide)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         obj, lib = Path(scratch) / "site.o", Path(scratch) / target.name
-        for command in ([compiler, "-c", *COMPILE_FLAGS, str(SOURCE), "-o", str(obj)],
-                        [compiler, str(obj), *LINK_FLAGS, "-o", str(lib)]):
-            subprocess.run(command, check=True, capture_output=True, timeout=120)
-        os.replace(lib, target)
+        failures = []
+        for compile_flags, link_flags in FLAG_SETS:
+            try:
+                for command in ([compiler, "-c", *compile_flags, str(SOURCE), "-o", str(obj)],
+                                [compiler, str(obj), *link_flags, "-o", str(lib)]):
+                    subprocess.run(command, check=True, capture_output=True, timeout=120)
+            except subprocess.CalledProcessError as error:
+                failures.append(error)
+                continue
+            os.replace(lib, target)
+            return
+        raise failures[-1]
 
 
 @functools.cache
@@ -76,7 +90,7 @@ def library() -> ctypes.CDLL | None:
         log.info("no C compiler found: Sparta's CPU site uses torch operations")
         return None
     sources = b"".join(path.read_bytes() for path in (SOURCE, *HEADERS))
-    key = hashlib.sha256(sources + repr((compiler, COMPILE_FLAGS, LINK_FLAGS, _processor())).encode())
+    key = hashlib.sha256(sources + repr((compiler, FLAG_SETS, _processor())).encode())
     target = cache_dir() / f"site-{key.hexdigest()[:16]}.so"
     try:
         if not target.exists():

@@ -36,15 +36,19 @@ class PooledPhi(nn.Module):
         self.conv1 = nn.Conv2d(2, hidden, kernel_size, padding=padding)
         self.conv2 = nn.Conv2d(hidden, groups, kernel_size, padding=padding)
         nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
+        nn.init.zeros_(self.weights()[3])
 
     def for_another_site(self) -> PooledPhi:
         """The phi a further site of a share group uses: this one (it keeps no statistics)."""
         return self
 
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """conv1's weight and bias, then conv2's: the parameters the fast paths take."""
+        assert self.conv1.bias is not None and self.conv2.bias is not None  # built with biases
+        return self.conv1.weight, self.conv1.bias, self.conv2.weight, self.conv2.bias
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return pooled_phi(channel_pool(x), self.conv1.weight, self.conv1.bias, self.conv2.weight,
-                          self.conv2.bias)
+        return pooled_phi(channel_pool(x), *self.weights())
 
 
 @PHIS.register("depthwise")
@@ -142,6 +146,7 @@ class Sparta(nn.Module):
         self.phi.eval()
 
     def train(self, mode: bool = True) -> Sparta:
+        """nn.Module.train, except that a frozen phi stays in eval mode (its statistics fixed)."""
         super().train(mode)
         if self.frozen:
             self.phi.eval()
@@ -162,7 +167,8 @@ class Sparta(nn.Module):
             raise SpartaError(f"Sparta expects N x C x H x W (or N x C) input, got shape {tuple(x.shape)}")
         path = site_path(self.fused, x) if self.phi_kind == "pooled" else "plain"
         if path != "plain":
-            y = FAST_SITES[path](self, x)
+            assert isinstance(self.phi, PooledPhi)  # the fast paths serve the pooled phi
+            y = FAST_SITES[path](x, *self.phi.weights(), self.log_beta)
             return y.flatten(1) if flat else y
         beta = self.beta.to(x.dtype)
         if beta.dim():

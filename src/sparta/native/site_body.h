@@ -22,8 +22,14 @@ void NAME(pool)(const real *x, i64 N, i64 C, i64 P, real *restrict pooled, real 
 }
 
 /* The gate s = sigmoid(beta_c (x - T)); backward recomputes it rather than keep a full-size
-   map per site. */
-#define GATE(x_, t_, b_) ((real)1 / ((real)1 + EXP(-(b_) * ((x_) - (t_)))))
+   map per site. exp is only taken of -|z|, which cannot overflow: under -ffast-math an
+   infinite exp is not handled (1 / (1 + inf) may come out NaN), and a large beta saturates
+   the gate often. */
+static inline real NAME(gate_of)(real x, real t, real b, real *complement) {
+    real z = b * (x - t), e = EXP(-fabs(z)), big = (real)1 / ((real)1 + e), small = e * big;
+    *complement = z >= 0 ? small : big;  /* 1 - s without the cancellation of 1 - s */
+    return z >= 0 ? big : small;
+}
 
 /* y = x s. thr: N x G x P; beta: C values, or one when beta_step is 0. */
 void NAME(gate)(const real *x, const real *thr, const real *beta, i64 beta_step,
@@ -35,7 +41,10 @@ void NAME(gate)(const real *x, const real *thr, const real *beta, i64 beta_step,
             i64 at = (n * C + c) * P;
             const real *xc = x + at, *t = thr + (n * G + c / per_group) * P;
             real b = beta[c * beta_step], *yc = y + at;
-            for (i64 p = 0; p < P; p++) yc[p] = xc[p] * GATE(xc[p], t[p], b);
+            for (i64 p = 0; p < P; p++) {
+                real unused;
+                yc[p] = xc[p] * NAME(gate_of)(xc[p], t[p], b, &unused);
+            }
         }
     }
 }
@@ -55,7 +64,7 @@ void NAME(gate_backward)(const real *g, const real *x, const real *thr, const re
             real b = beta[c * beta_step], *gx = grad_x + at, *gt = grad_thr + (n * G + c / per_group) * P;
             real sum = 0;
             for (i64 p = 0; p < P; p++) {
-                real gate = GATE(xc[p], t[p], b), q = gc[p] * xc[p] * gate * ((real)1 - gate);
+                real rest, gate = NAME(gate_of)(xc[p], t[p], b, &rest), q = gc[p] * xc[p] * gate * rest;
                 gx[p] = gc[p] * gate + b * q;
                 gt[p] -= b * q;
                 sum += q * (xc[p] - t[p]);
@@ -85,4 +94,3 @@ void NAME(pool_backward)(const real *x, const real *pooled, const real *mean_sha
     }
 }
 
-#undef GATE
