@@ -26,9 +26,11 @@ set is not on disk (speed does not depend on the pixels); the output says which.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import math
+import os
 import platform
 import shlex
 import statistics
@@ -43,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from sparta import build_model, create_activation
+from sparta import build_model, create_activation, native_site
 from sparta.config import TrainConfig
 from sparta.data import dataset_info, load_dataset
 from sparta.errors import SpartaError
@@ -163,14 +165,38 @@ def site_step(act: str, fused: bool | None, shape: tuple[int, ...], device: torc
     return step
 
 
+@contextlib.contextmanager
+def native_library(on: bool) -> Iterator[None]:
+    """The native site library switched on or off (SPARTA_NATIVE), for one measurement."""
+    before = os.environ.get("SPARTA_NATIVE")
+    os.environ["SPARTA_NATIVE"] = "1" if on else "0"
+    native_site.library.cache_clear()
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["SPARTA_NATIVE"]
+        else:
+            os.environ["SPARTA_NATIVE"] = before
+        native_site.library.cache_clear()
+
+
+# name, activation, Sparta(fused=...), native library on
+SITE_VARIANTS = (("relu", "relu", None, True), ("plain", "sparta", False, True),
+                 ("torch_ops", "sparta", None, False), ("default", "sparta", None, True))
+
+
 def measure_site_cost(timer: Timer) -> list[dict]:
     rows = []
     for shape in SITE_SHAPES:
         row: dict = {"shape": "x".join(map(str, shape))}
-        for name, act, fused in (("relu", "relu", None), ("plain", "sparta", False), ("default", "sparta", None)):
+        for name, act, fused, native in SITE_VARIANTS:
             log(f"site: {row['shape']}, {name}")
-            row[f"{name}_s"] = timer.seconds_per_step(functools.partial(site_step, act, fused, shape, timer.device))
-        row["plain_ratio"], row["default_ratio"] = row["plain_s"] / row["relu_s"], row["default_s"] / row["relu_s"]
+            with native_library(native):
+                row[f"{name}_s"] = timer.seconds_per_step(functools.partial(site_step, act, fused, shape,
+                                                                            timer.device))
+        for name in ("plain", "torch_ops", "default"):
+            row[f"{name}_ratio"] = row[f"{name}_s"] / row["relu_s"]
         log(f"  relu {row['relu_s'] * 1e3:.2f} ms, plain x{row['plain_ratio']:.1f}, "
             f"default x{row['default_ratio']:.1f}")
         rows.append(row)
@@ -381,11 +407,14 @@ def number(value: float, digits: int = 1, suffix: str = "") -> str:
 
 
 def site_section(sites: list[dict]) -> list[str]:
-    rows = [[r["shape"], number(r["relu_s"] * 1e3, 2), number(r["plain_s"] * 1e3, 2), number(r["plain_ratio"], 1, "x"),
-             number(r["default_s"] * 1e3, 2), number(r["default_ratio"], 1, "x")] for r in sites]
+    rows = [[r["shape"], number(r["relu_s"] * 1e3, 2),
+             *(f"{number(r[f'{name}_s'] * 1e3, 2)} ({number(r[f'{name}_ratio'], 1, 'x')})"
+               for name in ("plain", "torch_ops", "default"))] for r in sites]
     return ["", "## 0. One site: forward + backward, N x C x H x W", "",
-            table(["map", "ReLU ms", "plain Sparta ms", "plain / ReLU", "default Sparta ms", "default / ReLU"],
-                  rows), "",
+            "ms, and in brackets the multiple of ReLU's time. plain: `fused=False`; fused, torch ops: the "
+            "fused site without the native library (`SPARTA_NATIVE=0`, or no C compiler); default: "
+            "`fused=None`, on CPU the native library where it is built.", "",
+            table(["map", "ReLU", "plain Sparta", "fused, torch ops", "default Sparta"], rows), "",
             f"Default site / ReLU on {sites[0]['shape']}: **{number(sites[0]['default_ratio'], 1, 'x')}** "
             "(target: at most 3x)"]
 
@@ -430,7 +459,8 @@ def report(args: argparse.Namespace, timer: Timer, compile_model: bool, channels
     device, sizes = timer.device, timer.sizes
     facts = machine_facts(device)
     if device.type == "cpu":
-        fast = "fused site (the CPU default)"
+        fast = ("fused site (the CPU default), native library" if native_site.library() is not None
+                else "fused site (the CPU default) in torch operations: no native library")
     else:
         fast = "plain path (fused=True measured beside it)" if compiler_available(device) else "plain path"
     out = ["# sparta speed", "",

@@ -111,7 +111,8 @@ def site_path(fused: bool | str | None, x: torch.Tensor) -> str:
     - fused names a path ("plain", "fused", "compiled"): that one, on any device.
     - fused=False: plain, the reference.
     - CPU, fused None or True: the fused autograd function (`sparta.fused_site`): the same
-      function in fewer passes (results/speed/cpu.md).
+      function in fewer passes, natively where `sparta.native_site` builds its library
+      (results/speed/cpu.md).
     - CUDA, fused=True: the torch.compile'd site (Triton) where the compiler is available,
       otherwise the fused function. fused=None stays plain on CUDA: on an H100 a ResNet-18
       bf16 channels_last step took 42.6 and 41.9 ms with the compiled site against 39.0

@@ -100,7 +100,8 @@ class Sparta(nn.Module):
         per_channel_beta: one beta per channel instead of a scalar.
         fused: how a pooled site runs (`sparta.fast.site_path`): None (default) picks the
             fastest measured path per device (on CPU the fused autograd function of
-            `sparta.fused_site`, on CUDA the plain path); True asks for the fused or
+            `sparta.fused_site`, native where `sparta.native_site` builds its library;
+            on CUDA the plain path); True asks for the fused or
             compiled path on CUDA as well; False keeps the plain reference, which is also
             the only one that can be differentiated twice; "plain", "fused" or "compiled"
             names a path outright (the compiled one on CPU is for testing it there).
