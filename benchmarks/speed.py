@@ -51,9 +51,11 @@ from sparta.data import dataset_info, load_dataset
 from sparta.errors import SpartaError
 from sparta.fast import compiler_available
 from sparta.runtime import autocast, machine_facts, resolve_device
+from sparta.training import distributed
 from sparta.training.loader import DeviceLoader
-from sparta.training.loop import train_step
+from sparta.training.loop import set_up, train_batch, train_step
 from sparta.training.methods import METHODS, AttackSetting
+from sparta.training.schedule import SCHEDULES
 
 ATTACK_STEPS = 10
 LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 5e-4  # small lr: timing needs no learning, only no NaNs
@@ -330,27 +332,21 @@ def baseline_loop(case: Case, act: str, images: torch.Tensor, labels: torch.Tens
 
 def sparta_loop(case: Case, act: str, images: torch.Tensor, labels: torch.Tensor, batch: int,
                 device: torch.device, compile_model: bool) -> Callable[[], None]:
-    """One step of `sparta.training.loop.train` with method pgd and TrainConfig's defaults.
+    """One step of `sparta.training.loop.train` (its `set_up` and `train_batch`), method pgd,
+    TrainConfig's defaults but a small constant learning rate.
 
     The PGD attack differentiates `forward`: the compiled model when compile is on.
     """
-    config = TrainConfig(eps=case.eps, attack_steps=ATTACK_STEPS)
-    channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
-    model = make_model(case.model, act, case.dataset, device, channels_last)
-    forward = torch.compile(model) if compile_model else model
-    optimizer = sgd(model)
+    config = TrainConfig(eps=case.eps, attack_steps=ATTACK_STEPS, lr=LR, compile=compile_model)
+    model = make_model(case.model, act, case.dataset, device, channels_last=False)
     loader = DeviceLoader(images, labels, batch, seed=0, augment="none", device=device)
+    fit = set_up(config, False, METHODS.get("pgd"), SCHEDULES.get("constant"), distributed.Ranks(), device,
+                 loader, (images[:1], labels[:1]), model)
     batches = endless(loader.epoch)
-    setting = AttackSetting(eps=config.eps, steps=config.attack_steps, step_size=config.step_size,
-                            bn_training=config.attack_bn_training)
-    method, precision = METHODS.get("pgd"), autocast(device, config.precision)
-    model.train()
+    fit.model.train()
 
     def step() -> None:
-        x, y = next(batches)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        train_step(forward, optimizer, method, x, y, setting, precision)
+        train_batch(fit, *next(batches))
 
     return step
 

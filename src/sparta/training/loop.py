@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
@@ -209,21 +210,73 @@ def _train(config, resume, method, schedule, ranks, device, own_model=None) -> P
         if ranks.is_main:
             _prepare_run_dir(config, resume)
         distributed.barrier(ranks)
-        return _fit(config, resume, method, schedule, ranks, device, run_dir, loader, test_x, test_y, model)
+        return _fit(set_up(config, resume, method, schedule, ranks, device, loader, (test_x, test_y), model))
 
 
-def _fit(config, resume, method, schedule, ranks, device, run_dir, loader, test_x, test_y, model) -> Path:
-    """The epochs: optimizer, resume, per-epoch metrics and the run directory's files."""
+def uses_channels_last(config: TrainConfig, device: torch.device) -> bool:
+    """channels_last as configured; by default on CUDA only, where it was measured faster."""
+    return config.channels_last if config.channels_last is not None else device.type == "cuda"
+
+
+def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD over the trainable parameters (a frozen Sparta function has none), Nesterov with momentum."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.SGD(trainable, lr=config.lr, momentum=config.momentum,
+                           weight_decay=config.weight_decay, nesterov=config.momentum > 0)
+
+
+def attack_setting(config: TrainConfig, epochs_done: float, attack_model: nn.Module | None = None) -> AttackSetting:
+    """The training attack after `epochs_done` epochs: eps on its warm-up ramp, and the step
+    size scaled with it (the same number of steps crosses the same share of the ball)."""
+    eps = eps_at(config, epochs_done)
+    step_size = config.step_size * (eps / config.eps if config.eps > 0 else 1.0)
+    return AttackSetting(eps=eps, steps=config.attack_steps, step_size=step_size,
+                         bn_training=config.attack_bn_training, trades_beta=config.trades_beta,
+                         attack_model=attack_model)
+
+
+@dataclasses.dataclass
+class Fit:
+    """What every epoch of one run shares; built by `set_up`, advanced by `run_epoch`."""
+
+    config: TrainConfig
+    method: Method
+    schedule: Callable[[float], float]
+    ranks: distributed.Ranks
+    device: torch.device
+    run_dir: Path
+    loader: DeviceLoader
+    test: tuple[torch.Tensor, torch.Tensor]
+    model: nn.Module
+    forward: nn.Module  # the model as trained: wrapped for DDP, compiled if asked
+    optimizer: torch.optim.Optimizer
+    channels_last: bool
+    precision: contextlib.AbstractContextManager
+    start_epoch: int = 0
+    step: int = 0
+    eps: float = 0.0  # the last batch's training eps
+    facts: dict = dataclasses.field(default_factory=dict)  # machine facts for each checkpoint
+
+    @property
+    def attack_model(self) -> nn.Module | None:
+        """Attacks go through `forward` (compiled too), except under DDP: its reducer expects weight grads."""
+        return self.model if self.ranks.distributed else None
+
+
+def set_up(config: TrainConfig, resume: bool, method: Method, schedule: Callable[[float], float],
+           ranks: distributed.Ranks, device: torch.device, loader: DeviceLoader,
+           test: tuple[torch.Tensor, torch.Tensor], model: nn.Module) -> Fit:
+    """Sync-BN, memory format, optimizer, the resumed state, DDP and compile: a run ready for
+    its epochs. It writes nothing (the benchmark builds its training loop with it)."""
+    run_dir = Path(config.out)
     if config.sync_bn and ranks.distributed:
         if device.type != "cuda":
             raise SpartaError("--sync-bn needs CUDA: PyTorch's SyncBatchNorm has no CPU implementation")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
+    channels_last = uses_channels_last(config, device)
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(trainable, lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay, nesterov=config.momentum > 0)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in the stub
+    optimizer = make_optimizer(config, model)
     start_epoch, step = 0, 0
     if resume and (run_dir / STATE_FILE).exists():  # else no epoch had finished: start again
         reached = load_state(run_dir, model, optimizer, device)
@@ -231,63 +284,77 @@ def _fit(config, resume, method, schedule, ranks, device, run_dir, loader, test_
     forward = distributed.wrap(model, ranks, device)
     if config.compile:  # torch.compile of a Module returns a Module (OptimizedModule); its stub says Callable
         forward = cast(nn.Module, torch.compile(forward, backend=compile_backend()))
-    # Attacks go through the (compiled) forward, except under DDP: its reducer expects weight grads.
-    attack_model = model if ranks.distributed else None
-    metrics_path = run_dir / METRICS_FILE
-    if ranks.is_main:
-        _keep_metrics_before(run_dir, start_epoch)
+    return Fit(config, method, schedule, ranks, device, run_dir, loader, test, model, forward, optimizer,
+               channels_last, autocast(device, config.precision), start_epoch, step,
+               facts={**machine_facts(device), "world_size": ranks.world_size})
 
-    total_steps = config.epochs * len(loader)
-    precision = autocast(device, config.precision)
-    facts = {**machine_facts(device), "world_size": ranks.world_size}
-    for epoch in range(start_epoch, config.epochs):
-        model.train()
-        started = time.perf_counter()
-        loss_sum = correct = seen = 0.0
-        bar = progress(loader.epoch(epoch), total=len(loader), desc=f"epoch {epoch + 1}/{config.epochs}")
-        for x, y in bar:
-            x, y = distributed.shard(x, y, ranks)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr * schedule((step + 1) / total_steps)
-            eps = eps_at(config, step / len(loader))
-            step_size = config.step_size * (eps / config.eps if config.eps > 0 else 1.0)
-            setting = AttackSetting(eps=eps, steps=config.attack_steps, step_size=step_size,
-                                    bn_training=config.attack_bn_training,
-                                    trades_beta=config.trades_beta, attack_model=attack_model)
-            try:
-                loss, right = train_step(forward, optimizer, method, x, y, setting, precision)
-            except Diverged as err:
-                raise SpartaError(f"training diverged: loss is {err} at epoch {epoch + 1}, step {step}; "
-                                  f"{_kept(run_dir, epoch)}") from None
-            step += 1
-            loss_sum += loss * len(y)
-            correct += right
-            seen += len(y)
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100 * correct / seen:.1f}%", refresh=False)
-        problem = _unsound(model, x, y, precision)
-        if problem:
-            raise SpartaError(f"training diverged in epoch {epoch + 1}: {problem}; {_kept(run_dir, epoch)}")
-        loss_sum, correct, seen = distributed.sum_across([loss_sum, correct, seen], ranks, device)
-        seconds = time.perf_counter() - started
-        record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
-                  "lr": optimizer.param_groups[0]["lr"], "eps": eps, "seconds": seconds,
-                  "images_per_s": seen / seconds}
-        if config.eval_every and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
-            record.update(_quick_eval(model, test_x, test_y, config, precision, ranks, device))
-        if ranks.is_main:
-            say(epoch_line(record, config.epochs))
-            with metrics_path.open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
-            save_checkpoint(model, run_dir, epoch=epoch + 1, config=json.loads(config.to_json()), **facts)
-            save_state(run_dir, model, optimizer, epoch + 1, step, device)
-            if sparta_sites(model):  # the Sparta function, for --sparta-from RUN_DIR
-                atomic_write(run_dir / SPARTA_FILE, lambda tmp: export_sparta(model, tmp))
-        distributed.barrier(ranks)
-    if ranks.is_main and start_epoch < config.epochs:
-        warn_if_at_chance(run_dir, record["train_acc"], dataset_info(config.dataset).num_classes)
-    return run_dir
+
+def train_batch(fit: Fit, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+    """One step of the run: the scheduled learning rate, the attack of this point, one update."""
+    config, steps_per_epoch = fit.config, len(fit.loader)
+    if fit.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    for group in fit.optimizer.param_groups:
+        group["lr"] = config.lr * fit.schedule((fit.step + 1) / (config.epochs * steps_per_epoch))
+    setting = attack_setting(config, fit.step / steps_per_epoch, fit.attack_model)
+    fit.eps = setting.eps
+    result = train_step(fit.forward, fit.optimizer, fit.method, x, y, setting, fit.precision)
+    fit.step += 1
+    return result
+
+
+def run_epoch(fit: Fit, epoch: int) -> dict:
+    """One epoch of training; returns its metrics record (summed over ranks)."""
+    fit.model.train()
+    started = time.perf_counter()
+    loss_sum = correct = seen = 0.0
+    bar = progress(fit.loader.epoch(epoch), total=len(fit.loader), desc=f"epoch {epoch + 1}/{fit.config.epochs}")
+    for x, y in bar:
+        x, y = distributed.shard(x, y, fit.ranks)
+        try:
+            loss, right = train_batch(fit, x, y)
+        except Diverged as err:
+            raise SpartaError(f"training diverged: loss is {err} at epoch {epoch + 1}, step {fit.step}; "
+                              f"{_kept(fit.run_dir, epoch)}") from None
+        loss_sum, correct, seen = loss_sum + loss * len(y), correct + right, seen + len(y)
+        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100 * correct / seen:.1f}%", refresh=False)
+    problem = _unsound(fit.model, x, y, fit.precision)
+    if problem:
+        raise SpartaError(f"training diverged in epoch {epoch + 1}: {problem}; {_kept(fit.run_dir, epoch)}")
+    loss_sum, correct, seen = distributed.sum_across([loss_sum, correct, seen], fit.ranks, fit.device)
+    seconds = time.perf_counter() - started
+    return {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+            "lr": fit.optimizer.param_groups[0]["lr"], "eps": fit.eps, "seconds": seconds,
+            "images_per_s": seen / seconds}
+
+
+def end_epoch(fit: Fit, epoch: int, record: dict) -> None:
+    """The quick test evaluation when due, then (main rank) the metrics line and the run's files."""
+    config = fit.config
+    if config.eval_every and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
+        record.update(_quick_eval(fit.model, *fit.test, config, fit.precision, fit.ranks, fit.device))
+    if fit.ranks.is_main:
+        say(epoch_line(record, config.epochs))
+        with (fit.run_dir / METRICS_FILE).open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        save_checkpoint(fit.model, fit.run_dir, epoch=epoch + 1, config=json.loads(config.to_json()), **fit.facts)
+        save_state(fit.run_dir, fit.model, fit.optimizer, epoch + 1, fit.step, fit.device)
+        if sparta_sites(fit.model):  # the Sparta function, for --sparta-from RUN_DIR
+            atomic_write(fit.run_dir / SPARTA_FILE, lambda tmp: export_sparta(fit.model, tmp))
+    distributed.barrier(fit.ranks)
+
+
+def _fit(fit: Fit) -> Path:
+    """The epochs still to run, then the at-chance warning for a run that just finished."""
+    if fit.ranks.is_main:
+        _keep_metrics_before(fit.run_dir, fit.start_epoch)
+    record: dict = {}
+    for epoch in range(fit.start_epoch, fit.config.epochs):
+        record = run_epoch(fit, epoch)
+        end_epoch(fit, epoch, record)
+    if fit.ranks.is_main and record:
+        warn_if_at_chance(fit.run_dir, record["train_acc"], dataset_info(fit.config.dataset).num_classes)
+    return fit.run_dir
 
 
 def epoch_line(record: dict, epochs: int) -> str:
