@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pytest import MonkeyPatch
 
+import sparta.data as data_module
 from sparta.data import (
     DATASETS,
     Download,
@@ -29,6 +30,7 @@ from sparta.data import (
     load_dataset,
 )
 from sparta.errors import DataError
+from sparta.training.loader import AUGMENTATIONS
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 RNG = np.random.default_rng(0)
@@ -85,12 +87,16 @@ def md5_of(data: bytes) -> str:
 
 def test_registry_has_all_names_with_consistent_stats() -> None:
     assert set(DATASETS) == {"fashion-mnist", "mnist", "digits", "cifar10", "cifar100", "svhn"}
-    for name, spec in DATASETS.items():
-        assert dataset_info(name) is spec
+    for name in DATASETS:
+        spec = dataset_info(name)
+        assert spec is DATASETS.get(name) and spec.name == name
         assert len(spec.mean) == len(spec.std) == spec.channels
         assert set(spec.files) == {"train", "test"}
+        assert spec.augment in AUGMENTATIONS
     assert dataset_info("cifar100").num_classes == 100
     assert dataset_info("svhn").image_size == 32
+    # flips suit natural images, not digits
+    assert [dataset_info(n).augment for n in ("cifar10", "svhn", "mnist")] == ["crop-flip", "crop", "none"]
 
 
 @pytest.mark.parametrize("call", [load_dataset, dataset_info, download_dataset])
@@ -417,7 +423,8 @@ def test_real_fashion_mnist() -> None:
 
 
 def _with_downloads(monkeypatch: MonkeyPatch, name: str, *downloads: Download) -> None:
-    monkeypatch.setitem(DATASETS, name, dataclasses.replace(DATASETS[name], downloads=downloads))
+    spec, real = dataclasses.replace(dataset_info(name), downloads=downloads), data_module.dataset_info
+    monkeypatch.setattr(data_module, "dataset_info", lambda wanted: spec if wanted == name else real(wanted))
 
 
 def _idx_sources(tmp_path: Path) -> list[tuple[str, bytes]]:

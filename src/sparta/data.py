@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from sparta.errors import DataError
+from sparta.registry import Registry
 
 __all__ = [
     "DATASETS",
@@ -79,6 +80,7 @@ class DatasetSpec:
     files: Mapping[str, tuple[str, ...]]  # split -> paths relative to the dataset root
     default_root: str  # "~" is expanded when used, so tests can move HOME
     downloads: tuple[Download, ...] = ()
+    augment: str = "none"  # training augmentation by default (sparta.training.loader.AUGMENTATIONS)
 
 
 # ---------------------------------------------------------------------------------------
@@ -310,111 +312,113 @@ _CIFAR10_DIR = "cifar-10-batches-py"
 _CIFAR100_DIR = "cifar-100-python"
 _SVHN_URL = "http://ufldl.stanford.edu/housenumbers/"
 
-DATASETS: dict[str, DatasetSpec] = {
-    spec.name: spec
-    for spec in (
-        DatasetSpec(
-            name="fashion-mnist",
-            reader=_read_idx_pair,
-            channels=1,
-            image_size=28,
-            num_classes=10,
-            mean=(0.2860,),
-            std=(0.3530,),
-            files=_IDX_FILES,
-            default_root="/usr/share/datasets/fashion-mnist",  # Debian's dataset-fashion-mnist
-            downloads=_idx_downloads(
-                _FASHION_URL,
-                "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-                "25c81989df183df01b3e8a0aad5dffbe",
-                "bef4ecab320f06d8554ea6380940ec79",
-                "bb300cfdad3c16e7a12a480ee83cd310",
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+for _spec in (
+    DatasetSpec(
+        name="fashion-mnist",
+        reader=_read_idx_pair,
+        channels=1,
+        image_size=28,
+        num_classes=10,
+        mean=(0.2860,),
+        std=(0.3530,),
+        files=_IDX_FILES,
+        default_root="/usr/share/datasets/fashion-mnist",  # Debian's dataset-fashion-mnist
+        downloads=_idx_downloads(
+            _FASHION_URL,
+            "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "25c81989df183df01b3e8a0aad5dffbe",
+            "bef4ecab320f06d8554ea6380940ec79",
+            "bb300cfdad3c16e7a12a480ee83cd310",
+        ),
+    ),
+    DatasetSpec(
+        name="mnist",
+        reader=_read_idx_pair,
+        channels=1,
+        image_size=28,
+        num_classes=10,
+        mean=(0.1307,),
+        std=(0.3081,),
+        files=_IDX_FILES,
+        default_root=_cache("mnist"),
+        downloads=_idx_downloads(
+            _MNIST_URL,
+            "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "d53e105ee54ea40749a09fcbcd1e9432",
+            "9fb629c4189551a2d022fa330f9573f3",
+            "ec29112dd5afa0611ce80d1b7f02629c",
+        ),
+    ),
+    DatasetSpec(
+        name="digits",
+        reader=_read_digits,
+        channels=1,
+        image_size=28,
+        num_classes=10,
+        # Measured on the 28x28 train split (0.3052, 0.3246); bundled with sklearn, no files.
+        mean=(0.3052,),
+        std=(0.3246,),
+        files={"train": (), "test": ()},
+        default_root=_cache("digits"),
+    ),
+    DatasetSpec(
+        name="cifar10",
+        augment="crop-flip",  # flips suit natural images and clothes, not digits
+        reader=partial(_read_cifar, b"labels"),
+        channels=3,
+        image_size=32,
+        num_classes=10,
+        mean=(0.4914, 0.4822, 0.4465),
+        std=(0.2470, 0.2435, 0.2616),
+        files={
+            "train": tuple(f"{_CIFAR10_DIR}/data_batch_{i}" for i in range(1, 6)),
+            "test": (f"{_CIFAR10_DIR}/test_batch",),
+        },
+        default_root=_cache("cifar10"),
+        downloads=(
+            Download(
+                "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+                "c58f30108f718f92721af3b95e74349a",
             ),
         ),
-        DatasetSpec(
-            name="mnist",
-            reader=_read_idx_pair,
-            channels=1,
-            image_size=28,
-            num_classes=10,
-            mean=(0.1307,),
-            std=(0.3081,),
-            files=_IDX_FILES,
-            default_root=_cache("mnist"),
-            downloads=_idx_downloads(
-                _MNIST_URL,
-                "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-                "d53e105ee54ea40749a09fcbcd1e9432",
-                "9fb629c4189551a2d022fa330f9573f3",
-                "ec29112dd5afa0611ce80d1b7f02629c",
+    ),
+    DatasetSpec(
+        name="cifar100",
+        augment="crop-flip",  # flips suit natural images and clothes, not digits
+        reader=partial(_read_cifar, b"fine_labels"),
+        channels=3,
+        image_size=32,
+        num_classes=100,
+        mean=(0.5071, 0.4865, 0.4409),
+        std=(0.2673, 0.2564, 0.2762),
+        files={"train": (f"{_CIFAR100_DIR}/train",), "test": (f"{_CIFAR100_DIR}/test",)},
+        default_root=_cache("cifar100"),
+        downloads=(
+            Download(
+                "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+                "eb9058c3a382ffc7106e4002c42a8d85",
             ),
         ),
-        DatasetSpec(
-            name="digits",
-            reader=_read_digits,
-            channels=1,
-            image_size=28,
-            num_classes=10,
-            # Measured on the 28x28 train split (0.3052, 0.3246); bundled with sklearn, no files.
-            mean=(0.3052,),
-            std=(0.3246,),
-            files={"train": (), "test": ()},
-            default_root=_cache("digits"),
+    ),
+    DatasetSpec(
+        name="svhn",
+        augment="crop",  # digits: no flips
+        reader=_read_svhn,
+        channels=3,
+        image_size=32,
+        num_classes=10,
+        mean=(0.4377, 0.4438, 0.4728),
+        std=(0.1980, 0.2010, 0.1970),
+        files={"train": ("train_32x32.mat",), "test": ("test_32x32.mat",)},
+        default_root=_cache("svhn"),
+        downloads=(
+            Download(_SVHN_URL + "train_32x32.mat", "e26dedcc434d2e4c54c9b2d4a06d8373"),
+            Download(_SVHN_URL + "test_32x32.mat", "eb5a983be6a315427106f1b164d9cef3"),
         ),
-        DatasetSpec(
-            name="cifar10",
-            reader=partial(_read_cifar, b"labels"),
-            channels=3,
-            image_size=32,
-            num_classes=10,
-            mean=(0.4914, 0.4822, 0.4465),
-            std=(0.2470, 0.2435, 0.2616),
-            files={
-                "train": tuple(f"{_CIFAR10_DIR}/data_batch_{i}" for i in range(1, 6)),
-                "test": (f"{_CIFAR10_DIR}/test_batch",),
-            },
-            default_root=_cache("cifar10"),
-            downloads=(
-                Download(
-                    "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-                    "c58f30108f718f92721af3b95e74349a",
-                ),
-            ),
-        ),
-        DatasetSpec(
-            name="cifar100",
-            reader=partial(_read_cifar, b"fine_labels"),
-            channels=3,
-            image_size=32,
-            num_classes=100,
-            mean=(0.5071, 0.4865, 0.4409),
-            std=(0.2673, 0.2564, 0.2762),
-            files={"train": (f"{_CIFAR100_DIR}/train",), "test": (f"{_CIFAR100_DIR}/test",)},
-            default_root=_cache("cifar100"),
-            downloads=(
-                Download(
-                    "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-                    "eb9058c3a382ffc7106e4002c42a8d85",
-                ),
-            ),
-        ),
-        DatasetSpec(
-            name="svhn",
-            reader=_read_svhn,
-            channels=3,
-            image_size=32,
-            num_classes=10,
-            mean=(0.4377, 0.4438, 0.4728),
-            std=(0.1980, 0.2010, 0.1970),
-            files={"train": ("train_32x32.mat",), "test": ("test_32x32.mat",)},
-            default_root=_cache("svhn"),
-            downloads=(
-                Download(_SVHN_URL + "train_32x32.mat", "e26dedcc434d2e4c54c9b2d4a06d8373"),
-                Download(_SVHN_URL + "test_32x32.mat", "eb5a983be6a315427106f1b164d9cef3"),
-            ),
-        ),
-    )
-}
+    ),
+):
+    DATASETS.register(_spec.name)(_spec)
 
 
 # ---------------------------------------------------------------------------------------
@@ -423,10 +427,9 @@ DATASETS: dict[str, DatasetSpec] = {
 
 def dataset_info(name: str) -> DatasetSpec:
     """The registry entry for ``name`` (channels, image_size, num_classes, mean, std, ...)."""
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise DataError(f"unknown dataset {name!r}; choose from: {', '.join(DATASETS)}") from None
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose from: {', '.join(DATASETS)}")
+    return DATASETS.get(name)
 
 
 def dataset_root(name: str, root: str | os.PathLike[str] | None = None) -> Path:

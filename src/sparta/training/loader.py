@@ -12,10 +12,7 @@ import torch
 
 from sparta.errors import SpartaError
 
-AUGMENTATIONS = ("none", "crop", "crop-flip")
-# Flips suit natural images and clothes, not digits.
-DEFAULT_AUGMENT = {"cifar10": "crop-flip", "cifar100": "crop-flip", "fashion-mnist": "none",
-                   "mnist": "none", "digits": "none", "svhn": "crop"}
+AUGMENTATIONS = ("none", "crop", "crop-flip")  # each dataset's default is its spec's `augment`
 
 
 def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:

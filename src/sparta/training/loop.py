@@ -39,7 +39,7 @@ from sparta.runfiles import (
 from sparta.runtime import autocast, compile_backend, machine_facts, resolve_device, seed_everything
 from sparta.sharing import export_sparta, import_sparta, sparta_sites
 from sparta.training import distributed
-from sparta.training.loader import DEFAULT_AUGMENT, DeviceLoader
+from sparta.training.loader import DeviceLoader
 from sparta.training.methods import METHODS, AttackSetting, Method
 from sparta.training.schedule import SCHEDULES, eps_at
 from sparta.training.state import load_state, save_state
@@ -195,7 +195,7 @@ def _train(config, resume, method, schedule, ranks, device, own_model=None) -> P
     test_x, test_y = load_dataset(config.dataset, "test", config.data_root)
     test_x, test_y = test_x[: config.eval_n], test_y[: config.eval_n]
     test_x, test_y = test_x[ranks.rank::ranks.world_size].to(device), test_y[ranks.rank::ranks.world_size].to(device)
-    augment = config.augment or DEFAULT_AUGMENT.get(config.dataset, "none")
+    augment = config.augment or dataset_info(config.dataset).augment
     loader = DeviceLoader(images, labels, config.batch_size, config.seed, augment, device)
     total_steps = config.epochs * len(loader)
     if not schedule(1 / total_steps) > 0:
