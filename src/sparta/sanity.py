@@ -26,8 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sparta.attacks import check_eps, create_attack, model_mode
-from sparta.attacks.threat import input_gradient
+from sparta.attacks import check_eps, create_attack, input_gradient, model_mode
 from sparta.errors import SpartaError
 from sparta.evaluation import accuracy, load_run
 from sparta.registry import Registry

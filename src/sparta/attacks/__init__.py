@@ -10,7 +10,7 @@ from torch import nn
 
 from sparta.attacks.autoattack import AutoAttack
 from sparta.attacks.gradient import FGSM, PGD
-from sparta.attacks.threat import check_eps, margin_loss, model_mode, parse_eps, project
+from sparta.attacks.threat import check_eps, input_gradient, margin_loss, model_mode, parse_eps, project
 from sparta.errors import SpartaError
 from sparta.registry import Registry
 
@@ -74,6 +74,7 @@ __all__ = [
     "AutoAttack",
     "check_eps",
     "create_attack",
+    "input_gradient",
     "margin_loss",
     "model_mode",
     "parse_eps",

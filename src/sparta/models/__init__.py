@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from torch import nn
 
 from sparta.errors import SpartaError
-from sparta.models.common import ActivationFactory, CallableActivation, Normalize, SiteActivation
+from sparta.models.common import CallableActivation, NamedActivation, Normalize, SiteActivation
 from sparta.models.resnet import ResNet
 from sparta.models.smallcnn import SmallCNN
 from sparta.models.wrn import WideResNet
@@ -87,7 +87,7 @@ def build_model(name: str, activation: str | Callable[..., nn.Module] = "relu", 
     activation = registered_activation(activation) or activation
     act: SiteActivation
     if isinstance(activation, str):
-        act = ActivationFactory(activation, **activation_options)
+        act = NamedActivation(activation, **activation_options)
     else:
         act = CallableActivation(activation, **activation_options)
     model = entry(act, num_classes, in_channels, image_size, Normalize(mean, std))

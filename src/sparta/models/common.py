@@ -33,8 +33,8 @@ class Normalize(nn.Module):
 SiteActivation = Callable[[int], nn.Module]
 
 
-class ActivationFactory:
-    """Builds a new activation per site: `act(channels)`."""
+class NamedActivation:
+    """Builds a new registered activation (by name and options) per site: `act(channels)`."""
 
     def __init__(self, name: str, **options: object) -> None:
         self.name = name
