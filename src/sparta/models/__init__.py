@@ -78,12 +78,8 @@ def build_model(name: str, activation: str | Callable[..., nn.Module] = "relu", 
     keywords go to every activation site.
     """
     entry = MODELS.get(name)
-    facts = _input_facts(dataset, num_classes, in_channels, image_size, mean, std)
-    num_classes, in_channels, image_size, mean, std = facts
-    if num_classes < 2 or in_channels < 1:
-        raise SpartaError(f"need num_classes >= 2 and in_channels >= 1, got {num_classes} and {in_channels}")
-    if len(mean) != in_channels or len(std) != in_channels or min(std) <= 0:
-        raise SpartaError(f"mean/std need {in_channels} values with std > 0, got {mean} and {std}")
+    num_classes, in_channels, image_size, mean, std = _input_facts(dataset, num_classes, in_channels,
+                                                                   image_size, mean, std)
     activation = registered_activation(activation) or activation
     act: SiteActivation
     if isinstance(activation, str):
@@ -108,7 +104,7 @@ def _input_facts(dataset: str | None, num_classes: int | None, in_channels: int 
                  mean: Sequence[float] | None, std: Sequence[float] | None,
                  ) -> tuple[int, int, int, tuple[float, ...], tuple[float, ...]]:
     """(num_classes, in_channels, image_size, mean, std): given values win, then the data
-    set's, then 10 classes of 3 x 32 x 32 images normalised with 0.5."""
+    set's, then 10 classes of 3 x 32 x 32 images normalised with 0.5; checked to fit together."""
     if dataset is not None:
         from sparta.data import dataset_info
 
@@ -117,11 +113,17 @@ def _input_facts(dataset: str | None, num_classes: int | None, in_channels: int 
     else:
         channels = in_channels or 3
         defaults = (10, channels, 32, (0.5,) * channels, (0.5,) * channels)
-    return (num_classes if num_classes is not None else defaults[0],
-            in_channels if in_channels is not None else defaults[1],
-            image_size if image_size is not None else defaults[2],
-            tuple(mean if mean is not None else defaults[3]),
-            tuple(std if std is not None else defaults[4]))
+    facts = (num_classes if num_classes is not None else defaults[0],
+             in_channels if in_channels is not None else defaults[1],
+             image_size if image_size is not None else defaults[2],
+             tuple(mean if mean is not None else defaults[3]),
+             tuple(std if std is not None else defaults[4]))
+    classes, channels, _, means, stds = facts
+    if classes < 2 or channels < 1:
+        raise SpartaError(f"need num_classes >= 2 and in_channels >= 1, got {classes} and {channels}")
+    if len(means) != channels or len(stds) != channels or min(stds) <= 0:
+        raise SpartaError(f"mean/std need {channels} values with std > 0, got {means} and {stds}")
+    return facts
 
 
 def registered_activation(activation: str | Callable[..., nn.Module]) -> str | None:
