@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 
+from sparta.commands._grid import add_grid_flags, add_train_flags, base_config, eval_plan, run_cells, seed_list
 from sparta.commands._types import level_list
-from sparta.commands.compare import add_grid_flags, add_train_flags, base_config, eval_plan, run_cells, seed_list
 
 NAME = "ablate"
 HELP = "vary Sparta's settings one at a time (phi, kernel_size, hidden, beta0, share, ...); verdict per factor"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from sparta.commands._types import eps_value, option_value
 from sparta.config import TrainConfig
@@ -61,13 +63,26 @@ def _choices(name: str) -> str:
     return f"; one of: {', '.join(found())}" if found else ""
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The train flags: --resume, --config and one flag per TrainConfig field."""
-    parser.add_argument("--resume", metavar="RUN_DIR", help="finish a killed run from its last epoch")
-    parser.add_argument("--config", metavar="CONFIG_JSON",
-                        help="start from the settings of this config.json (or run directory); the flags given "
-                             "beside it override them (give a new --out)")
+class FlagTable(Protocol):
+    """What flags are added to: a parser or one of its argument groups."""
+
+    def add_argument(self, *flags: str, **spec: Any) -> Any:
+        """argparse's add_argument."""
+
+
+def add_arguments(parser: FlagTable, skip: Iterable[str] = ()) -> None:
+    """The train flags: --resume, --config and one flag per TrainConfig field, but those whose
+    destination is in `skip` (a grid command replaces a few by its own)."""
+    skip = set(skip)
+    if "resume" not in skip:
+        parser.add_argument("--resume", metavar="RUN_DIR", help="finish a killed run from its last epoch")
+    if "config" not in skip:
+        parser.add_argument("--config", metavar="CONFIG_JSON",
+                            help="start from the settings of this config.json (or run directory); the flags given "
+                                 "beside it override them (give a new --out)")
     for field in dataclasses.fields(TrainConfig):
+        if field.name in skip:
+            continue
         spec = dict(SPECIAL_FLAGS.get(field.name, {}))
         flags = spec.pop("flags", ["--" + field.name.replace("_", "-")])
         if "type" not in spec and "action" not in spec:

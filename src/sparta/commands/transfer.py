@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sparta.commands.compare import add_grid_flags, add_train_flags, base_config, eval_plan, run_cells, seed_list
+from sparta.commands._grid import add_grid_flags, add_train_flags, base_config, eval_plan, run_cells, seed_list
 from sparta.errors import SpartaError
 
 NAME = "transfer"
