@@ -94,6 +94,7 @@ def library() -> ctypes.CDLL | None:
     target = cache_dir() / f"site-{key.hexdigest()[:16]}.so"
     try:
         if not target.exists():
+            log.info("building Sparta's native CPU site with %s (once per machine, a few seconds)", compiler)
             _build(compiler, target)
         return _declare(ctypes.CDLL(str(target)))
     except (OSError, subprocess.SubprocessError) as error:
