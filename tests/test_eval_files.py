@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from sparta.cli import main
-from sparta.runfiles import METRICS_FILE, read_metrics
+from sparta.runfiles import METRICS_FILE, RECORD_KEYS, EvalRecord, find_record, read_metrics, record_key
 
 
 @pytest.fixture()
@@ -100,6 +100,48 @@ def test_merge_collapses_duplicates_an_old_file_holds():
     assert merged == [old[1]] and kept_out == []
 
 
+def _rec(attack, eps, n, accuracy=0.5) -> EvalRecord:
+    return {"attack": attack, "eps": eps, "n": n, "accuracy": accuracy}
+
+
+def test_find_record_the_latest_of_a_key_wins():
+    records = [_rec("pgd", 0.1, 16, 0.3), _rec("cw", 0.1, 16, 0.2), _rec("pgd", 0.1, 16, 0.4)]
+    assert find_record(records, "pgd", 0.1, 16) is records[2]
+    assert find_record(records, "cw", 0.1, 16) is records[1]
+    assert find_record(records, "fgsm", 0.1, 16) is None and find_record([], "pgd", 0.1, 16) is None
+
+
+def test_find_record_matches_eps_to_8_decimals_and_n_exactly():
+    records = [_rec("pgd", 8 / 255, 16)]
+    assert find_record(records, "pgd", 8 / 255 + 1e-9, 16) is records[0]
+    assert find_record(records, "pgd", json.loads(json.dumps(8 / 255)), 16) is records[0]
+    assert find_record(records, "pgd", 8 / 255 + 1e-6, 16) is None
+    assert find_record(records, "pgd", 8 / 255, 15) is None and find_record(records, "pgd", 8 / 255, 17) is None
+
+
+def test_clean_is_found_at_any_eps():
+    records = [_rec("clean", 0.0, 16)]
+    assert find_record(records, "clean", 0.1, 16) is records[0]
+    assert find_record(records, "clean", 0.3, 8) is None  # n still counts
+    assert record_key(records[0]) == record_key(_rec("clean", 0.2, 16)) == ("clean", 0.0, 16)
+
+
+def test_merge_and_find_share_one_key():
+    """What merge_records keeps for a key is what find_record finds for it."""
+    from sparta.evaluation import merge_records
+
+    old = [_rec("pgd", 0.1, 16, 0.3), _rec("clean", 0.0, 16, 0.9)]
+    new = [_rec("pgd", 0.1 + 1e-10, 16, 0.4), _rec("pgd", 0.1, 8, 0.5), _rec("clean", 0.0, 16, 0.8)]
+    merged, kept_out = merge_records(old, new)
+    assert kept_out == [] and len(merged) == 3
+    assert find_record(merged, "pgd", 0.1, 16) is new[0] and find_record(merged, "pgd", 0.1, 8) is new[1]
+    assert find_record(merged, "clean", 0.1, 16) is new[2]
+
+
+def test_record_keys_are_the_typed_records_required_keys():
+    assert set(RECORD_KEYS) == EvalRecord.__required_keys__
+
+
 def test_a_folder_that_refuses_writes_is_one_line_and_keeps_eval_json(run_copy, capsys, monkeypatch):
     """An immutable (chattr +i) or read-only run folder: mkstemp there fails with EPERM."""
     import errno
@@ -117,3 +159,15 @@ def test_a_folder_that_refuses_writes_is_one_line_and_keeps_eval_json(run_copy, 
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("sparta: error: Operation not permitted") and str(run_copy) in err
     assert (run_copy / "eval.json").read_text() == before
+
+
+def test_the_shipped_eval_json_reads_as_typed_records():
+    from pathlib import Path
+
+    from sparta import runfiles
+
+    folder = Path(runfiles.__file__).parent / "pretrained_models" / "smallcnn-relu-fashion-mnist"
+    records = runfiles.read_eval_records(folder)
+    assert all(set(RECORD_KEYS) <= set(r) <= set(EvalRecord.__annotations__) for r in records)
+    assert find_record(records, "clean", 0.1, 1000)["n"] == 1000
+    assert find_record(records, "pgd", 0.1, 10000)["settings"]["steps"] == 20

@@ -174,3 +174,20 @@ def test_an_eps_curve_says_which_test_set_sizes_it_rests_on():
     assert _sizes_note(band) == ", n varies: 500 at ε 0, 0.1; 200 at ε 0.2"
     uniform = robust_accuracy_curves({"relu": [run(records[:2])]})["relu"]
     assert _sizes_note(uniform) == ", n = 500"
+
+
+def test_each_eps_point_is_the_record_on_the_most_images_under_the_record_key():
+    """Records of one eps (to 8 decimals) are one point; the one on the most images wins,
+    the latest of equal keys; eps 0 is the clean record; missing_eps asks the same question."""
+    from sparta.report.collect import Run, latest_records, records_by_eps
+
+    records = [{"attack": "clean", "eps": 0.0, "n": 500, "accuracy": 0.8},
+               {"attack": "pgd", "eps": 0.1, "n": 500, "accuracy": 0.6},
+               {"attack": "pgd", "eps": 0.1 + 1e-10, "n": 200, "accuracy": 0.5},
+               {"attack": "pgd", "eps": 0.1, "n": 500, "accuracy": 0.55},
+               {"attack": "cw", "eps": 0.1, "n": 1000, "accuracy": 0.1}]
+    run = Run("r", TrainConfig(), [], records)
+    assert latest_records(run) == [records[0], records[4], records[2], records[3]]
+    assert records_by_eps(run) == {0.0: records[0], 0.1: records[3]}
+    assert missing_eps(run, [0.0, 0.1 + 1e-10, 0.2], 500) == [0.2]
+    assert missing_eps(run, [0.0, 0.1], 501) == [0.0, 0.1]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from sparta.checkpoint import load_checkpoint
 from sparta.config import TrainConfig
 from sparta.errors import SpartaError
 from sparta.progress import warn
-from sparta.runfiles import EVAL_FILE, read_eval, write_eval
+from sparta.runfiles import EVAL_FILE, EvalRecord, read_eval, record_key, write_eval
 from sparta.stats import binomial_interval
 
 # Evaluation settings (docs/design.md section 5): PGD-20 with step eps/4; CW = PGD-30 on the margin.
@@ -55,7 +55,7 @@ def unpack_mask(text: str, n: int) -> np.ndarray:
     return np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))[:n].astype(bool)
 
 
-def worst_case(records: list[dict[str, Any]]) -> float | None:
+def worst_case(records: Sequence[EvalRecord]) -> float | None:
     """AutoAttack's way of counting: an example is robust only if every attack failed on
     it. Over the records' first min(n) examples (each eval uses the first n test images);
     None when a record has no per-example mask (written before masks were kept)."""
@@ -66,15 +66,20 @@ def worst_case(records: list[dict[str, Any]]) -> float | None:
     return float(survived.mean())
 
 
-def _record(attack: str, eps: float, mask: torch.Tensor, seconds: float, **extra: Any) -> dict[str, Any]:
+def _record(attack: str, eps: float, mask: torch.Tensor, seconds: float,
+            settings: dict[str, Any] | None = None) -> EvalRecord:
     n, correct = len(mask), int(mask.sum().item())
-    return {"attack": attack, "eps": eps, "accuracy": correct / max(1, n), "ci95": list(binomial_interval(correct, n)),
-            "correct": correct, "n": n, "seconds": seconds, "correct_mask": pack_mask(mask), **extra}
+    record: EvalRecord = {"attack": attack, "eps": eps, "accuracy": correct / max(1, n),
+                          "ci95": list(binomial_interval(correct, n)), "correct": correct, "n": n,
+                          "seconds": seconds, "correct_mask": pack_mask(mask)}
+    if settings is not None:  # clean has none
+        record["settings"] = settings
+    return record
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: list[str], eps: float,
              batch_size: int = 500, seed: int = 0, options: dict[str, dict[str, Any]] | None = None,
-             ) -> list[dict[str, Any]]:
+             ) -> list[EvalRecord]:
     """Accuracy of `model` on (x, y) under each attack (and "clean"), at L-inf radius eps.
 
     One record per attack: accuracy, its 95% Clopper-Pearson interval for the test-set
@@ -83,7 +88,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: list[s
     """
     if not len(y):
         raise SpartaError("evaluate needs at least one image")
-    records = []
+    records: list[EvalRecord] = []
     for name in attack_list(attacks, batch_size):
         torch.manual_seed(seed)
         if name == "clean":
@@ -120,12 +125,7 @@ def attack_list(attacks: list[str], batch_size: int = 500) -> list[str]:
 BUDGET_SETTINGS = ("steps", "restarts", "n_queries")
 
 
-def record_key(record: dict[str, Any]) -> tuple:
-    """What a record measures: the attack, at eps, on the first n images."""
-    return record["attack"], round(float(record["eps"]), 8), int(record["n"])
-
-
-def at_least_as_strong(new: dict[str, Any], old: dict[str, Any]) -> bool:
+def at_least_as_strong(new: EvalRecord, old: EvalRecord) -> bool:
     """Whether `new`'s attack searched at least as hard as `old`'s: every budget setting
     (steps, restarts, Square's queries) at least as large. Absent settings compare equal."""
     new_settings, old_settings = new.get("settings") or {}, old.get("settings") or {}
@@ -133,13 +133,13 @@ def at_least_as_strong(new: dict[str, Any], old: dict[str, Any]) -> bool:
                if isinstance(old_settings.get(key, 0), (int, float)))
 
 
-def merge_records(old: list[dict[str, Any]], new: list[dict[str, Any]]
-                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(merged, kept_out): one record per (attack, eps, n). A new record replaces the old
+def merge_records(old: Sequence[EvalRecord], new: Sequence[EvalRecord]
+                  ) -> tuple[list[EvalRecord], list[EvalRecord]]:
+    """(merged, kept_out): one record per `runfiles.record_key`. A new record replaces the old
     one only if its attack is at least as strong, so a quick rerun never overwrites a
     stronger measurement; the new records left out are returned for the caller to report."""
     merged = {record_key(r): r for r in old}  # later duplicates in an old file collapse too
-    kept_out = []
+    kept_out: list[EvalRecord] = []
     for record in new:
         previous = merged.get(record_key(record))
         if previous is not None and not at_least_as_strong(record, previous):
@@ -150,7 +150,7 @@ def merge_records(old: list[dict[str, Any]], new: list[dict[str, Any]]
     return list(merged.values()), kept_out
 
 
-def _budget(records: list[dict[str, Any]], like: dict[str, Any]) -> str:
+def _budget(records: Sequence[EvalRecord], like: EvalRecord) -> str:
     """The budget settings of the record among `records` that measures what `like` does."""
     match = next(r for r in records if record_key(r) == record_key(like))
     settings = match.get("settings") or {}
@@ -181,8 +181,8 @@ def load_run(run_dir: str | Path, n: int | None = None, device: str = "auto", da
 def evaluate_run(run_dir: str | Path, attacks: list[str], n: int | None = None, eps: float | None = None,
                  device: str = "auto", batch_size: int = 500, data_root: str | None = None,
                  on_attack: Callable[[str, int], None] | None = None,
-                 on_record: Callable[[dict[str, Any]], None] | None = None,
-                 model: nn.Module | None = None) -> list[dict[str, Any]]:
+                 on_record: Callable[[EvalRecord], None] | None = None,
+                 model: nn.Module | None = None) -> list[EvalRecord]:
     """Evaluate a run's model on the first n test images; merge the records into eval.json.
 
     `model`: an instance of the run's architecture to load the weights into (required for
@@ -199,7 +199,7 @@ def evaluate_run(run_dir: str | Path, attacks: list[str], n: int | None = None, 
     facts = machine_facts(x.device)  # before the attacks: the code that runs them
     eps = config.eps if eps is None else eps
     path = run_dir / EVAL_FILE
-    records = []
+    records: list[EvalRecord] = []
     for attack in attacks:  # eval.json is rewritten after each attack: a killed eval keeps what ran
         if on_attack:
             on_attack(attack, len(y))

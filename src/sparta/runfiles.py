@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from sparta.errors import SpartaError
 
@@ -72,7 +73,52 @@ def write_eval(run_dir: str | Path, document: dict[str, Any]) -> None:
     atomic_write_text(Path(run_dir) / EVAL_FILE, json.dumps(document, indent=2))
 
 
-RECORD_KEYS = ("attack", "eps", "n", "accuracy")
+class _RecordCore(TypedDict):
+    """What every eval.json record has (`RECORD_KEYS`)."""
+
+    attack: str  # "clean" or an attack's canonical name
+    eps: float
+    n: int
+    accuracy: float  # correct / n
+
+
+class EvalRecord(_RecordCore, total=False):
+    """One entry of eval.json's "results": `attack` at L-inf radius `eps` (0.0 for clean) on
+    the first `n` test images, and the `accuracy` measured. Records written before intervals
+    and masks were kept lack `ci95`, `correct` and `correct_mask`; clean has no `settings`."""
+
+    ci95: list[float]  # 95% Clopper-Pearson interval of the accuracy
+    correct: int
+    seconds: float
+    correct_mask: str  # per example, correct or not: one bit each, hex (evaluation.pack_mask)
+    settings: dict[str, Any]  # the attack's settings (steps, restarts, seed, n_queries)
+
+
+RECORD_KEYS = ("attack", "eps", "n", "accuracy")  # what every record has (EvalRecord's required keys)
+EPS_DIGITS = 8  # eps values that agree to 8 decimals are one eps
+RecordKey = tuple[str, float, int]
+
+
+def eps_key(eps: float) -> float:
+    """eps as records are matched by it: rounded to EPS_DIGITS decimals."""
+    return round(float(eps), EPS_DIGITS)
+
+
+def measurement_key(attack: str, eps: float, n: int) -> RecordKey:
+    """What a measurement is: (attack, `eps_key(eps)`, n); clean has no eps (0.0)."""
+    return attack, 0.0 if attack == "clean" else eps_key(eps), int(n)
+
+
+def record_key(record: EvalRecord) -> RecordKey:
+    """What a record measures (`measurement_key`): eval.json holds one record per key."""
+    return measurement_key(record["attack"], record["eps"], record["n"])
+
+
+def find_record(records: Sequence[EvalRecord], attack: str, eps: float, n: int) -> EvalRecord | None:
+    """The record of `attack` at `eps` (any eps for clean) on n images, or None; the
+    latest in `records` wins where several share the key."""
+    wanted = measurement_key(attack, eps, n)
+    return next((record for record in reversed(records) if record_key(record) == wanted), None)
 
 
 def read_eval(run_dir: str | Path) -> dict[str, Any]:
@@ -93,6 +139,6 @@ def read_eval(run_dir: str | Path) -> dict[str, Any]:
     return document
 
 
-def read_eval_records(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The evaluation records of a run ([] when it has not been evaluated)."""
+def read_eval_records(run_dir: str | Path) -> list[EvalRecord]:
+    """The evaluation records of a run ([] when it has not been evaluated), checked by `read_eval`."""
     return list(read_eval(run_dir).get("results", []))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from sparta.commands._types import eps_value, name_list
+from sparta.runfiles import EvalRecord
 
 NAME = "eval"
 HELP = "evaluate a run directory under attacks; writes eval.json"
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     return _sanity(args) if args.sanity else 0
 
 
-def _print_record(record: dict) -> None:
+def _print_record(record: EvalRecord) -> None:
     """One line per attack, printed as the attack ends."""
     low, high = record["ci95"]
     print(f"{record['attack']:<11} eps={record['eps']:.4f}  accuracy={100 * record['accuracy']:6.2f}%  "

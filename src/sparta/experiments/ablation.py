@@ -25,8 +25,8 @@ from typing import Any
 
 from sparta.config import TrainConfig
 from sparta.errors import SpartaError
-from sparta.experiments.grid import Cell, EvalPlan, cell_name, eval_size, find_record, for_activation
-from sparta.runfiles import read_eval_records
+from sparta.experiments.grid import Cell, EvalPlan, cell_name, eval_size, for_activation
+from sparta.runfiles import find_record, read_eval_records
 from sparta.sparta_activation import Sparta
 from sparta.stats import Estimate, mean_ci
 

@@ -37,7 +37,16 @@ from sparta.data import load_dataset
 from sparta.errors import SpartaError
 from sparta.evaluation import evaluate_run
 from sparta.models import MODELS
-from sparta.runfiles import CONFIG_FILE, MODEL_FILE, RUN_FILES, SPARTA_FILE, STATE_FILE, atomic_write, read_eval_records
+from sparta.runfiles import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    RUN_FILES,
+    SPARTA_FILE,
+    STATE_FILE,
+    atomic_write,
+    find_record,
+    read_eval_records,
+)
 from sparta.sharing import export_sparta
 from sparta.training.loop import run_lock, train
 from sparta.training.methods import METHODS
@@ -134,15 +143,6 @@ def epochs_done(run_dir: Path) -> int:
     if not (run_dir / MODEL_FILE).is_file():
         return 0
     return int(read_checkpoint_header(run_dir)["meta"].get("epoch", 0))
-
-
-def find_record(records: Sequence[dict], attack: str, eps: float, n: int) -> dict | None:
-    """The record of `attack` at `eps` (any eps for clean) on n images; the latest wins."""
-    for record in reversed(records):
-        same_eps = attack == "clean" or abs(record["eps"] - eps) < 1e-9
-        if record["attack"] == attack and record["n"] == n and same_eps:
-            return record
-    return None
 
 
 def missing_attacks(cell: Cell, plan: EvalPlan, n: int) -> list[str]:

@@ -23,8 +23,8 @@ from sparta.config import TrainConfig
 from sparta.data import dataset_info
 from sparta.errors import SpartaError
 from sparta.evaluation import worst_case
-from sparta.experiments.grid import Cell, EvalPlan, eval_size, find_record
-from sparta.runfiles import atomic_write_text, read_eval_records, read_metrics
+from sparta.experiments.grid import Cell, EvalPlan, eval_size
+from sparta.runfiles import EvalRecord, atomic_write_text, find_record, read_eval_records, read_metrics
 from sparta.sparta_activation import Sparta
 from sparta.stats import Estimate, binomial_interval, mean_ci
 from sparta.training.loop import model_for, near_chance
@@ -71,7 +71,7 @@ def train_seconds(run_dir: Path) -> float:
     return sum(record["seconds"] for record in metrics)
 
 
-def attack_title(record: dict) -> str:
+def attack_title(record: EvalRecord) -> str:
     """'clean', 'pgd-20', 'cw-30', 'autoattack': the step count is part of what was run."""
     steps = record.get("settings", {}).get("steps")
     return record["attack"] if steps is None else f"{record['attack']}-{steps}"
@@ -86,7 +86,8 @@ def ended_at_chance(cell: Cell) -> bool:
 def _cell_values(cell: Cell, plan: EvalPlan) -> dict[str, float]:
     records = read_eval_records(cell.run_dir)
     n = eval_size(cell.config, plan)
-    values, attacked = {}, []
+    values: dict[str, float] = {}
+    attacked: list[EvalRecord] = []
     for attack in plan.attacks:
         record = find_record(records, attack, cell.config.eps, n)
         if record is None:

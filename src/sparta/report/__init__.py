@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from sparta.errors import SpartaError
 from sparta.report.collect import (
@@ -26,10 +25,11 @@ from sparta.report.collect import (
 from sparta.report.markdown import Figures, write_report
 from sparta.report.plots import plot_robust_accuracy, plot_threshold_maps, plot_training_curves
 from sparta.report.thresholds import run_threshold_maps
+from sparta.runfiles import EvalRecord
 
 
 def fill_eps_sweep(runs: Sequence[Run], eps_values: Sequence[float], n: int | None = None,
-                   device: str = "auto", data_root: str | None = None) -> list[tuple[Run, dict[str, Any]]]:
+                   device: str = "auto", data_root: str | None = None) -> list[tuple[Run, EvalRecord]]:
     """Evaluate PGD-20 (clean at eps 0) on the first n test images where a run lacks the record.
 
     A record on at least as many images counts as present. Records are merged into each

@@ -17,7 +17,7 @@ from typing import Any
 
 from sparta.config import TrainConfig
 from sparta.errors import SpartaError
-from sparta.runfiles import CONFIG_FILE, read_eval_records, read_metrics
+from sparta.runfiles import CONFIG_FILE, EvalRecord, eps_key, read_eval_records, read_metrics, record_key
 from sparta.stats import mean_ci
 
 # Settings that do not define the experiment: runs differing only in these are replicates.
@@ -37,7 +37,7 @@ class Run:
     path: Path
     config: TrainConfig
     metrics: list[dict[str, Any]] = field(default_factory=list)
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[EvalRecord] = field(default_factory=list)
 
     @property
     def group_key(self) -> tuple[tuple[str, str], ...]:
@@ -147,23 +147,23 @@ def _band(points: dict[float, list[float]]) -> Band:
                 [len(points[x]) for x in xs])
 
 
-def latest_records(run: Run) -> list[dict[str, Any]]:
-    """The last record written for each (attack, eps, n), clean first, then by attack and eps."""
-    latest = {(r["attack"], round(float(r["eps"]), 8), r["n"]): r for r in run.records}
-    return [latest[k] for k in sorted(latest, key=lambda k: (k[0] != "clean", k[0], k[1], k[2]))]
+def latest_records(run: Run) -> list[EvalRecord]:
+    """The last record written for each `record_key` (attack, eps, n), clean first, then by
+    attack and eps."""
+    latest = {record_key(r): r for r in run.records}
+    return [latest[k] for k in sorted(latest, key=lambda k: (k[0] != "clean", k))]
 
 
-def records_by_eps(run: Run, attack: str = "pgd") -> dict[float, dict[str, Any]]:
-    """The record under `attack` at each eps, with the clean record as eps 0.
+def records_by_eps(run: Run, attack: str = "pgd") -> dict[float, EvalRecord]:
+    """The record under `attack` at each eps (the eps of its `record_key`), with the clean
+    record as eps 0.
 
     Where several records share an eps, the one on the most images wins.
     """
-    best: dict[float, dict[str, Any]] = {}
+    best: dict[float, EvalRecord] = {}
     for record in latest_records(run):
-        if record["attack"] not in ("clean", attack):
-            continue
-        eps = 0.0 if record["attack"] == "clean" else round(float(record["eps"]), 8)
-        if eps not in best or record["n"] >= best[eps]["n"]:
+        name, eps, n = record_key(record)
+        if name in ("clean", attack) and (eps not in best or n >= best[eps]["n"]):
             best[eps] = record
     return {eps: best[eps] for eps in sorted(best)}
 
@@ -206,12 +206,8 @@ def training_curves(groups: dict[str, list[Run]]) -> dict[str, dict[str, Band]]:
 
 def missing_eps(run: Run, eps_values: Sequence[float], n: int, attack: str = "pgd") -> list[float]:
     """The eps values with no record on at least n images (eps 0 means the clean record)."""
-    have: dict[float, int] = {}
-    for record in run.records:
-        if record["attack"] in ("clean", attack):
-            eps = 0.0 if record["attack"] == "clean" else round(float(record["eps"]), 8)
-            have[eps] = max(have.get(eps, 0), int(record["n"]))
-    return [eps for eps in eps_values if have.get(round(float(eps), 8), 0) < n]
+    have = {eps: record["n"] for eps, record in records_by_eps(run, attack).items()}  # the most images
+    return [eps for eps in eps_values if have.get(eps_key(eps), 0) < n]
 
 
 def pgd_label(runs: Sequence[Run], attack: str = "pgd") -> str:
