@@ -15,7 +15,7 @@ import sys
 from sparta.errors import SpartaError
 from sparta.evaluation import evaluate_run
 from sparta.pretrained import ship
-from sparta.runfiles import read_eval_records
+from sparta.runfiles import find_record, read_eval_records
 
 SLICE = 1000
 
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--command", required=True, help="the command that trained the run")
     args = parser.parse_args(argv)
     try:
-        if not any(r["attack"] == "clean" and r["n"] == SLICE for r in read_eval_records(args.run_dir)):
+        if find_record(read_eval_records(args.run_dir), "clean", 0.0, SLICE) is None:
             evaluate_run(args.run_dir, ["clean"], n=SLICE, device="cpu")
         print(f"shipped {ship(args.run_dir, args.name, args.command)}")
     except SpartaError as err:
