@@ -26,6 +26,7 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/ruff check src tests scripts benchmarks
+	$(VENV)/bin/ruff format --check src tests scripts benchmarks
 	$(PY) -m mypy
 	$(PY) -m pytest -n auto
 

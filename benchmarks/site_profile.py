@@ -26,6 +26,7 @@ PASSES = ("pool", "phi", "gate", "gate_backward", "phi_backward", "pool_backward
 
 def timed(name: str, function: Callable, spent: dict[str, float]) -> Callable:
     """`function`, adding its wall time to spent[name] on every call."""
+
     def wrapper(*args, **kwargs):
         tick = time.perf_counter()
         result = function(*args, **kwargs)

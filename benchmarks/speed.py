@@ -77,8 +77,16 @@ class Sizes:
 
 SIZE_FLAGS = ("step_batch", "step_smallcnn_batch", "smallcnn_batch", "resnet_batch", "pool", "warmup", "min_steps")
 FULL = Sizes()
-QUICK = Sizes(step_batch=32, step_smallcnn_batch=128, smallcnn_batch=128, resnet_batch=16, pool=1024,
-              warmup=1, min_steps=3, min_seconds=5.0)
+QUICK = Sizes(
+    step_batch=32,
+    step_smallcnn_batch=128,
+    smallcnn_batch=128,
+    resnet_batch=16,
+    pool=1024,
+    warmup=1,
+    min_steps=3,
+    min_seconds=5.0,
+)
 
 
 @dataclass(frozen=True)
@@ -131,14 +139,16 @@ class Timer:
         return statistics.median(times)
 
 
-def make_model(name: str, act: str, dataset: str, device: torch.device, channels_last: bool,
-               fused: bool | None = None) -> nn.Module:
+def make_model(
+    name: str, act: str, dataset: str, device: torch.device, channels_last: bool, fused: bool | None = None
+) -> nn.Module:
     """The model `sparta train` builds for this data set; `fused` is Sparta's option."""
     torch.manual_seed(0)
     info = dataset_info(dataset)
     options = {"fused": fused} if act == "sparta" else {}
-    model = build_model(name, act, info.num_classes, info.channels, image_size=info.image_size,
-                        mean=info.mean, std=info.std, **options).to(device)
+    model = build_model(
+        name, act, info.num_classes, info.channels, image_size=info.image_size, mean=info.mean, std=info.std, **options
+    ).to(device)
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
@@ -184,8 +194,12 @@ def native_library(on: bool) -> Iterator[None]:
 
 
 # name, activation, Sparta(fused=...), native library on
-SITE_VARIANTS = (("relu", "relu", None, True), ("plain", "sparta", False, True),
-                 ("torch_ops", "sparta", None, False), ("default", "sparta", None, True))
+SITE_VARIANTS = (
+    ("relu", "relu", None, True),
+    ("plain", "sparta", False, True),
+    ("torch_ops", "sparta", None, False),
+    ("default", "sparta", None, True),
+)
 
 
 def measure_site_cost(timer: Timer) -> list[dict]:
@@ -195,17 +209,18 @@ def measure_site_cost(timer: Timer) -> list[dict]:
         for name, act, fused, native in SITE_VARIANTS:
             log(f"site: {row['shape']}, {name}")
             with native_library(native):
-                row[f"{name}_s"] = timer.seconds_per_step(functools.partial(site_step, act, fused, shape,
-                                                                            timer.device))
+                row[f"{name}_s"] = timer.seconds_per_step(functools.partial(site_step, act, fused, shape, timer.device))
         for name in ("plain", "torch_ops", "default"):
             row[f"{name}_ratio"] = row[f"{name}_s"] / row["relu_s"]
-        log(f"  relu {row['relu_s'] * 1e3:.2f} ms, plain x{row['plain_ratio']:.1f}, "
-            f"default x{row['default_ratio']:.1f}")
+        log(
+            f"  relu {row['relu_s'] * 1e3:.2f} ms, plain x{row['plain_ratio']:.1f}, default x{row['default_ratio']:.1f}"
+        )
         rows.append(row)
     return rows
 
 
 # ---- part 1: Sparta's cost in one training step ----------------------------------------
+
 
 @dataclass(frozen=True)
 class Regime:
@@ -217,8 +232,10 @@ class Regime:
 def regimes(device: torch.device, compile_model: bool) -> list[Regime]:
     """The ways a Sparta model can run here; the first is where ReLU is measured."""
     if device.type == "cpu":
-        found = [Regime("eager, plain Sparta (fused=False)", False, False),
-                 Regime("eager, fused site (the CPU default)", False, None)]
+        found = [
+            Regime("eager, plain Sparta (fused=False)", False, False),
+            Regime("eager, fused site (the CPU default)", False, None),
+        ]
     else:
         found = [Regime("eager", False, None)]
     if compiler_available(device):  # there Sparta's compiled site (fused=True) can be measured
@@ -232,8 +249,9 @@ def regimes(device: torch.device, compile_model: bool) -> list[Regime]:
 STEP_MODELS = {"smallcnn": ("fashion-mnist", 1, 28), "resnet18": ("cifar10", 3, 32)}  # data set, channels, size
 
 
-def training_step(model_name: str, act: str, regime: Regime, batch: int, device: torch.device,
-                  channels_last: bool) -> Callable[[], None]:
+def training_step(
+    model_name: str, act: str, regime: Regime, batch: int, device: torch.device, channels_last: bool
+) -> Callable[[], None]:
     dataset, channels, size = STEP_MODELS[model_name]
     model = make_model(model_name, act, dataset, device, channels_last, regime.fused)
     forward = torch.compile(model) if regime.compile else model
@@ -259,8 +277,9 @@ def measure_step_cost(timer: Timer, compile_model: bool, channels_last: bool) ->
         relu_eager = float("nan")
         for regime in regimes(timer.device, compile_model):
             row: dict = {"model": model_name, "regime": regime.name, "batch": batch}
-            build = functools.partial(training_step, model_name, regime=regime, batch=batch,
-                                      device=timer.device, channels_last=channels_last)
+            build = functools.partial(
+                training_step, model_name, regime=regime, batch=batch, device=timer.device, channels_last=channels_last
+            )
             if regime.compile or math.isnan(relu_eager):
                 log(f"step cost: {model_name}, {regime.name}, relu, batch {batch}")
                 row["relu_s"] = timer.seconds_per_step(functools.partial(build, act="relu"))
@@ -270,13 +289,13 @@ def measure_step_cost(timer: Timer, compile_model: bool, channels_last: bool) ->
             log(f"step cost: {model_name}, {regime.name}, sparta, batch {batch}")
             row["sparta_s"] = timer.seconds_per_step(functools.partial(build, act="sparta"))
             row["ratio"] = row["sparta_s"] / row["relu_s"]
-            log(f"  relu {row['relu_s'] * 1e3:.1f} ms, sparta {row['sparta_s'] * 1e3:.1f} ms, "
-                f"ratio {row['ratio']:.2f}")
+            log(f"  relu {row['relu_s'] * 1e3:.1f} ms, sparta {row['sparta_s'] * 1e3:.1f} ms, ratio {row['ratio']:.2f}")
             rows.append(row)
     return rows
 
 
 # ---- part 2: PGD-10 adversarial training loops -----------------------------------------
+
 
 def training_images(case: Case, pool: int) -> tuple[torch.Tensor, torch.Tensor, str]:
     """The first `pool` training images, or uniform noise of the same shape if not on disk."""
@@ -298,8 +317,9 @@ def endless(batches: Callable[[int], Iterator]) -> Iterator:
         epoch += 1
 
 
-def baseline_loop(case: Case, act: str, images: torch.Tensor, labels: torch.Tensor, batch: int,
-                  device: torch.device) -> Callable[[], None]:
+def baseline_loop(
+    case: Case, act: str, images: torch.Tensor, labels: torch.Tensor, batch: int, device: torch.device
+) -> Callable[[], None]:
     """The loop a careful person writes first: host DataLoader, fp32, PGD by loss.backward().
 
     Sparta runs its plain reference path here (fused=False): no compilation anywhere.
@@ -330,8 +350,15 @@ def baseline_loop(case: Case, act: str, images: torch.Tensor, labels: torch.Tens
     return step
 
 
-def sparta_loop(case: Case, act: str, images: torch.Tensor, labels: torch.Tensor, batch: int,
-                device: torch.device, compile_model: bool) -> Callable[[], None]:
+def sparta_loop(
+    case: Case,
+    act: str,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch: int,
+    device: torch.device,
+    compile_model: bool,
+) -> Callable[[], None]:
     """One step of `sparta.training.loop.train` (its `set_up` and `train_batch`), method pgd,
     TrainConfig's defaults but a small constant learning rate.
 
@@ -340,8 +367,17 @@ def sparta_loop(case: Case, act: str, images: torch.Tensor, labels: torch.Tensor
     config = TrainConfig(eps=case.eps, attack_steps=ATTACK_STEPS, lr=LR, compile=compile_model)
     model = make_model(case.model, act, case.dataset, device, channels_last=False)
     loader = DeviceLoader(images, labels, batch, seed=0, augment="none", device=device)
-    fit = set_up(config, False, METHODS.get("pgd"), SCHEDULES.get("constant"), distributed.Ranks(), device,
-                 loader, (images[:1], labels[:1]), model)
+    fit = set_up(
+        config,
+        False,
+        METHODS.get("pgd"),
+        SCHEDULES.get("constant"),
+        distributed.Ranks(),
+        device,
+        loader,
+        (images[:1], labels[:1]),
+        model,
+    )
     batches = endless(loader.epoch)
     fit.model.train()
 
@@ -360,8 +396,10 @@ def measure_loops(timer: Timer, compile_model: bool) -> list[dict]:
         for act in ("relu", "sparta"):
             row: dict = {"model": case.model, "data": source, "act": act, "batch": batch}
             setting = (case, act, images, labels, batch, device)
-            variants = [("baseline", functools.partial(baseline_loop, *setting)),
-                        ("ours_eager", functools.partial(sparta_loop, *setting, False))]
+            variants = [
+                ("baseline", functools.partial(baseline_loop, *setting)),
+                ("ours_eager", functools.partial(sparta_loop, *setting, False)),
+            ]
             if compile_model:
                 variants.append(("ours_compiled", functools.partial(sparta_loop, *setting, True)))
             for name, build in variants:
@@ -380,6 +418,7 @@ def extreme(values, pick=max) -> float:
 
 
 # ---- report ------------------------------------------------------------------------------
+
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
@@ -403,30 +442,72 @@ def number(value: float, digits: int = 1, suffix: str = "") -> str:
 
 
 def site_section(sites: list[dict]) -> list[str]:
-    rows = [[r["shape"], number(r["relu_s"] * 1e3, 2),
-             *(f"{number(r[f'{name}_s'] * 1e3, 2)} ({number(r[f'{name}_ratio'], 1, 'x')})"
-               for name in ("plain", "torch_ops", "default"))] for r in sites]
-    return ["", "## 0. One site: forward + backward, N x C x H x W", "",
-            "ms, and in brackets the multiple of ReLU's time. plain: `fused=False`; fused, torch ops: the "
-            "fused site without the native library (`SPARTA_NATIVE=0`, or no C compiler); default: "
-            "`fused=None`, on CPU the native library where it is built.", "",
-            table(["map", "ReLU", "plain Sparta", "fused, torch ops", "default Sparta"], rows), "",
-            f"Default site / ReLU on {sites[0]['shape']}: **{number(sites[0]['default_ratio'], 1, 'x')}** "
-            "(target: at most 3x)"]
+    rows = [
+        [
+            r["shape"],
+            number(r["relu_s"] * 1e3, 2),
+            *(
+                f"{number(r[f'{name}_s'] * 1e3, 2)} ({number(r[f'{name}_ratio'], 1, 'x')})"
+                for name in ("plain", "torch_ops", "default")
+            ),
+        ]
+        for r in sites
+    ]
+    return [
+        "",
+        "## 0. One site: forward + backward, N x C x H x W",
+        "",
+        "ms, and in brackets the multiple of ReLU's time. plain: `fused=False`; fused, torch ops: the "
+        "fused site without the native library (`SPARTA_NATIVE=0`, or no C compiler); default: "
+        "`fused=None`, on CPU the native library where it is built.",
+        "",
+        table(["map", "ReLU", "plain Sparta", "fused, torch ops", "default Sparta"], rows),
+        "",
+        f"Default site / ReLU on {sites[0]['shape']}: **{number(sites[0]['default_ratio'], 1, 'x')}** "
+        "(target: at most 3x)",
+    ]
 
 
 def step_section(steps: list[dict]) -> list[str]:
-    rows = [[r["model"], str(r["batch"]), r["regime"], number(r["relu_s"] * 1e3), number(r["sparta_s"] * 1e3),
-             number(r["ratio"], 2, "x"), number(r["batch"] / r["relu_s"], 0), number(r["batch"] / r["sparta_s"], 0)]
-            for r in steps]
-    lines = ["", "## 1. Sparta's cost: one training step (SmallCNN 28x28, ResNet-18 32x32)", "",
-             table(["model", "batch", "regime", "ReLU ms/step", "Sparta ms/step", "Sparta / ReLU", "ReLU img/s",
-                    "Sparta img/s"], rows), ""]
+    rows = [
+        [
+            r["model"],
+            str(r["batch"]),
+            r["regime"],
+            number(r["relu_s"] * 1e3),
+            number(r["sparta_s"] * 1e3),
+            number(r["ratio"], 2, "x"),
+            number(r["batch"] / r["relu_s"], 0),
+            number(r["batch"] / r["sparta_s"], 0),
+        ]
+        for r in steps
+    ]
+    lines = [
+        "",
+        "## 1. Sparta's cost: one training step (SmallCNN 28x28, ResNet-18 32x32)",
+        "",
+        table(
+            [
+                "model",
+                "batch",
+                "regime",
+                "ReLU ms/step",
+                "Sparta ms/step",
+                "Sparta / ReLU",
+                "ReLU img/s",
+                "Sparta img/s",
+            ],
+            rows,
+        ),
+        "",
+    ]
     for model in dict.fromkeys(r["model"] for r in steps):
         mine = [r for r in steps if r["model"] == model]
         best = extreme((r["sparta_s"] for r in mine), min) / extreme((r["relu_s"] for r in mine), min)
-        lines.append(f"- {model}: fastest Sparta step / fastest ReLU step **{number(best, 2, 'x')}**"
-                     + (" (target: at most 1.10x)" if model == "resnet18" else ""))
+        lines.append(
+            f"- {model}: fastest Sparta step / fastest ReLU step **{number(best, 2, 'x')}**"
+            + (" (target: at most 1.10x)" if model == "resnet18" else "")
+        )
     return lines
 
 
@@ -434,40 +515,63 @@ def loop_section(loops: list[dict]) -> list[str]:
     variants = [k for k in ("ours_eager_ips", "ours_compiled_ips") if k in loops[0]]
     header = ["model", "data", "act", "batch", "baseline img/s"]
     header += ["ours img/s" if len(variants) == 1 else k.split("_")[1].join(("ours ", " img/s")) for k in variants]
-    rows = [[r["model"], r["data"], r["act"], str(r["batch"]), number(r["baseline_ips"])]
-            + [number(r[k]) for k in variants] + [number(r["speedup"], 2, "x")] for r in loops]
+    rows = [
+        [r["model"], r["data"], r["act"], str(r["batch"]), number(r["baseline_ips"])]
+        + [number(r[k]) for k in variants]
+        + [number(r["speedup"], 2, "x")]
+        for r in loops
+    ]
     worst = extreme((r["speedup"] for r in loops), min)
-    lines = ["", "## 2. PGD-10 adversarial training throughput (training images/s)", "",
-             table([*header, "ours / baseline"], rows), "",
-             f"- smallest speed-up of ours over the baseline loop: **{number(worst, 2, 'x')}** "
-             "(GPU target: at least 2x)"]
+    lines = [
+        "",
+        "## 2. PGD-10 adversarial training throughput (training images/s)",
+        "",
+        table([*header, "ours / baseline"], rows),
+        "",
+        f"- smallest speed-up of ours over the baseline loop: **{number(worst, 2, 'x')}** (GPU target: at least 2x)",
+    ]
     for model in dict.fromkeys(r["model"] for r in loops):
         by_act = {r["act"]: extreme(r[k] for k in variants) for r in loops if r["model"] == model}
         if {"relu", "sparta"} <= set(by_act):
             ratio = by_act["sparta"] / by_act["relu"]
-            lines.append(f"- {model}: Sparta / ReLU throughput, ours: **{number(ratio, 2, 'x')}**"
-                         + (" (target: at least 0.85x)" if model == "smallcnn" else ""))
+            lines.append(
+                f"- {model}: Sparta / ReLU throughput, ours: **{number(ratio, 2, 'x')}**"
+                + (" (target: at least 0.85x)" if model == "smallcnn" else "")
+            )
     return lines
 
 
-def report(args: argparse.Namespace, timer: Timer, compile_model: bool, channels_last: bool,
-           sites: list[dict], steps: list[dict], loops: list[dict]) -> str:
+def report(
+    args: argparse.Namespace,
+    timer: Timer,
+    compile_model: bool,
+    channels_last: bool,
+    sites: list[dict],
+    steps: list[dict],
+    loops: list[dict],
+) -> str:
     device, sizes = timer.device, timer.sizes
     facts = machine_facts(device)
     if device.type == "cpu":
-        fast = ("fused site (the CPU default), native library" if native_site.library() is not None
-                else "fused site (the CPU default) in torch operations: no native library")
+        fast = (
+            "fused site (the CPU default), native library"
+            if native_site.library() is not None
+            else "fused site (the CPU default) in torch operations: no native library"
+        )
     else:
         fast = "plain path (fused=True measured beside it)" if compiler_available(device) else "plain path"
-    out = ["# sparta speed", "",
-           f"- command: `{shlex.join(['python', 'benchmarks/speed.py', *args.argv])}`",
-           f"- device: {device.type}, {device_name(device)}; {torch.get_num_threads()} torch threads; "
-           f"torch {facts['torch']}; git {str(facts['git_commit'])[:10]}",
-           f"- ours: {'bf16 autocast' if device.type == 'cuda' else 'fp32'}, channels_last "
-           f"{'on' if channels_last else 'off'}, Sparta {fast}, torch.compile(model) "
-           f"{'measured too' if compile_model else 'off'}; baseline: fp32, NCHW, plain Sparta, no compile",
-           f"- sizes ({'quick' if args.quick else 'full'}): {sizes.warmup} warm-up steps, then the median "
-           f"of at least {sizes.min_steps} timed steps and {sizes.min_seconds:g} s"]
+    out = [
+        "# sparta speed",
+        "",
+        f"- command: `{shlex.join(['python', 'benchmarks/speed.py', *args.argv])}`",
+        f"- device: {device.type}, {device_name(device)}; {torch.get_num_threads()} torch threads; "
+        f"torch {facts['torch']}; git {str(facts['git_commit'])[:10]}",
+        f"- ours: {'bf16 autocast' if device.type == 'cuda' else 'fp32'}, channels_last "
+        f"{'on' if channels_last else 'off'}, Sparta {fast}, torch.compile(model) "
+        f"{'measured too' if compile_model else 'off'}; baseline: fp32, NCHW, plain Sparta, no compile",
+        f"- sizes ({'quick' if args.quick else 'full'}): {sizes.warmup} warm-up steps, then the median "
+        f"of at least {sizes.min_steps} timed steps and {sizes.min_seconds:g} s",
+    ]
     for rows, section in ((sites, site_section), (steps, step_section), (loops, loop_section)):
         if rows:
             out += section(rows)
@@ -475,20 +579,28 @@ def report(args: argparse.Namespace, timer: Timer, compile_model: bool, channels
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     parser.add_argument("--quick", action="store_true", help="small batches and few steps, for a CPU")
-    parser.add_argument("--parts", default="step,loop",
-                        help="comma-separated: site, step, loop (default: step,loop)")
-    parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
-                        help="also measure torch.compile(model) (auto: on CUDA with Triton)")
+    parser.add_argument("--parts", default="step,loop", help="comma-separated: site, step, loop (default: step,loop)")
+    parser.add_argument(
+        "--compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="also measure torch.compile(model) (auto: on CUDA with Triton)",
+    )
     for name in SIZE_FLAGS:
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, help="override that size setting")
     parser.add_argument("--min-seconds", type=float, help="override the timed seconds per measurement")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--max-minutes", type=float, default=8.0,
-                        help="skip the measurements still to start after this long (default 8)")
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=8.0,
+        help="skip the measurements still to start after this long (default 8)",
+    )
     parser.add_argument("--json", type=Path, help="also write the raw results as JSON here")
     parser.add_argument("--out", type=Path, help="also write the markdown report here")
     args = parser.parse_args(argv)
@@ -506,8 +618,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     overrides = {name: getattr(args, name) for name in (*SIZE_FLAGS, "min_seconds") if getattr(args, name) is not None}
-    timer = Timer(replace(QUICK if args.quick else FULL, **overrides), device,
-                  deadline=started + 60 * args.max_minutes)
+    timer = Timer(replace(QUICK if args.quick else FULL, **overrides), device, deadline=started + 60 * args.max_minutes)
     compile_model = compiler_available(device) if args.compile == "auto" else args.compile == "on"
     channels_last = device.type == "cuda"
     parts = args.parts.split(",")
@@ -522,8 +633,18 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
     if args.json:
-        args.json.write_text(json.dumps({"device": device_name(device), "sizes": timer.sizes.__dict__,
-                                         "sites": sites, "steps": steps, "loops": loops}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "device": device_name(device),
+                    "sizes": timer.sizes.__dict__,
+                    "sites": sites,
+                    "steps": steps,
+                    "loops": loops,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

@@ -4,6 +4,7 @@ Each case is a subprocess of `sparta`; a case passes when it exits 2 with one
 `sparta: error:` line (or runs, where it should) and no traceback. Tiny runs on digits,
 under a temporary folder. Usage: python scripts/fault_battery.py [WORK_DIR]
 """
+
 import json
 import os
 import shutil
@@ -19,8 +20,20 @@ shutil.rmtree(W, ignore_errors=True)
 W.mkdir(parents=True)
 SP = [str(REPO / ".venv" / "bin" / "sparta")]
 PY = str(REPO / ".venv" / "bin" / "python")
-TINY = ["--dataset", "digits", "--subset", "128", "--epochs", "1", "--batch-size", "64", "--attack-steps", "2",
-        "--eval-n", "32"]
+TINY = [
+    "--dataset",
+    "digits",
+    "--subset",
+    "128",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "64",
+    "--attack-steps",
+    "2",
+    "--eval-n",
+    "32",
+]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 results = []
 
@@ -58,20 +71,38 @@ BASE = W / "base"
 assert run(["train", *TINY, "--act", "relu", "--out", str(BASE)])[0] == 0
 
 # training settings
-for flag, value in [("--weight-decay", "nan"), ("--lr", "inf"), ("--eps", "nan"), ("--eps", "inf"),
-                    ("--eps", "-0.1"), ("--eps", "1e9"), ("--eps", "1/0"), ("--eps", "1e309"), ("--eval-n", "-5"),
-                    ("--eval-n", "0"), ("--subset", "100000"), ("--batch-size", "0"), ("--epochs", "ten"),
-                    ("--momentum", "1")]:
-    case(f"train {flag} {value}", ["train", *TINY, f"{flag}={value}", "--out", str(W / "x")],
-         check=lambda: not (W / "x" / "model.safetensors").exists())
-case("train --batch-size 1000 on 128 images (one step, at lr 0)",
-     ["train", *TINY, "--batch-size", "1000", "--out", str(W / "x2")])
-case("train --lr 1e30 --schedule constant (diverges)",
-     ["train", *TINY, "--lr", "1e30", "--schedule", "constant", "--out", str(W / "x3")],
-     check=lambda: not (W / "x3" / "model.safetensors").exists())
+for flag, value in [
+    ("--weight-decay", "nan"),
+    ("--lr", "inf"),
+    ("--eps", "nan"),
+    ("--eps", "inf"),
+    ("--eps", "-0.1"),
+    ("--eps", "1e9"),
+    ("--eps", "1/0"),
+    ("--eps", "1e309"),
+    ("--eval-n", "-5"),
+    ("--eval-n", "0"),
+    ("--subset", "100000"),
+    ("--batch-size", "0"),
+    ("--epochs", "ten"),
+    ("--momentum", "1"),
+]:
+    case(
+        f"train {flag} {value}",
+        ["train", *TINY, f"{flag}={value}", "--out", str(W / "x")],
+        check=lambda: not (W / "x" / "model.safetensors").exists(),
+    )
+case(
+    "train --batch-size 1000 on 128 images (one step, at lr 0)",
+    ["train", *TINY, "--batch-size", "1000", "--out", str(W / "x2")],
+)
+case(
+    "train --lr 1e30 --schedule constant (diverges)",
+    ["train", *TINY, "--lr", "1e30", "--schedule", "constant", "--out", str(W / "x3")],
+    check=lambda: not (W / "x3" / "model.safetensors").exists(),
+)
 for option in ("beta0=nan", "kernel_size=abc", "hidden=0"):
-    case(f"--act-option {option}", ["train", *TINY, "--act", "sparta", "--act-option", option,
-                                    "--out", str(W / "x4")])
+    case(f"--act-option {option}", ["train", *TINY, "--act", "sparta", "--act-option", option, "--out", str(W / "x4")])
 case("--out is a file", ["train", *TINY, "--out", "/etc/hostname"])
 case("--out below a file", ["train", *TINY, "--out", "/etc/hostname/run"])
 
@@ -98,30 +129,52 @@ case("eval --attacks cw,foo", ["eval", str(ev), "--attacks", "cw,foo"])
 case("eval --batch-size -1", ["eval", str(ev), "--attacks", "clean", "--batch-size=-1"])
 case("eval --batch-size 0", ["eval", str(ev), "--attacks", "clean", "--batch-size", "0"])
 case("eval --n 0", ["eval", str(ev), "--attacks", "clean", "--n", "0"])
-case("eval clean,clean,fgsm,FGSM runs each once", ["eval", str(ev), "--attacks", "clean,clean,fgsm,FGSM", "--n", "16"],
-     expect="ok", check=lambda: len(json.loads((ev / "eval.json").read_text())["results"]) == 2)
-for number, (label, text) in enumerate([("cut short", '{"results": [{"attack"'), ("empty", ""), ("[]", "[]"),
-                                        ("wrong shape", '{"results": 3}')]):
+case(
+    "eval clean,clean,fgsm,FGSM runs each once",
+    ["eval", str(ev), "--attacks", "clean,clean,fgsm,FGSM", "--n", "16"],
+    expect="ok",
+    check=lambda: len(json.loads((ev / "eval.json").read_text())["results"]) == 2,
+)
+for number, (label, text) in enumerate(
+    [("cut short", '{"results": [{"attack"'), ("empty", ""), ("[]", "[]"), ("wrong shape", '{"results": 3}')]
+):
     target = copy(f"evaljson-{number}")
     (target / "eval.json").write_text(text)
-    case(f"eval.json {label}", ["eval", str(target), "--attacks", "clean", "--n", "8"],
-         check=lambda target=target, text=text: (target / "eval.json").read_text() == text)
+    case(
+        f"eval.json {label}",
+        ["eval", str(target), "--attacks", "clean", "--n", "8"],
+        check=lambda target=target, text=text: (target / "eval.json").read_text() == text,
+    )
 nan = copy("nanmodel")
-subprocess.run([PY, "-c", "import sys; from safetensors import safe_open; "
-                "from safetensors.torch import load_file, save_file; p = sys.argv[1]; "
-                "meta = safe_open(p, 'pt').metadata(); t = load_file(p); "
-                "k = next(k for k in t if t[k].is_floating_point()); t[k].view(-1)[0] = float('nan'); "
-                "save_file(t, p, metadata=meta)", str(nan / "model.safetensors")], check=True)
+subprocess.run(
+    [
+        PY,
+        "-c",
+        "import sys; from safetensors import safe_open; "
+        "from safetensors.torch import load_file, save_file; p = sys.argv[1]; "
+        "meta = safe_open(p, 'pt').metadata(); t = load_file(p); "
+        "k = next(k for k in t if t[k].is_floating_point()); t[k].view(-1)[0] = float('nan'); "
+        "save_file(t, p, metadata=meta)",
+        str(nan / "model.safetensors"),
+    ],
+    check=True,
+)
 case("eval a model with NaN weights", ["eval", str(nan), "--attacks", "clean", "--n", "8"])
 
 # data files
 idx = W / "idx"
 idx.mkdir()
-for name, magic, dims in [("train-images-idx3-ubyte", 2051, [0, 28, 28]), ("train-labels-idx1-ubyte", 2049, [0]),
-                          ("t10k-images-idx3-ubyte", 2051, [0, 28, 28]), ("t10k-labels-idx1-ubyte", 2049, [0])]:
+for name, magic, dims in [
+    ("train-images-idx3-ubyte", 2051, [0, 28, 28]),
+    ("train-labels-idx1-ubyte", 2049, [0]),
+    ("t10k-images-idx3-ubyte", 2051, [0, 28, 28]),
+    ("t10k-labels-idx1-ubyte", 2049, [0]),
+]:
     (idx / name).write_bytes(struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in dims))
-case("IDX files with 0 images", ["train", "--dataset", "fashion-mnist", "--data-root", str(idx), "--epochs", "1",
-                                 "--out", str(W / "x7")])
+case(
+    "IDX files with 0 images",
+    ["train", "--dataset", "fashion-mnist", "--data-root", str(idx), "--epochs", "1", "--out", str(W / "x7")],
+)
 
 # grids and the bare command
 case("ablate --vary kernel_size=abc", ["ablate", "--vary", "kernel_size=abc", *TINY[:2], "--out", str(W / "abl")])
@@ -133,6 +186,8 @@ case("unknown activation", ["train", "--act", "rellu", "--out", str(W / "x8")])
 
 for name, ok, code, _crashed, last in results:
     print(("ok  " if ok else "BAD ") + f"{name:60s} exit {code} {last}")
-print(f"{len(results)} cases, {sum(r[1] for r in results)} as promised, "
-      f"{sum(r[3] for r in results)} tracebacks or internal errors")
+print(
+    f"{len(results)} cases, {sum(r[1] for r in results)} as promised, "
+    f"{sum(r[3] for r in results)} tracebacks or internal errors"
+)
 sys.exit(0 if all(r[1] for r in results) else 1)

@@ -56,8 +56,19 @@ class Size:
         the blocks' logic, and bf16 on a CPU is slow."""
         if not self.tiny:
             return ["--epochs", str(epochs), "--attack-steps", str(steps), "--batch-size", "128"]
-        flags = ["--subset", "64", "--epochs", "1", "--attack-steps", "1", "--batch-size", "32",
-                 "--device", "cpu", "--channels-last"]
+        flags = [
+            "--subset",
+            "64",
+            "--epochs",
+            "1",
+            "--attack-steps",
+            "1",
+            "--batch-size",
+            "32",
+            "--device",
+            "cpu",
+            "--channels-last",
+        ]
         if stand_ins:
             return [*flags, "--eval-n", "16", "--precision", "bf16", "--act-option", "fused=compiled"]
         return [*flags, "--eval-every", "0"]
@@ -71,8 +82,11 @@ class Size:
 
     @property
     def ablation(self) -> list[str]:
-        factors = ["kernel_size=1", "share=network"] if self.tiny else \
-            ["phi=depthwise", "kernel_size=1,5", "beta0=1,16", "share=layer,network"]
+        factors = (
+            ["kernel_size=1", "share=network"]
+            if self.tiny
+            else ["phi=depthwise", "kernel_size=1,5", "beta0=1,16", "share=layer,network"]
+        )
         return [flag for factor in factors for flag in ("--vary", factor)]
 
     def n(self, full: int | None) -> list[str]:
@@ -136,8 +150,9 @@ class Runner:
         with open(self.logs / f"{name}.txt", "a") as log:
             log.write(f"$ {' '.join(argv)}\n")
             log.flush()
-            process = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+            process = subprocess.Popen(
+                argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
             limit = min(time.monotonic() + timeout, self.deadline)
             while process.poll() is None:
                 if time.monotonic() > limit:
@@ -158,8 +173,9 @@ class Runner:
                 before = [s for s in steps if s.name in step.after]
                 if any(s.status not in ("waiting", "running", "ok") for s in needed):
                     step.status = "skipped"
-                elif all(s.status == "ok" for s in needed) and \
-                        all(s.status not in ("waiting", "running") for s in before):
+                elif all(s.status == "ok" for s in needed) and all(
+                    s.status not in ("waiting", "running") for s in before
+                ):
                     step.status = "running"
                     threads[step.name] = threading.Thread(target=self._run_step, args=(step,))
                     threads[step.name].start()
@@ -200,13 +216,13 @@ def check_steps(size: Size, runs: Path, out: Path) -> list[Step]:
 
     def resume(runner: Runner) -> int:
         run_dir = runs / "resume"
-        argv = [*SPARTA, "train", *data, *size.train(epochs=2, stand_ins=True), "--epochs", "2",
-                "--out", str(run_dir)]
+        argv = [*SPARTA, "train", *data, *size.train(epochs=2, stand_ins=True), "--epochs", "2", "--out", str(run_dir)]
         if not size.tiny:
             argv += ["--subset", "8192"]
         with open(runner.logs / "resume.txt", "a") as log:
-            process = subprocess.Popen(argv, cwd=ROOT, env=runner.env, stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+            process = subprocess.Popen(
+                argv, cwd=ROOT, env=runner.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         limit = time.monotonic() + size.seconds(90)
         while not (run_dir / "checkpoint.safetensors").exists() and process.poll() is None:
             if time.monotonic() > limit:
@@ -220,30 +236,59 @@ def check_steps(size: Size, runs: Path, out: Path) -> list[Step]:
         epochs = [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         return code or (0 if epochs == [0, 1] else 1)
 
-    speed = [sys.executable, "benchmarks/speed.py", "--parts", "step", "--compile", "off",
-             "--out", str(out / "speed-step.md"), "--json", str(runs / "speed-step.json")]
-    speed += ["--quick", "--max-minutes", "0.2", "--step-batch", "4", "--min-seconds", "0.2", "--threads", "1"] \
-        if size.tiny else ["--max-minutes", "1"]
+    speed = [
+        sys.executable,
+        "benchmarks/speed.py",
+        "--parts",
+        "step",
+        "--compile",
+        "off",
+        "--out",
+        str(out / "speed-step.md"),
+        "--json",
+        str(runs / "speed-step.json"),
+    ]
+    speed += (
+        ["--quick", "--max-minutes", "0.2", "--step-batch", "4", "--min-seconds", "0.2", "--threads", "1"]
+        if size.tiny
+        else ["--max-minutes", "1"]
+    )
     return [
-        Step("cuda-tests", [sys.executable, "-m", "pytest", "-m", "cuda", "-v", "-p", "no:cacheprovider"],
-             size.seconds(240)),
+        Step(
+            "cuda-tests",
+            [sys.executable, "-m", "pytest", "-m", "cuda", "-v", "-p", "no:cacheprovider"],
+            size.seconds(240),
+        ),
         Step("train", [*SPARTA, "train", *one_epoch, "--out", str(runs / "defaults")], size.seconds(150)),
-        Step("train-compile", [*SPARTA, "train", *one_epoch, "--compile", "--out", str(runs / "compile")],
-             size.seconds(200)),
+        Step(
+            "train-compile",
+            [*SPARTA, "train", *one_epoch, "--compile", "--out", str(runs / "compile")],
+            size.seconds(200),
+        ),
         Step("resume", resume, size.seconds(150)),
-        Step("eval", [*SPARTA, "eval", str(runs / "defaults"), "--attacks", "clean,pgd,cw", *size.n(None)],
-             size.seconds(90), needs=("train",)),
-        Step("eval-autoattack", [*SPARTA, "eval", str(runs / "defaults"), "--attacks", "autoattack",
-                                 *size.n(500)], size.seconds(150), needs=("eval",)),
+        Step(
+            "eval",
+            [*SPARTA, "eval", str(runs / "defaults"), "--attacks", "clean,pgd,cw", *size.n(None)],
+            size.seconds(90),
+            needs=("train",),
+        ),
+        Step(
+            "eval-autoattack",
+            [*SPARTA, "eval", str(runs / "defaults"), "--attacks", "autoattack", *size.n(500)],
+            size.seconds(150),
+            needs=("eval",),
+        ),
         Step("speed", speed, size.seconds(100), after=("cuda-tests", "train", "train-compile", "resume")),
     ]
 
 
 def machine_line(env: dict[str, str]) -> str:
-    code = ("import torch, platform; d = torch.cuda.is_available(); "
-            "name = torch.cuda.get_device_name() if d else platform.processor() or 'cpu'; "
-            "print(f\"{name}, torch {torch.__version__}, "
-            "CUDA {torch.version.cuda if d else 'none'}, Python {platform.python_version()}\")")
+    code = (
+        "import torch, platform; d = torch.cuda.is_available(); "
+        "name = torch.cuda.get_device_name() if d else platform.processor() or 'cpu'; "
+        'print(f"{name}, torch {torch.__version__}, '
+        "CUDA {torch.version.cuda if d else 'none'}, Python {platform.python_version()}\")"
+    )
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     return found.stdout.strip() or found.stderr.strip()[-200:]
 
@@ -255,8 +300,9 @@ def git_commit() -> str:
     if recorded.is_file():
         return recorded.read_text().strip()
     found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                           text=True, cwd=ROOT).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
     return (found.stdout.strip() or "unknown") + ("+changes" if dirty else "")
 
 
@@ -277,15 +323,26 @@ def eval_figures(run_dir: Path) -> str:
     eval_file = run_dir / "eval.json"
     if not eval_file.is_file():
         return ""
-    return "; ".join(f"{r['attack']} {100 * r['accuracy']:.2f}% (n={r['n']}, {r['seconds']:.0f} s)"
-                     for r in json.loads(eval_file.read_text()).get("results", []))
+    return "; ".join(
+        f"{r['attack']} {100 * r['accuracy']:.2f}% (n={r['n']}, {r['seconds']:.0f} s)"
+        for r in json.loads(eval_file.read_text()).get("results", [])
+    )
 
 
-def summary(title: str, command: str, env: dict[str, str], steps: list[Step], figures: dict[str, str],
-            started: float) -> str:
-    lines = [f"# {title}", "", f"- machine: {machine_line(env)}", f"- commit: {git_commit()}",
-             f"- command: `{command}`", f"- wall time: {time.monotonic() - started:.0f} s", "",
-             "| step | status | seconds | figures |", "| --- | --- | ---: | --- |"]
+def summary(
+    title: str, command: str, env: dict[str, str], steps: list[Step], figures: dict[str, str], started: float
+) -> str:
+    lines = [
+        f"# {title}",
+        "",
+        f"- machine: {machine_line(env)}",
+        f"- commit: {git_commit()}",
+        f"- command: `{command}`",
+        f"- wall time: {time.monotonic() - started:.0f} s",
+        "",
+        "| step | status | seconds | figures |",
+        "| --- | --- | ---: | --- |",
+    ]
     for step in steps:
         lines.append(f"| {step.name} | {step.status} | {step.seconds:.0f} | {figures.get(step.name, '')} |")
     return "\n".join(lines) + "\n"
@@ -303,11 +360,17 @@ def check(args: argparse.Namespace) -> int:
     runner = Runner(logs, env, deadline=started + size.seconds(270))
     steps = check_steps(size, runs, out)
     runner.run(steps)
-    figures = {"train": train_figures(runs / "defaults"), "train-compile": train_figures(runs / "compile"),
-               "resume": train_figures(runs / "resume"), "eval-autoattack": eval_figures(runs / "defaults")}
+    figures = {
+        "train": train_figures(runs / "defaults"),
+        "train-compile": train_figures(runs / "compile"),
+        "resume": train_figures(runs / "resume"),
+        "eval-autoattack": eval_figures(runs / "defaults"),
+    }
     text = summary("GPU check", " ".join(sys.argv[1:]), env, steps, figures, started)
-    text += ("\nThe tests, both trainings and the resume ran at the same time (images/s above are "
-             "under that load); eval followed training; the speed benchmark ran alone at the end.\n")
+    text += (
+        "\nThe tests, both trainings and the resume ran at the same time (images/s above are "
+        "under that load); eval followed training; the speed benchmark ran alone at the end.\n"
+    )
     speed = out / "speed-step.md"
     if speed.is_file():
         text += "\n## Speed (benchmarks/speed.py --parts step)\n\n" + speed.read_text()
@@ -343,54 +406,144 @@ CLAIM_A_SEED0 = tuple(f"claim-a/smallcnn-{act}-pgd-seed0" for act in ("relu", "s
 def claim_a(size: Size, out: Path) -> list[list[str]]:
     # claim-a also measures the strongest activations of the robustness literature
     acts = size.acts if size.tiny else f"{size.acts},pssilu,psoftplus"
-    grid = ["compare", "--acts", acts, "--models", "smallcnn", *FMNIST_AT, *size.train(), *size.seeds(),
-            "--out", str(out / "claim-a")]
+    grid = [
+        "compare",
+        "--acts",
+        acts,
+        "--models",
+        "smallcnn",
+        *FMNIST_AT,
+        *size.train(),
+        *size.seeds(),
+        "--out",
+        str(out / "claim-a"),
+    ]
     # clean/PGD/CW on the AutoAttack images too: the ablation block judges claim-a's Sparta
     # cells by these records, and it cannot rerun them once their models have stayed behind
-    return [[*grid, "--attacks", "clean,pgd,cw", *size.n(None)],
-            [*grid, "--attacks", f"clean,pgd,cw,{size.autoattack}", *size.n(1000)]]
+    return [
+        [*grid, "--attacks", "clean,pgd,cw", *size.n(None)],
+        [*grid, "--attacks", f"clean,pgd,cw,{size.autoattack}", *size.n(1000)],
+    ]
 
 
 def ablation(size: Size, out: Path) -> list[list[str]]:
-    grid = ["ablate", *size.ablation, "--model", "smallcnn", *FMNIST_AT, *size.train(), *size.seeds(),
-            "--out", str(out / "claim-a")]
+    grid = [
+        "ablate",
+        *size.ablation,
+        "--model",
+        "smallcnn",
+        *FMNIST_AT,
+        *size.train(),
+        *size.seeds(),
+        "--out",
+        str(out / "claim-a"),
+    ]
     return [[*grid, "--attacks", f"clean,pgd,cw,{size.autoattack}", *size.n(1000)]]
 
 
 def transfer(size: Size, out: Path) -> list[list[str]]:
-    cross_cnn = ["transfer", "--kind", "cross-cnn", "--source-model", "smallcnn", "--source-dataset",
-                 "fashion-mnist", "--target-model", "resnet20", "--method", "pgd", "--eps", "0.1", *size.train(),
-                 *size.seeds(), "--out", str(out / "transfer-cnn")]
-    cross_data = ["transfer", "--kind", "cross-dataset", "--source",
-                  str(out / "claim-a" / "smallcnn-sparta-pgd-seed0"), "--target-dataset", "digits",
-                  "--eps", "0.1", *size.train(epochs=30), *size.seeds(), "--out", str(out / "transfer-data")]
-    return [[*cross_cnn, "--attacks", f"clean,pgd,cw,{size.autoattack}", *size.n(1000)],
-            [*cross_data, "--attacks", f"clean,pgd,cw,{size.autoattack}", *size.n(None)]]
+    cross_cnn = [
+        "transfer",
+        "--kind",
+        "cross-cnn",
+        "--source-model",
+        "smallcnn",
+        "--source-dataset",
+        "fashion-mnist",
+        "--target-model",
+        "resnet20",
+        "--method",
+        "pgd",
+        "--eps",
+        "0.1",
+        *size.train(),
+        *size.seeds(),
+        "--out",
+        str(out / "transfer-cnn"),
+    ]
+    cross_data = [
+        "transfer",
+        "--kind",
+        "cross-dataset",
+        "--source",
+        str(out / "claim-a" / "smallcnn-sparta-pgd-seed0"),
+        "--target-dataset",
+        "digits",
+        "--eps",
+        "0.1",
+        *size.train(epochs=30),
+        *size.seeds(),
+        "--out",
+        str(out / "transfer-data"),
+    ]
+    return [
+        [*cross_cnn, "--attacks", f"clean,pgd,cw,{size.autoattack}", *size.n(1000)],
+        [*cross_data, "--attacks", f"clean,pgd,cw,{size.autoattack}", *size.n(None)],
+    ]
 
 
 def resnet18(size: Size, out: Path) -> list[list[str]]:
-    grid = ["compare", "--acts", size.acts, "--models", "resnet18", *FMNIST_AT, *size.train(epochs=5),
-            *size.seeds(tiny=1), "--out", str(out / "resnet18")]
-    return [[*grid, "--attacks", "clean,pgd,cw", *size.n(None)],
-            [*grid, "--attacks", size.autoattack, *size.n(1000)]]
+    grid = [
+        "compare",
+        "--acts",
+        size.acts,
+        "--models",
+        "resnet18",
+        *FMNIST_AT,
+        *size.train(epochs=5),
+        *size.seeds(tiny=1),
+        "--out",
+        str(out / "resnet18"),
+    ]
+    return [[*grid, "--attacks", "clean,pgd,cw", *size.n(None)], [*grid, "--attacks", size.autoattack, *size.n(1000)]]
 
 
-BLOCKS = {block.name: block for block in (
-    Block("claim-a", "SmallCNN, full Fashion-MNIST, relu/sparta/swish/frelu/pssilu/psoftplus x 3 seeds, PGD-10 AT "
-          "10 epochs; clean/PGD-20/CW on 10,000, AutoAttack on 1,000", "about 30 (estimate): 3-4 windows", claim_a, 6,
-          CLAIM_A_SEED0),
-    Block("ablation", "Sparta's settings one at a time (phi, kernel, beta0, share) x 3 seeds on SmallCNN, "
-          "judged by AutoAttack on 1,000; reuses claim-a's Sparta cells", "about 40 (estimate): 5 windows",
-          ablation, 6, CLAIM_A_SEED0),
-    Block("transfer", "claim (b): SmallCNN's Sparta function (share=network) frozen in ResNet-20; claim (c): "
-          "claim-a's seed-0 function frozen on digits; 3 seeds", "about 30 (estimate): 4 windows", transfer, 6),
-    Block("resnet18", "ResNet-18, full Fashion-MNIST, relu/sparta/swish/frelu x 3 seeds, PGD-10 AT 5 epochs; "
-          "a cell must finish within its window (its 45 MB model cannot travel)", "about 100 (estimate): "
-          "13 windows", resnet18, 3),
-)}
+BLOCKS = {
+    block.name: block
+    for block in (
+        Block(
+            "claim-a",
+            "SmallCNN, full Fashion-MNIST, relu/sparta/swish/frelu/pssilu/psoftplus x 3 seeds, PGD-10 AT "
+            "10 epochs; clean/PGD-20/CW on 10,000, AutoAttack on 1,000",
+            "about 30 (estimate): 3-4 windows",
+            claim_a,
+            6,
+            CLAIM_A_SEED0,
+        ),
+        Block(
+            "ablation",
+            "Sparta's settings one at a time (phi, kernel, beta0, share) x 3 seeds on SmallCNN, "
+            "judged by AutoAttack on 1,000; reuses claim-a's Sparta cells",
+            "about 40 (estimate): 5 windows",
+            ablation,
+            6,
+            CLAIM_A_SEED0,
+        ),
+        Block(
+            "transfer",
+            "claim (b): SmallCNN's Sparta function (share=network) frozen in ResNet-20; claim (c): "
+            "claim-a's seed-0 function frozen on digits; 3 seeds",
+            "about 30 (estimate): 4 windows",
+            transfer,
+            6,
+        ),
+        Block(
+            "resnet18",
+            "ResNet-18, full Fashion-MNIST, relu/sparta/swish/frelu x 3 seeds, PGD-10 AT 5 epochs; "
+            "a cell must finish within its window (its 45 MB model cannot travel)",
+            "about 100 (estimate): 13 windows",
+            resnet18,
+            3,
+        ),
+    )
+}
 # Cells of these blocks write here; ablation and transfer read claim-a's cells.
-BLOCK_FOLDERS = {"claim-a": ["claim-a"], "ablation": ["claim-a"], "transfer": ["transfer-cnn", "transfer-data"],
-                 "resnet18": ["resnet18"]}
+BLOCK_FOLDERS = {
+    "claim-a": ["claim-a"],
+    "ablation": ["claim-a"],
+    "transfer": ["transfer-cnn", "transfer-data"],
+    "resnet18": ["resnet18"],
+}
 
 
 def block_progress(results: Path) -> dict:
@@ -423,11 +576,13 @@ def run_block(args: argparse.Namespace) -> int:
     def shard(index: int) -> Callable[[Runner], int]:
         def run_commands(runner: Runner) -> int:
             for argv in commands:
-                code = runner.call(f"{block.name}-shard{index}", [*SPARTA, *argv, "--shard", f"{index}/{shards}"],
-                                   timeout=24 * 3600)
+                code = runner.call(
+                    f"{block.name}-shard{index}", [*SPARTA, *argv, "--shard", f"{index}/{shards}"], timeout=24 * 3600
+                )
                 if code:
                     return code
             return 0
+
         return run_commands
 
     steps = [Step(f"shard {index}/{shards}", shard(index), 24 * 3600) for index in range(shards)]
@@ -442,17 +597,32 @@ def run_block(args: argparse.Namespace) -> int:
     folders = [results / name for name in BLOCK_FOLDERS[block.name] if name != block.name]
     progress = block_progress(results / block.name)
     progress.setdefault("windows", []).append(
-        {"commit": git_commit(), "machine": machine_line(env), "seconds": round(time.monotonic() - started),
-         "steps": {step.name: step.status for step in steps}})
+        {
+            "commit": git_commit(),
+            "machine": machine_line(env),
+            "seconds": round(time.monotonic() - started),
+            "steps": {step.name: step.status for step in steps},
+        }
+    )
     progress["complete"] = complete
     (results / block.name).mkdir(parents=True, exist_ok=True)
     (results / block.name / PROGRESS_FILE).write_text(json.dumps(progress, indent=2) + "\n")
-    text = summary(f"GPU block {block.name}: {'complete' if complete else 'to be continued'}",
-                   " ".join(sys.argv[1:]), env, steps, {}, started)
+    text = summary(
+        f"GPU block {block.name}: {'complete' if complete else 'to be continued'}",
+        " ".join(sys.argv[1:]),
+        env,
+        steps,
+        {},
+        started,
+    )
     (out / f"{block.name}.md").write_text(text)
     kept = {results / name for name in block.keep}
-    pack([results / block.name, *folders], out / block.name,
-         keep_weights=lambda run_dir: not complete or run_dir in kept, base=results)
+    pack(
+        [results / block.name, *folders],
+        out / block.name,
+        keep_weights=lambda run_dir: not complete or run_dir in kept,
+        base=results,
+    )
     print(text)
     return 0
 
@@ -552,8 +722,11 @@ def carry(args: argparse.Namespace) -> int:
     site = CARRY / "site" / "pyautoattack"
     if site.exists():
         shutil.rmtree(site)
-    shutil.copytree(Path(pyautoattack.__file__).parent, site,
-                    ignore=shutil.ignore_patterns("examples", "__pycache__", "*.pt", "*.pth"))
+    shutil.copytree(
+        Path(pyautoattack.__file__).parent,
+        site,
+        ignore=shutil.ignore_patterns("examples", "__pycache__", "*.pt", "*.pth"),
+    )
     data = CARRY / "data" / "fashion-mnist"
     data.mkdir(parents=True, exist_ok=True)
     for path in dataset_root("fashion-mnist").glob("*-ubyte.gz"):
@@ -561,8 +734,10 @@ def carry(args: argparse.Namespace) -> int:
     (CARRY / "commit").unlink(missing_ok=True)
     (CARRY / "commit").write_text(git_commit() + "\n")
     total = sum(p.stat().st_size for p in CARRY.rglob("*") if p.is_file())
-    print(f"{CARRY}: {total / 2**20:.1f} MiB, commit {git_commit()}; name '.gpu-carry' in the lease's carry"
-          " (run this again after each commit)")
+    print(
+        f"{CARRY}: {total / 2**20:.1f} MiB, commit {git_commit()}; name '.gpu-carry' in the lease's carry"
+        " (run this again after each commit)"
+    )
     return 0
 
 

@@ -40,8 +40,19 @@ def digits_test():
 def trained_run(tmp_path_factory):
     """A ReLU SmallCNN trained normally on digits: accurate and not robust."""
     out = tmp_path_factory.mktemp("runs") / "digits-relu"
-    config = TrainConfig(out=str(out), dataset="digits", model="smallcnn", act="relu", method="standard",
-                         eps=0.1, epochs=4, batch_size=64, lr=0.05, eval_n=200, seed=0)
+    config = TrainConfig(
+        out=str(out),
+        dataset="digits",
+        model="smallcnn",
+        act="relu",
+        method="standard",
+        eps=0.1,
+        epochs=4,
+        batch_size=64,
+        lr=0.05,
+        eval_n=200,
+        seed=0,
+    )
     return train(config)
 
 

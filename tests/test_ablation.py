@@ -35,12 +35,15 @@ def test_cells_change_one_setting_each_and_the_baseline_is_the_compare_cell(tmp_
     assert network.labels == {"factor": "share", "value": "network"}
 
 
-@pytest.mark.parametrize("levels, message", [
-    ({"kernel": [5]}, "unknown Sparta factor 'kernel'"),
-    ({"kernel_size": [3]}, "kernel_size=3 is the baseline's setting"),
-    ({"beta0": [1, 1]}, "beta0=1 is listed twice"),
-    ({"hidden": []}, "needs at least one level"),
-])
+@pytest.mark.parametrize(
+    "levels, message",
+    [
+        ({"kernel": [5]}, "unknown Sparta factor 'kernel'"),
+        ({"kernel_size": [3]}, "kernel_size=3 is the baseline's setting"),
+        ({"beta0": [1, 1]}, "beta0=1 is listed twice"),
+        ({"hidden": []}, "needs at least one level"),
+    ],
+)
 def test_bad_levels_are_refused(tmp_path, levels, message):
     with pytest.raises(SpartaError, match=message):
         ablation_cells(TrainConfig(**TINY), str(tmp_path), levels, seeds=[0])
@@ -100,11 +103,34 @@ def test_verdict_needs_the_same_seeds_as_the_baseline(tmp_path):
 def test_shards_together_run_every_cell_once_then_the_table_reads_them(tmp_path, monkeypatch, capsys):
     trained = []
     real = grid.train
-    monkeypatch.setattr(grid, "train", lambda config, resume=False: trained.append(config.out) or
-                        real(config, resume=resume))
-    args = ["ablate", "--vary", "kernel_size=1", "--dataset", "digits", "--subset", "32", "--epochs", "1",
-            "--batch-size", "16", "--method", "standard", "--eval-every", "0", "--seeds", "2",
-            "--attacks", "clean", "--n", "40", "--out", str(tmp_path)]
+    monkeypatch.setattr(
+        grid, "train", lambda config, resume=False: trained.append(config.out) or real(config, resume=resume)
+    )
+    args = [
+        "ablate",
+        "--vary",
+        "kernel_size=1",
+        "--dataset",
+        "digits",
+        "--subset",
+        "32",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--method",
+        "standard",
+        "--eval-every",
+        "0",
+        "--seeds",
+        "2",
+        "--attacks",
+        "clean",
+        "--n",
+        "40",
+        "--out",
+        str(tmp_path),
+    ]
     assert main([*args, "--shard", "0/2"]) == 0
     assert "shard 0/2 done" in capsys.readouterr().out and not (tmp_path / "ablation.md").exists()
     assert main([*args, "--shard", "1/2"]) == 0
@@ -136,10 +162,13 @@ def test_levels_are_read_as_json_where_they_parse():
     assert level_list("per-channel-beta=true") == ("per_channel_beta", [True])
 
 
-@pytest.mark.parametrize("vary, message", [
-    ("kernel_size=abc", "option kernel_size takes a int (default 3), got 'abc'"),
-    ("hidden=0", "Sparta hidden must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "vary, message",
+    [
+        ("kernel_size=abc", "option kernel_size takes a int (default 3), got 'abc'"),
+        ("hidden=0", "Sparta hidden must be >= 1"),
+    ],
+)
 def test_a_bad_level_stops_the_ablation_before_any_training(tmp_path, capsys, vary, message):
     capsys.readouterr()
     assert main(["ablate", "--vary", vary, "--dataset", "digits", "--out", str(tmp_path / "abl")]) == 2

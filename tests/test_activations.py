@@ -20,7 +20,17 @@ def test_every_activation_builds_and_runs(name):
 
 def test_registry_lists_the_design_names():
     assert set(sparta.activation_names()) == {
-        "relu", "swish", "softplus", "gelu", "elu", "prelu", "frelu", "sparta", "pssilu", "psoftplus"}
+        "relu",
+        "swish",
+        "softplus",
+        "gelu",
+        "elu",
+        "prelu",
+        "frelu",
+        "sparta",
+        "pssilu",
+        "psoftplus",
+    }
 
 
 def test_each_call_builds_a_new_instance():

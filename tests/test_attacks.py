@@ -15,10 +15,16 @@ def _inside(x_adv, x, eps):
     return (x_adv - x).abs().max() <= eps + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
 
 
-@pytest.mark.parametrize("attack", [
-    FGSM(EPS), FGSM(EPS, step_size=1.25 * EPS, random_init=True), PGD(EPS, steps=5),
-    PGD(EPS, steps=5, loss="cw"), PGD(EPS, steps=3, restarts=2, step_size=0.5),
-])
+@pytest.mark.parametrize(
+    "attack",
+    [
+        FGSM(EPS),
+        FGSM(EPS, step_size=1.25 * EPS, random_init=True),
+        PGD(EPS, steps=5),
+        PGD(EPS, steps=5, loss="cw"),
+        PGD(EPS, steps=3, restarts=2, step_size=0.5),
+    ],
+)
 def test_gradient_attacks_stay_in_ball_and_box(attack, trained_model, digits_test):
     x, y = digits_test
     x = x.clone()
@@ -147,8 +153,7 @@ def test_public_adversarial_losses_train_a_users_model(loss_name, digits_test):
     import sparta
 
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
-                                torch.nn.LazyLinear(10))
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.LazyLinear(10))
     x, y = digits_test
     model(x[:2])
     loss = getattr(sparta, loss_name)(model.train(), x[:16], y[:16], eps=0.1)

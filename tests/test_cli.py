@@ -9,14 +9,43 @@ import pytest
 from sparta.cli import main
 from sparta.config import TrainConfig as TrainConfig
 
-TINY = ["--dataset", "digits", "--subset", "192", "--epochs", "1", "--batch-size", "64",
-        "--attack-steps", "2", "--eval-n", "32"]
+TINY = [
+    "--dataset",
+    "digits",
+    "--subset",
+    "192",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "64",
+    "--attack-steps",
+    "2",
+    "--eval-n",
+    "32",
+]
 
 
 def test_train_then_eval(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", *TINY, "--act", "sparta", "--act-option", "hidden=4", "--method", "trades",
-                 "--eps", "8/255", "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *TINY,
+                "--act",
+                "sparta",
+                "--act-option",
+                "hidden=4",
+                "--method",
+                "trades",
+                "--eps",
+                "8/255",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert "trained" in captured.out
     # the library's per-epoch line reaches the terminal through the CLI's logging set-up
@@ -44,16 +73,19 @@ def test_eval_autoattack_from_the_cli(trained_run, capsys):
     assert "autoattack" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["train", *TINY, "--act", "rellu"], "unknown activation 'rellu'"),
-    (["train", *TINY, "--model", "vgg"], "unknown model 'vgg'"),
-    (["train", *TINY, "--method", "free"], "unknown training method 'free'"),
-    (["train", *TINY[:4], "--epochs", "-1"], "epochs must be >= 1"),
-    (["train", *TINY, "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
-    (["train", "--dataset", "mnist", "--data-root", "/nonexistent", "--epochs", "1"], "missing"),
-    (["train", *TINY, "--freeze-sparta"], "--freeze-sparta needs --sparta-from"),
-    (["eval", "/nonexistent/run"], "is not a run directory"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", *TINY, "--act", "rellu"], "unknown activation 'rellu'"),
+        (["train", *TINY, "--model", "vgg"], "unknown model 'vgg'"),
+        (["train", *TINY, "--method", "free"], "unknown training method 'free'"),
+        (["train", *TINY[:4], "--epochs", "-1"], "epochs must be >= 1"),
+        (["train", *TINY, "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+        (["train", "--dataset", "mnist", "--data-root", "/nonexistent", "--epochs", "1"], "missing"),
+        (["train", *TINY, "--freeze-sparta"], "--freeze-sparta needs --sparta-from"),
+        (["eval", "/nonexistent/run"], "is not a run directory"),
+    ],
+)
 def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys, argv, message):
     if argv[0] == "train":
         argv = [*argv, "--out", str(tmp_path / "run")]
@@ -62,20 +94,23 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys, argv, message):
     assert err.startswith("sparta: error:") and message in err and "\n" not in err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["train", "--eps", "1.5"], "eps must lie in [0, 1]"),
-    (["train", "--eps", "-0.1"], "eps must lie in [0, 1]"),
-    (["train", "--eps", "nan"], "eps must be a number"),
-    (["train", "--eps", "inf"], "eps must"),
-    (["train", "--eps", "1e9"], "eps must lie in [0, 1]"),
-    (["train", "--eps", "1/0"], "eps must be a number"),
-    (["train", "--channels-last", "maybe"], "unrecognized arguments: maybe"),
-    (["compare", "--shard", "3/2"], "--shard"),
-    (["compare", "--shard", "0/0"], "--shard"),
-    (["compare", "--shard", "-1/2"], "--shard"),
-    (["ablate", "--vary", "kernel_size="], "--vary"),
-    (["eval", "run", "--attacks"], "expected one argument"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--eps", "1.5"], "eps must lie in [0, 1]"),
+        (["train", "--eps", "-0.1"], "eps must lie in [0, 1]"),
+        (["train", "--eps", "nan"], "eps must be a number"),
+        (["train", "--eps", "inf"], "eps must"),
+        (["train", "--eps", "1e9"], "eps must lie in [0, 1]"),
+        (["train", "--eps", "1/0"], "eps must be a number"),
+        (["train", "--channels-last", "maybe"], "unrecognized arguments: maybe"),
+        (["compare", "--shard", "3/2"], "--shard"),
+        (["compare", "--shard", "0/0"], "--shard"),
+        (["compare", "--shard", "-1/2"], "--shard"),
+        (["ablate", "--vary", "kernel_size="], "--vary"),
+        (["eval", "run", "--attacks"], "expected one argument"),
+    ],
+)
 def test_bad_flag_values_are_one_line_from_the_parser(tmp_path, capsys, argv, message):
     """argparse's own refusals: one line naming the flag and the --help to read, exit 2."""
     with pytest.raises(SystemExit) as exit_info:
@@ -116,11 +151,28 @@ def test_sparta_from_a_run_and_a_mismatched_target(tmp_path, capsys):
     assert main(["train", *TINY, "--act", "sparta", "--out", str(source)]) == 0
     assert (source / "sparta.safetensors").is_file()
     frozen = tmp_path / "frozen"
-    assert main(["train", *TINY, "--act", "sparta", "--sparta-from", str(source), "--freeze-sparta",
-                 "--out", str(frozen)]) == 0
+    assert (
+        main(["train", *TINY, "--act", "sparta", "--sparta-from", str(source), "--freeze-sparta", "--out", str(frozen)])
+        == 0
+    )
     capsys.readouterr()  # the tiny runs may warn that they ended near chance
-    assert main(["train", *TINY, "--model", "resnet18", "--act", "sparta", "--sparta-from", str(source),
-                 "--out", str(tmp_path / "mismatch")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                *TINY,
+                "--model",
+                "resnet18",
+                "--act",
+                "sparta",
+                "--sparta-from",
+                str(source),
+                "--out",
+                str(tmp_path / "mismatch"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert "has stages" in err and "share='network'" in err and "\n" not in err
 

@@ -41,8 +41,12 @@ def finished_grid(tmp_path_factory):
 
 def test_grid_gives_one_row_per_activation_with_two_seeds(finished_grid):
     out, cells = finished_grid
-    assert [c.name for c in cells] == ["smallcnn-relu-standard-seed0", "smallcnn-relu-standard-seed1",
-                                       "smallcnn-swish-standard-seed0", "smallcnn-swish-standard-seed1"]
+    assert [c.name for c in cells] == [
+        "smallcnn-relu-standard-seed0",
+        "smallcnn-relu-standard-seed1",
+        "smallcnn-swish-standard-seed0",
+        "smallcnn-swish-standard-seed1",
+    ]
     markdown = write_table(cells, PLAN, out, "test")
     rows = list(csv.DictReader((out / "table.csv").open()))
     assert [r["act"] for r in rows] == ["relu", "swish"] and all(r["n_seeds"] == "2" for r in rows)
@@ -107,9 +111,35 @@ def test_killed_cell_resumes_and_unstarted_cell_restarts(tmp_path, monkeypatch):
 
 def test_compare_cli_end_to_end(tmp_path, capsys):
     out = tmp_path / "cmp"
-    argv = ["compare", "--acts", "relu,sparta", "--seeds", "1", "--seed", "3", "--dataset", "digits",
-            "--subset", "32", "--epochs", "1", "--batch-size", "16", "--attack-steps", "1", "--eval-every", "0",
-            "--act-option", "hidden=2", "--attacks", "clean,pgd", "--n", "32", "--out", str(out)]
+    argv = [
+        "compare",
+        "--acts",
+        "relu,sparta",
+        "--seeds",
+        "1",
+        "--seed",
+        "3",
+        "--dataset",
+        "digits",
+        "--subset",
+        "32",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--attack-steps",
+        "1",
+        "--eval-every",
+        "0",
+        "--act-option",
+        "hidden=2",
+        "--attacks",
+        "clean,pgd",
+        "--n",
+        "32",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "| smallcnn | sparta | pgd |" in printed
@@ -127,13 +157,16 @@ def test_compare_cli_end_to_end(tmp_path, capsys):
     assert main(argv) == 0 and capsys.readouterr().out.count("done, skipped") == 2
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--acts", "relu,rellu"], "unknown activation 'rellu'"),
-    (["--acts", "relu,relu"], "listed twice"),
-    (["--seeds", "0"], "--seeds must be >= 1"),
-    (["--attacks", "clean,pgdd"], "unknown attack 'pgdd'"),
-    (["--models", "vgg"], "unknown model 'vgg'"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--acts", "relu,rellu"], "unknown activation 'rellu'"),
+        (["--acts", "relu,relu"], "listed twice"),
+        (["--seeds", "0"], "--seeds must be >= 1"),
+        (["--attacks", "clean,pgdd"], "unknown attack 'pgdd'"),
+        (["--models", "vgg"], "unknown model 'vgg'"),
+    ],
+)
 def test_compare_errors_are_one_line(tmp_path, capsys, extra, message):
     assert main(["compare", "--dataset", "digits", "--out", str(tmp_path), *extra]) == 2
     err = capsys.readouterr().err.strip()
@@ -170,9 +203,32 @@ def test_paired_differences_are_per_seed_against_the_first_activation(finished_g
 def test_table_only_tabulates_finished_cells_and_trains_nothing(finished_grid, monkeypatch, capsys):
     out, _ = finished_grid
     calls = count_train_calls(monkeypatch)
-    argv = ["compare", "--acts", "relu,swish", "--seeds", "3", "--dataset", "digits", "--subset", "32",
-            "--epochs", "1", "--batch-size", "16", "--method", "standard", "--eval-every", "0",
-            "--attacks", "clean,pgd", "--n", "32", "--out", str(out), "--table-only"]
+    argv = [
+        "compare",
+        "--acts",
+        "relu,swish",
+        "--seeds",
+        "3",
+        "--dataset",
+        "digits",
+        "--subset",
+        "32",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--method",
+        "standard",
+        "--eval-every",
+        "0",
+        "--attacks",
+        "clean,pgd",
+        "--n",
+        "32",
+        "--out",
+        str(out),
+        "--table-only",
+    ]
     assert main(argv) == 0
     captured = capsys.readouterr()
     assert not calls
@@ -203,9 +259,33 @@ def test_accuracy_cells_show_each_seed_and_never_leave_0_to_100():
 def test_compare_runs_the_strongest_literature_activations(tmp_path, capsys):
     """PSSiLU and parametric Softplus train, evaluate and tabulate beside ReLU and Sparta."""
     out = tmp_path / "lit"
-    argv = ["compare", "--acts", "relu,pssilu,psoftplus,sparta", "--seeds", "1", "--dataset", "digits",
-            "--subset", "32", "--epochs", "1", "--batch-size", "16", "--attack-steps", "1", "--eval-every", "0",
-            "--act-option", "hidden=2", "--attacks", "clean,pgd", "--n", "32", "--out", str(out)]
+    argv = [
+        "compare",
+        "--acts",
+        "relu,pssilu,psoftplus,sparta",
+        "--seeds",
+        "1",
+        "--dataset",
+        "digits",
+        "--subset",
+        "32",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--attack-steps",
+        "1",
+        "--eval-every",
+        "0",
+        "--act-option",
+        "hidden=2",
+        "--attacks",
+        "clean,pgd",
+        "--n",
+        "32",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     rows = {r["act"]: r for r in csv.DictReader((out / "table.csv").open())}
     assert set(rows) == {"relu", "pssilu", "psoftplus", "sparta"}
@@ -219,9 +299,33 @@ def test_compare_runs_the_strongest_literature_activations(tmp_path, capsys):
 def test_worst_case_column_counts_an_example_robust_only_if_every_attack_failed(tmp_path):
     """AutoAttack's way of counting, over the table's attacks, from each record's per-example mask."""
     out = tmp_path / "worst"
-    argv = ["compare", "--acts", "relu", "--seeds", "2", "--dataset", "digits", "--subset", "32", "--epochs", "1",
-            "--batch-size", "16", "--method", "standard", "--eval-every", "0", "--eps", "0.05",
-            "--attacks", "clean,fgsm,pgd", "--n", "48", "--out", str(out)]
+    argv = [
+        "compare",
+        "--acts",
+        "relu",
+        "--seeds",
+        "2",
+        "--dataset",
+        "digits",
+        "--subset",
+        "32",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--method",
+        "standard",
+        "--eval-every",
+        "0",
+        "--eps",
+        "0.05",
+        "--attacks",
+        "clean,fgsm,pgd",
+        "--n",
+        "48",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     row = next(csv.DictReader((out / "table.csv").open()))
     worst = float(row["worst-case_mean"])

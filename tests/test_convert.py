@@ -14,13 +14,16 @@ class PlainNet(nn.Module):
     def __init__(self):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(inplace=True),
-            nn.Conv2d(16, 24, 3, padding=1), nn.GELU(), nn.MaxPool2d(2),
+            nn.Conv2d(3, 16, 3, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(16, 24, 3, padding=1),
+            nn.GELU(),
+            nn.MaxPool2d(2),
         )
         self.conv = nn.Conv2d(24, 24, 3, padding=1)
         self.shared = nn.ReLU()
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(24 * 4 * 4, 32), nn.SiLU(),
-                                        nn.Linear(32, 5))
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(24 * 4 * 4, 32), nn.SiLU(), nn.Linear(32, 5))
 
     def forward(self, x):
         x = self.shared(self.conv(self.features(x)))

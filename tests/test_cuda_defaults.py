@@ -38,8 +38,21 @@ CASES = [pytest.param("cpu", settings, id=f"cpu-{name}") for name, settings in S
 
 
 def _config(out, device="cpu", **settings) -> TrainConfig:
-    base = dict(out=str(out), dataset="digits", subset=64, model="smallcnn", act="sparta", method="pgd",
-                eps=0.1, attack_steps=2, epochs=2, batch_size=32, eval_n=16, device=device, seed=3)
+    base = dict(
+        out=str(out),
+        dataset="digits",
+        subset=64,
+        model="smallcnn",
+        act="sparta",
+        method="pgd",
+        eps=0.1,
+        attack_steps=2,
+        epochs=2,
+        batch_size=32,
+        eval_n=16,
+        device=device,
+        seed=3,
+    )
     return TrainConfig(**{**base, **settings})
 
 
@@ -84,8 +97,9 @@ def test_a_cuda_default_runs_end_to_end(device, settings, tmp_path, monkeypatch,
     reference = _logits(model, x[:8])
     as_channels_last = model.to(memory_format=torch.channels_last)
     load_weights(as_channels_last, tmp_path / "source/model.safetensors")
-    assert torch.allclose(_logits(as_channels_last, x[:8].contiguous(memory_format=torch.channels_last)),
-                          reference, atol=1e-5)
+    assert torch.allclose(
+        _logits(as_channels_last, x[:8].contiguous(memory_format=torch.channels_last)), reference, atol=1e-5
+    )
 
     records = evaluate_run(config.out, ["clean", "pgd", "cw"], n=16, device=device)
     by_attack = {r["attack"]: r["accuracy"] for r in records}
@@ -97,20 +111,34 @@ def test_a_cuda_default_runs_end_to_end(device, settings, tmp_path, monkeypatch,
         loaded, _ = load_checkpoint(config.out, device=device)
         images, labels = (t[:8].to(device) for t in digits_test)
         cheap = {"version": "custom", "attacks": ("apgd-ce", "square"), "n_queries": 20}
-        [found] = evaluate(loaded, images, labels, ["autoattack"], config.eps,
-                           options={"autoattack": {} if device == "cuda" else cheap})
+        [found] = evaluate(
+            loaded,
+            images,
+            labels,
+            ["autoattack"],
+            config.eps,
+            options={"autoattack": {} if device == "cuda" else cheap},
+        )
         assert found["accuracy"] <= evaluate(loaded, images, labels, ["clean"], config.eps)[0]["accuracy"]
 
     # The exported Sparta function, imported frozen into a fresh model, gives the same logits.
     fresh = loop.model_for(_config(tmp_path / "unused", device, **settings))
-    fresh.load_state_dict({k: v for k, v in model.state_dict().items() if ".phi." not in k and "log_beta" not in k},
-                          strict=False)
+    fresh.load_state_dict(
+        {k: v for k, v in model.state_dict().items() if ".phi." not in k and "log_beta" not in k}, strict=False
+    )
     import_sparta(fresh, tmp_path / "source/sparta.safetensors", freeze=True)
     assert torch.allclose(_logits(fresh, x[:8]), reference, atol=1e-5)
 
     # Transfer: a new run with the source's function frozen keeps that function unchanged.
-    target = _config(tmp_path / "target", device, **settings, epochs=1, seed=4,
-                     sparta_from=str(tmp_path / "source"), freeze_sparta=True)
+    target = _config(
+        tmp_path / "target",
+        device,
+        **settings,
+        epochs=1,
+        seed=4,
+        sparta_from=str(tmp_path / "source"),
+        freeze_sparta=True,
+    )
     loop.train(target)
     transferred, _ = load_checkpoint(target.out)
     source_sites = [s for sites in sparta_sites(model).values() for s in sites]

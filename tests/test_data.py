@@ -57,9 +57,7 @@ def write_file(path: Path, payload: bytes) -> Path:
     return path
 
 
-def write_mnist(
-    folder: Path, n: int = 5, *, gz: bool = True, prefix: str = "train"
-) -> tuple[np.ndarray, np.ndarray]:
+def write_mnist(folder: Path, n: int = 5, *, gz: bool = True, prefix: str = "train") -> tuple[np.ndarray, np.ndarray]:
     images = RNG.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
     labels = RNG.integers(0, 10, size=n, dtype=np.uint8)
     ext = ".gz" if gz else ""
@@ -230,9 +228,7 @@ def test_fuzz_random_bytes(fuzz_dir: Path, data: bytes, gz: bool) -> None:
     cut=st.one_of(st.none(), st.integers(0, 2000)),
     gz=st.booleans(),
 )
-def test_fuzz_mutated_idx(
-    fuzz_dir: Path, edits: list[tuple[int, int]], cut: int | None, gz: bool
-) -> None:
+def test_fuzz_mutated_idx(fuzz_dir: Path, edits: list[tuple[int, int]], cut: int | None, gz: bool) -> None:
     for stale in fuzz_dir.glob("train-images*"):
         stale.unlink()
     payload = _valid_images()
@@ -389,9 +385,7 @@ def test_digits_split_is_stable_disjoint_and_complete() -> None:
     # Train and test together are the whole data set, each (image, label) once: a partition.
     digits = load_digits()
     small = torch.from_numpy(digits.images / 16.0).float().unsqueeze(1)
-    everything = torch.nn.functional.interpolate(
-        small, size=(28, 28), mode="bilinear", align_corners=False
-    )
+    everything = torch.nn.functional.interpolate(small, size=(28, 28), mode="bilinear", align_corners=False)
 
     def rows(images: torch.Tensor, labels) -> list[bytes]:
         return sorted(x.numpy().tobytes() + bytes([int(y)]) for x, y in zip(images, labels))
@@ -498,9 +492,7 @@ def test_download_extracts_cifar_archive(tmp_path: Path, monkeypatch: MonkeyPatc
 
 
 @pytest.mark.parametrize("evil", ["../escape", "/abs/escape", "cifar-10-batches-py/../../escape"])
-def test_download_rejects_unsafe_archive(
-    tmp_path: Path, monkeypatch: MonkeyPatch, evil: str
-) -> None:
+def test_download_rejects_unsafe_archive(tmp_path: Path, monkeypatch: MonkeyPatch, evil: str) -> None:
     archive = _tar_gz({"cifar-10-batches-py/test_batch": b"x", evil: b"boom"})
     source = tmp_path / "cifar-10-python.tar.gz"
     source.write_bytes(archive)

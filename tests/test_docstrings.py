@@ -33,9 +33,13 @@ def undocumented(source: str, where: str) -> list[str]:
         if not isinstance(node, ast.ClassDef):
             continue
         for item in node.body:
-            if (isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef) and not item.name.startswith("_")
-                    and item.name not in SKIPPED_METHODS and not _trivial_property(item)
-                    and ast.get_docstring(item) is None):
+            if (
+                isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
+                and not item.name.startswith("_")
+                and item.name not in SKIPPED_METHODS
+                and not _trivial_property(item)
+                and ast.get_docstring(item) is None
+            ):
                 missing.append(f"{where}:{item.lineno} {node.name}.{item.name}")
     return missing
 
@@ -71,13 +75,15 @@ class Told:
 class _Hidden:
     def method(self): pass
 '''
-    assert undocumented(source, "m.py") == ["m.py:5 bare", "m.py:9 Plain", "m.py:10 Plain.method",
-                                             "m.py:18 Plain.busy"]
+    assert undocumented(source, "m.py") == ["m.py:5 bare", "m.py:9 Plain", "m.py:10 Plain.method", "m.py:18 Plain.busy"]
 
 
 def test_every_public_name_has_a_docstring() -> None:
     files = sorted(PACKAGE.rglob("*.py"))
     assert len(files) > 40, f"expected the sparta package at {PACKAGE}"
-    missing = [name for path in files
-               for name in undocumented(path.read_text(encoding="utf-8"), str(path.relative_to(PACKAGE.parent)))]
+    missing = [
+        name
+        for path in files
+        for name in undocumented(path.read_text(encoding="utf-8"), str(path.relative_to(PACKAGE.parent)))
+    ]
     assert not missing, "public names without a docstring (say what each is for):\n" + "\n".join(missing)

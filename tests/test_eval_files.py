@@ -20,13 +20,16 @@ def run_copy(trained_run, tmp_path):
     return run
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--attacks", ""], "no attack given; choose from: clean, fgsm"),
-    (["--attacks", "cw,foo"], "unknown attack 'foo'; choose from: clean,"),
-    (["--attacks", "clean", "--batch-size", "-1"], "batch size must be >= 1"),
-    (["--attacks", "clean", "--batch-size", "0"], "batch size must be >= 1"),
-    (["--attacks", "clean", "--n", "0"], "--n must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--attacks", ""], "no attack given; choose from: clean, fgsm"),
+        (["--attacks", "cw,foo"], "unknown attack 'foo'; choose from: clean,"),
+        (["--attacks", "clean", "--batch-size", "-1"], "batch size must be >= 1"),
+        (["--attacks", "clean", "--batch-size", "0"], "batch size must be >= 1"),
+        (["--attacks", "clean", "--n", "0"], "--n must be >= 1"),
+    ],
+)
 def test_bad_requests_fail_before_anything_runs_and_keep_eval_json(run_copy, capsys, argv, message):
     before = (run_copy / "eval.json").read_text()
     capsys.readouterr()
@@ -42,9 +45,11 @@ def test_repeated_attacks_run_once(run_copy, capsys):
     assert sorted(r["attack"] for r in records) == ["clean", "fgsm"]
 
 
-@pytest.mark.parametrize("content", ['{"results": [{"attack": "clean"', "", "[]", '{"results": {}}',
-                                     '{"results": [{"attack": "pgd"}]}'],
-                         ids=["cut-short", "empty", "list", "results-not-list", "record-incomplete"])
+@pytest.mark.parametrize(
+    "content",
+    ['{"results": [{"attack": "clean"', "", "[]", '{"results": {}}', '{"results": [{"attack": "pgd"}]}'],
+    ids=["cut-short", "empty", "list", "results-not-list", "record-incomplete"],
+)
 def test_a_damaged_eval_json_stops_eval_before_the_attacks_and_stays(run_copy, capsys, content, monkeypatch):
     from sparta import evaluation
 
@@ -80,8 +85,11 @@ def test_a_weaker_rerun_never_replaces_a_stronger_record(run_copy, monkeypatch):
     evaluation.evaluate_run(run_copy, ["pgd"], n=16)
     assert [r["settings"]["steps"] for r in pgd_records()] == [5]
     monkeypatch.setitem(evaluation.DEFAULT_OPTIONS, "pgd", {"steps": 3, "restarts": 1})
-    with pytest.warns(SpartaWarning, match=r"keeps its earlier pgd record .*\(steps 5, restarts 2\) than this run's "
-                                           r"\(steps 3, restarts 1\)"):
+    with pytest.warns(
+        SpartaWarning,
+        match=r"keeps its earlier pgd record .*\(steps 5, restarts 2\) than this run's "
+        r"\(steps 3, restarts 1\)",
+    ):
         evaluation.evaluate_run(run_copy, ["pgd"], n=16)
     assert [r["settings"]["steps"] for r in pgd_records()] == [5]
     monkeypatch.setitem(evaluation.DEFAULT_OPTIONS, "pgd", {"steps": 6, "restarts": 2})
@@ -94,8 +102,10 @@ def test_a_weaker_rerun_never_replaces_a_stronger_record(run_copy, monkeypatch):
 def test_merge_collapses_duplicates_an_old_file_holds():
     from sparta.evaluation import merge_records
 
-    old = [{"attack": "clean", "eps": 0.0, "n": 10, "accuracy": 0.5},
-           {"attack": "clean", "eps": 0.0, "n": 10, "accuracy": 0.6}]
+    old = [
+        {"attack": "clean", "eps": 0.0, "n": 10, "accuracy": 0.5},
+        {"attack": "clean", "eps": 0.0, "n": 10, "accuracy": 0.6},
+    ]
     merged, kept_out = merge_records(old, [])
     assert merged == [old[1]] and kept_out == []
 

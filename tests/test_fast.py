@@ -40,8 +40,7 @@ def _assert_same(fast_fn, module: Sparta, x: torch.Tensor, rtol: float = 1e-5, a
         assert torch.allclose(got_grads[name].float(), expected.float(), rtol=rtol, atol=atol), name
 
 
-SETTINGS = [dict(), dict(per_channel_beta=True), dict(groups=2), dict(groups=6),
-            dict(kernel_size=5, hidden=4)]
+SETTINGS = [dict(), dict(per_channel_beta=True), dict(groups=2), dict(groups=6), dict(kernel_size=5, hidden=4)]
 
 
 @pytest.mark.parametrize("options", SETTINGS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
@@ -141,6 +140,7 @@ def test_which_path_a_site_takes():
 
 def test_inside_an_enclosing_compile_the_site_is_plain(monkeypatch, random_sparta):
     paths = []
+
     def recording(fused, x):
         paths.append(fast.site_path(fused, x))
         return paths[-1]
@@ -210,7 +210,8 @@ def test_cuda_fast_path_matches_reference_fp32(channels_last, monkeypatch, rando
     module = random_sparta(64).cuda()
     assert site_path(None, torch.zeros(1, device="cuda")) == "plain"
     assert site_path(True, torch.zeros(1, device="cuda")) == (
-        "compiled" if fast.compiler_available(torch.device("cuda")) else "fused")
+        "compiled" if fast.compiler_available(torch.device("cuda")) else "fused"
+    )
     x = torch.randn(8, 64, 16, 16, device="cuda")
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -233,6 +234,7 @@ def test_cuda_fast_path_matches_reference_bf16_autocast(random_sparta):
             module.fused = fused
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 return module(v)
+
         return run
 
     ref, ref_grads = _value_and_grads(under_autocast(False), module, x)

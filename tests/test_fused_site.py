@@ -43,8 +43,14 @@ def _assert_matches_plain(module: Sparta, x: torch.Tensor, tolerance: float) -> 
         torch.testing.assert_close(got_grads[name], value, rtol=tolerance, atol=tolerance, msg=name)
 
 
-OPTIONS = [dict(), dict(per_channel_beta=True), dict(groups=2), dict(groups=6, per_channel_beta=True),
-           dict(kernel_size=5, hidden=4), dict(kernel_size=1, hidden=1)]
+OPTIONS = [
+    dict(),
+    dict(per_channel_beta=True),
+    dict(groups=2),
+    dict(groups=6, per_channel_beta=True),
+    dict(kernel_size=5, hidden=4),
+    dict(kernel_size=1, hidden=1),
+]
 SHAPES = [(3, 6, 7, 5), (1, 6, 1, 1), (2, 6, 2, 9), (4, 6)]
 
 
@@ -84,8 +90,10 @@ def test_gradcheck_in_float64(random_sparta, passes):
     module = random_sparta(3, dtype=torch.float64, hidden=2, per_channel_beta=True)
     phi = module.phi
     x = torch.randn(2, 3, 3, 4, dtype=torch.float64)
-    inputs = tuple(t.detach().clone().requires_grad_(True) for t in (
-        x, phi.conv1.weight, phi.conv1.bias, phi.conv2.weight, phi.conv2.bias, module.log_beta))
+    inputs = tuple(
+        t.detach().clone().requires_grad_(True)
+        for t in (x, phi.conv1.weight, phi.conv1.bias, phi.conv2.weight, phi.conv2.bias, module.log_beta)
+    )
     function = NativeSpartaSite if passes == "native" else FusedSpartaSite
     assert torch.autograd.gradcheck(function.apply, inputs, eps=1e-6, atol=1e-6)
 

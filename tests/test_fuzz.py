@@ -18,19 +18,37 @@ from hypothesis import strategies as st
 from sparta.cli import main
 from sparta.config import TrainConfig
 
-NUMERIC_FLAGS = ["--eps", "--attack-step-size", "--lr", "--momentum", "--weight-decay", "--epochs",
-                 "--batch-size", "--subset", "--attack-steps", "--eval-n", "--eval-every", "--seed",
-                 "--trades-beta", "--eps-warmup-epochs"]
+NUMERIC_FLAGS = [
+    "--eps",
+    "--attack-step-size",
+    "--lr",
+    "--momentum",
+    "--weight-decay",
+    "--epochs",
+    "--batch-size",
+    "--subset",
+    "--attack-steps",
+    "--eval-n",
+    "--eval-every",
+    "--seed",
+    "--trades-beta",
+    "--eps-warmup-epochs",
+]
 
 flag_text = st.one_of(
-    st.integers(-10**12, 10**12).map(str),
+    st.integers(-(10**12), 10**12).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
     st.text(max_size=8),
     st.sampled_from(["1/0", "8/255", "0/0", "1e309", "-0", "0x10", "", " ", "nan", "-inf", "1_000", "2/", "1/3"]),
 )
 json_value = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=False, allow_infinity=False),
-              st.text(max_size=8)),
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(10**12), 10**12),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=8),
+    ),
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)),
     max_leaves=5,
 )

@@ -17,8 +17,7 @@ MiB = 2**20
 
 
 def window(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, cwd=ROOT,
-                          timeout=600)
+    return subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, cwd=ROOT, timeout=600)
 
 
 def assert_comes_back(out: Path) -> None:
@@ -56,8 +55,9 @@ def test_tiny_check_runs_every_step(tmp_path):
 def test_tiny_queue_resumes_across_windows_and_completes(tmp_path):
     first, second = tmp_path / "results-1", tmp_path / "results-2"
     # Window 1: claim-a, cut off after 12 seconds.
-    done = window("--results", str(first), "block", "claim-a", "--tiny", "--minutes", "0.2", "--out",
-                  str(tmp_path / "w1"))
+    done = window(
+        "--results", str(first), "block", "claim-a", "--tiny", "--minutes", "0.2", "--out", str(tmp_path / "w1")
+    )
     assert done.returncode == 0, done.stderr
     assert "to be continued" in (tmp_path / "w1" / "claim-a.md").read_text()
     assert_comes_back(tmp_path / "w1")
@@ -75,8 +75,11 @@ def test_tiny_queue_resumes_across_windows_and_completes(tmp_path):
     assert (second / "claim-a" / "table.md").is_file() and (second / "claim-a" / "ablation.md").is_file()
     assert (second / "transfer-data" / "table.md").is_file() and (second / "resnet18" / "table.md").is_file()
     # Once complete, only claim-a's seed-0 models stay; no training state.
-    weights = sorted(str(p.relative_to(second)) for p in second.rglob("*.safetensors")
-                     if p.name != "sparta.safetensors")
-    assert weights == ["claim-a/smallcnn-relu-pgd-seed0/model.safetensors",
-                       "claim-a/smallcnn-sparta-pgd-seed0/model.safetensors"]
+    weights = sorted(
+        str(p.relative_to(second)) for p in second.rglob("*.safetensors") if p.name != "sparta.safetensors"
+    )
+    assert weights == [
+        "claim-a/smallcnn-relu-pgd-seed0/model.safetensors",
+        "claim-a/smallcnn-sparta-pgd-seed0/model.safetensors",
+    ]
     assert "next: nothing" in window("--results", str(second), "queue").stdout

@@ -153,7 +153,6 @@ def test_activation_by_class():
     assert build_model("smallcnn", sparta.Sparta, dataset="digits").build_spec["activation"] == "sparta"
 
 
-
 def test_activation_by_any_callable_as_timm_act_layer(tmp_path):
     """A callable of one's own: called with the channel count when it takes one, else bare;
     the model then records no build spec and loads back only into a model you pass."""
@@ -192,12 +191,14 @@ def test_a_shared_depthwise_phi_keeps_statistics_per_site(tmp_path):
     export_sparta(model, tmp_path / "fn.safetensors")
     target = build_model("smallcnn", "sparta", 10, 1, image_size=28, share="stage", phi="depthwise")
     import_sparta(target, tmp_path / "fn.safetensors", freeze=True)
-    for src, dst in zip([s for g in sparta_sites(model).values() for s in g],
-                        [s for g in sparta_sites(target).values() for s in g]):
+    for src, dst in zip(
+        [s for g in sparta_sites(model).values() for s in g], [s for g in sparta_sites(target).values() for s in g]
+    ):
         assert torch.equal(src.phi.norm.running_mean, dst.phi.norm.running_mean)
         assert torch.equal(src.phi.norm.running_var, dst.phi.norm.running_var)
     # and a checkpoint keeps them too
     save_checkpoint(model, tmp_path / "model.safetensors")
     loaded, _ = load_checkpoint(tmp_path / "model.safetensors")
-    assert torch.equal(sparta_sites(loaded)["block2"][1].phi.norm.running_mean,
-                       sparta_sites(model)["block2"][1].phi.norm.running_mean)
+    assert torch.equal(
+        sparta_sites(loaded)["block2"][1].phi.norm.running_mean, sparta_sites(model)["block2"][1].phi.norm.running_mean
+    )

@@ -14,13 +14,22 @@ from sparta.errors import SpartaError
 
 
 def tiny_net(classes: int = 10) -> nn.Module:
-    return nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1), sparta.Sparta(4), nn.Flatten(),
-                         nn.Linear(4 * 14 * 14, classes))
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, stride=2, padding=1), sparta.Sparta(4), nn.Flatten(), nn.Linear(4 * 14 * 14, classes)
+    )
 
 
 def config(tmp_path, **changes) -> sparta.TrainConfig:
-    settings = dict(out=str(tmp_path / "run"), dataset="digits", subset=128, epochs=1, batch_size=64,
-                    attack_steps=2, eval_n=16, eps=0.1)
+    settings = dict(
+        out=str(tmp_path / "run"),
+        dataset="digits",
+        subset=128,
+        epochs=1,
+        batch_size=64,
+        attack_steps=2,
+        eval_n=16,
+        eps=0.1,
+    )
     return sparta.TrainConfig(**{**settings, **changes})
 
 
@@ -60,12 +69,15 @@ def test_own_model_resumes_only_with_its_architecture(tmp_path):
     assert (run / "model.safetensors").read_bytes() == trained
 
 
-@pytest.mark.parametrize("model, message", [
-    (tiny_net(classes=3), r"must return logits of shape \(batch, 10\).*got \(2, 3\)"),
-    (nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten()), r"fails on this dataset's images of shape \(1, 28, 28\)"),
-    (nn.Sequential(nn.Flatten(), nn.Linear(784, 10).requires_grad_(False)), "no trainable parameters"),
-    ("resnet18", "must be a torch.nn.Module"),
-])
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        (tiny_net(classes=3), r"must return logits of shape \(batch, 10\).*got \(2, 3\)"),
+        (nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten()), r"fails on this dataset's images of shape \(1, 28, 28\)"),
+        (nn.Sequential(nn.Flatten(), nn.Linear(784, 10).requires_grad_(False)), "no trainable parameters"),
+        ("resnet18", "must be a torch.nn.Module"),
+    ],
+)
 def test_an_unfit_own_model_is_refused_before_anything_is_written(tmp_path, model, message):
     with pytest.raises(SpartaError, match=message):
         sparta.train(config(tmp_path), model=model)

@@ -39,8 +39,9 @@ def test_psoftplus_alpha_one_is_softplus_and_large_alpha_is_relu():
     assert ParametricSoftplus(alpha0=10.0).double()(x).item() == pytest.approx(math.log(2) / 10)
 
 
-@pytest.mark.parametrize("act", [PSSiLU(alpha0=1.5, beta0=0.3), ParametricSoftplus(alpha0=3.0)],
-                         ids=["pssilu", "psoftplus"])
+@pytest.mark.parametrize(
+    "act", [PSSiLU(alpha0=1.5, beta0=0.3), ParametricSoftplus(alpha0=3.0)], ids=["pssilu", "psoftplus"]
+)
 def test_gradcheck_float64(act):
     act = act.double()
     x = torch.randn(3, 4, 5, 5, dtype=torch.float64, requires_grad=True)

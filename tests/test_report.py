@@ -31,8 +31,9 @@ def grid(tmp_path_factory):
     """Two tiny runs (relu, sparta) side by side, as a compare grid leaves them."""
     root = tmp_path_factory.mktemp("grid")
     for act in ("relu", "sparta"):
-        run = train(TrainConfig(out=str(root / act), dataset="digits", act=act, subset=128, epochs=2,
-                                attack_steps=1, eval_n=32))
+        run = train(
+            TrainConfig(out=str(root / act), dataset="digits", act=act, subset=128, epochs=2, attack_steps=1, eval_n=32)
+        )
         for eps in EPS:
             evaluate_run(run, ["clean", "pgd"], n=32, eps=eps)
     return root
@@ -93,8 +94,10 @@ def test_seeds_are_averaged_with_a_95_percent_band(grid, tmp_path):
     groups = group_runs(find_runs([grid / "relu", tmp_path]))
     assert {label: len(runs) for label, runs in groups.items()} == {"relu": 3, "relu, eps=0.2": 1}
     band = robust_accuracy_curves(groups)["relu"]
-    pgd = [[r["accuracy"] for r in records if r["attack"] == "pgd" and r["eps"] == 0.1]
-           for records in (real, accuracies[1], accuracies[2])]
+    pgd = [
+        [r["accuracy"] for r in records if r["attack"] == "pgd" and r["eps"] == 0.1]
+        for records in (real, accuracies[1], accuracies[2])
+    ]
     values = np.array(pgd).ravel()
     low, high = stats.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=stats.sem(values))
     at = band.x.index(0.1)
@@ -138,8 +141,8 @@ def test_eps_sweep_evaluates_only_what_is_missing(grid, tmp_path, capsys):
     assert len(re.findall(r"^evaluated .* pgd +eps=0\.1500", capsys.readouterr().out, re.M)) == 2
     for act in ("relu", "sparta"):
         after = _records(runs / act)
-        assert after[:len(before[act])] == before[act]  # existing records are kept, not redone
-        (new,) = after[len(before[act]):]
+        assert after[: len(before[act])] == before[act]  # existing records are kept, not redone
+        (new,) = after[len(before[act]) :]
         assert (new["attack"], new["eps"], new["n"], new["settings"]["steps"]) == ("pgd", 0.15, 32, 20)
     assert all(missing_eps(run, [0.0, 0.1, 0.15], 32) == [] for run in find_runs([runs]))
     assert "Threshold maps not drawn" in (out / "report.md").read_text()
@@ -166,9 +169,11 @@ def test_an_eps_curve_says_which_test_set_sizes_it_rests_on():
     def run(records):
         return Run("r", TrainConfig(), [], records)
 
-    records = [{"attack": "clean", "eps": 0.0, "n": 500, "accuracy": 0.8},
-               {"attack": "pgd", "eps": 0.1, "n": 500, "accuracy": 0.6},
-               {"attack": "pgd", "eps": 0.2, "n": 200, "accuracy": 0.3}]
+    records = [
+        {"attack": "clean", "eps": 0.0, "n": 500, "accuracy": 0.8},
+        {"attack": "pgd", "eps": 0.1, "n": 500, "accuracy": 0.6},
+        {"attack": "pgd", "eps": 0.2, "n": 200, "accuracy": 0.3},
+    ]
     band = robust_accuracy_curves({"relu": [run(records)]})["relu"]
     assert band.x == [0.0, 0.1, 0.2] and band.sizes == [500, 500, 200]
     assert _sizes_note(band) == ", n varies: 500 at ε 0, 0.1; 200 at ε 0.2"
@@ -181,11 +186,13 @@ def test_each_eps_point_is_the_record_on_the_most_images_under_the_record_key():
     the latest of equal keys; eps 0 is the clean record; missing_eps asks the same question."""
     from sparta.report.collect import Run, latest_records, records_by_eps
 
-    records = [{"attack": "clean", "eps": 0.0, "n": 500, "accuracy": 0.8},
-               {"attack": "pgd", "eps": 0.1, "n": 500, "accuracy": 0.6},
-               {"attack": "pgd", "eps": 0.1 + 1e-10, "n": 200, "accuracy": 0.5},
-               {"attack": "pgd", "eps": 0.1, "n": 500, "accuracy": 0.55},
-               {"attack": "cw", "eps": 0.1, "n": 1000, "accuracy": 0.1}]
+    records = [
+        {"attack": "clean", "eps": 0.0, "n": 500, "accuracy": 0.8},
+        {"attack": "pgd", "eps": 0.1, "n": 500, "accuracy": 0.6},
+        {"attack": "pgd", "eps": 0.1 + 1e-10, "n": 200, "accuracy": 0.5},
+        {"attack": "pgd", "eps": 0.1, "n": 500, "accuracy": 0.55},
+        {"attack": "cw", "eps": 0.1, "n": 1000, "accuracy": 0.1},
+    ]
     run = Run("r", TrainConfig(), [], records)
     assert latest_records(run) == [records[0], records[4], records[2], records[3]]
     assert records_by_eps(run) == {0.0: records[0], 0.1: records[3]}

@@ -106,11 +106,14 @@ def test_checks_share_attacks_and_run_in_registry_order(trained_model, data):
     assert results[1].numbers["attacks"] == 6
 
 
-@pytest.mark.parametrize("checks, eps, n, message", [
-    (["gradient-free"], EPS, N, "unknown sanity check 'gradient-free'"),
-    (None, 1.5, N, "eps must lie in [0, 1]"),
-    (None, EPS, 0, "at least one"),
-])
+@pytest.mark.parametrize(
+    "checks, eps, n, message",
+    [
+        (["gradient-free"], EPS, N, "unknown sanity check 'gradient-free'"),
+        (None, 1.5, N, "eps must lie in [0, 1]"),
+        (None, EPS, 0, "at least one"),
+    ],
+)
 def test_bad_input_is_a_one_line_error(trained_model, data, checks, eps, n, message):
     x, y = data
     with pytest.raises(SpartaError, match=re.escape(message)):
@@ -122,7 +125,7 @@ def test_cli_sanity_prints_checks_and_keeps_results(trained_run, tmp_path, capsy
     assert main(["eval", str(run), "--attacks", "clean", "--n", "32"]) == 0
     assert main(["eval", str(run), "--sanity", "--n", "32", "--eps", str(EPS)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert [line.split()[:2] for line in lines[-len(CHECKS.names()):]] == [["PASS", n] for n in CHECKS.names()]
+    assert [line.split()[:2] for line in lines[-len(CHECKS.names()) :]] == [["PASS", n] for n in CHECKS.names()]
     document = json.loads((run / "eval.json").read_text())
     assert [r["attack"] for r in document["results"]] == ["clean"]  # --sanity alone runs no attack
     sanity = document["sanity"]

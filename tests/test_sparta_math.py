@@ -121,10 +121,15 @@ def test_per_channel_parameters_are_flat_vectors():
     assert act.log_beta.shape == (5,)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"beta0": 0.0}, "beta0"), ({"kernel_size": 4}, "kernel_size"), ({"groups": 3}, "groups"),
-    ({"phi": "nope"}, "unknown phi kind"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"beta0": 0.0}, "beta0"),
+        ({"kernel_size": 4}, "kernel_size"),
+        ({"groups": 3}, "groups"),
+        ({"phi": "nope"}, "unknown phi kind"),
+    ],
+)
 def test_bad_options_are_clear(kwargs, message):
     with pytest.raises(SpartaError, match=message):
         Sparta(8, **kwargs)

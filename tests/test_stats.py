@@ -36,9 +36,14 @@ def test_equal_values_give_a_zero_interval_and_more_confidence_a_wider_one():
     assert mean_ci(values, 0.99).half_width > mean_ci(values, 0.95).half_width > mean_ci(values, 0.5).half_width
 
 
-@pytest.mark.parametrize("values, confidence, message", [
-    ([], 0.95, "empty"), ([0.1, float("nan")], 0.95, "non-finite"), ([0.1, 0.2], 1.0, "confidence"),
-])
+@pytest.mark.parametrize(
+    "values, confidence, message",
+    [
+        ([], 0.95, "empty"),
+        ([0.1, float("nan")], 0.95, "non-finite"),
+        ([0.1, 0.2], 1.0, "confidence"),
+    ],
+)
 def test_bad_input_is_a_clear_error(values, confidence, message):
     with pytest.raises(SpartaError, match=message):
         mean_ci(values, confidence)

@@ -20,8 +20,20 @@ from sparta.training.schedule import SCHEDULES, eps_at
 
 
 def tiny_config(tmp_path, **changes):
-    values = dict(out=str(tmp_path / "run"), dataset="digits", subset=256, model="smallcnn", act="sparta",
-                  method="pgd", eps=0.1, attack_steps=2, epochs=2, batch_size=64, eval_n=32, seed=3)
+    values = dict(
+        out=str(tmp_path / "run"),
+        dataset="digits",
+        subset=256,
+        model="smallcnn",
+        act="sparta",
+        method="pgd",
+        eps=0.1,
+        attack_steps=2,
+        epochs=2,
+        batch_size=64,
+        eval_n=32,
+        seed=3,
+    )
     return TrainConfig(**{**values, **changes})
 
 
@@ -46,8 +58,7 @@ def test_random_crop_shifts_content_and_keeps_shape():
     # every crop is a shifted window of the zero-padded image
     padded = torch.nn.functional.pad(x, (2,) * 4)
     for i in range(8):
-        assert any(torch.equal(cut[i], padded[i, :, dy:dy + 8, dx:dx + 8])
-                   for dy in range(5) for dx in range(5))
+        assert any(torch.equal(cut[i], padded[i, :, dy : dy + 8, dx : dx + 8]) for dy in range(5) for dx in range(5))
     assert not torch.equal(cut, x)
 
 
@@ -157,15 +168,41 @@ def test_not_a_checkpoint_is_clear(tmp_path):
 
 def test_killed_run_resumes_to_the_same_weights(tmp_path):
     """SIGKILL a real training process mid-run; --resume must end where an unbroken run ends."""
-    common = ["--dataset", "digits", "--subset", "1024", "--act", "sparta", "--method", "pgd",
-              "--attack-steps", "3", "--epochs", "3", "--batch-size", "32", "--eval-every", "0", "--seed", "5"]
+    common = [
+        "--dataset",
+        "digits",
+        "--subset",
+        "1024",
+        "--act",
+        "sparta",
+        "--method",
+        "pgd",
+        "--attack-steps",
+        "3",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "32",
+        "--eval-every",
+        "0",
+        "--seed",
+        "5",
+    ]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     whole = tmp_path / "whole"
-    subprocess.run([sys.executable, "-m", "sparta", "train", *common, "--out", str(whole)],
-                   check=True, env=env, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "sparta", "train", *common, "--out", str(whole)],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     killed = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "sparta", "train", *common, "--out", str(killed)],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sparta", "train", *common, "--out", str(killed)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while not (killed / "checkpoint.safetensors").exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -173,8 +210,9 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert (killed / "checkpoint.safetensors").exists()
-    done = subprocess.run([sys.executable, "-m", "sparta", "train", "--resume", str(killed)],
-                          env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "sparta", "train", "--resume", str(killed)], env=env, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     a, b = load_file(whole / "model.safetensors"), load_file(killed / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -234,8 +272,9 @@ def test_a_diverged_epoch_saves_nothing_and_fails(tmp_path, monkeypatch, epochs,
             return torch.nn.functional.cross_entropy(_NaNGradient.apply(logits), y), logits
 
         monkeypatch.setattr(loop, "METHODS", type("M", (), {"get": lambda self, name: nan_gradients})())
-    config = tiny_config(tmp_path, method="standard", act="relu", subset=64, batch_size=32, eval_every=0,
-                         epochs=epochs, **changes)
+    config = tiny_config(
+        tmp_path, method="standard", act="relu", subset=64, batch_size=32, eval_every=0, epochs=epochs, **changes
+    )
     with pytest.raises(SpartaError, match=r"training diverged.*nothing was saved"):
         train(config)
     run = tmp_path / "run"
@@ -243,16 +282,19 @@ def test_a_diverged_epoch_saves_nothing_and_fails(tmp_path, monkeypatch, epochs,
     assert not (run / "metrics.jsonl").exists() or not (run / "metrics.jsonl").read_text().strip()
 
 
-@pytest.mark.parametrize("changes, message", [
-    (dict(weight_decay=float("nan")), "weight_decay must be a finite number"),
-    (dict(lr=float("inf")), "lr must be a finite number"),
-    (dict(eps="0.1"), "eps must be float"),
-    (dict(epochs="ten"), "epochs must be int"),
-    (dict(epochs=[1]), "epochs must be int"),
-    (dict(eval_n=0), "eval n must be >= 1"),
-    (dict(subset=10_000), "subset 10000 is larger than the training set"),
-    (dict(subset=64, batch_size=1000, epochs=1), "the model would not train"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(weight_decay=float("nan")), "weight_decay must be a finite number"),
+        (dict(lr=float("inf")), "lr must be a finite number"),
+        (dict(eps="0.1"), "eps must be float"),
+        (dict(epochs="ten"), "epochs must be int"),
+        (dict(epochs=[1]), "epochs must be int"),
+        (dict(eval_n=0), "eval n must be >= 1"),
+        (dict(subset=10_000), "subset 10000 is larger than the training set"),
+        (dict(subset=64, batch_size=1000, epochs=1), "the model would not train"),
+    ],
+)
 def test_bad_settings_fail_before_the_run_directory_is_written(tmp_path, changes, message):
     with pytest.raises(SpartaError, match=message):
         train(tiny_config(tmp_path, **changes))
@@ -260,8 +302,7 @@ def test_bad_settings_fail_before_the_run_directory_is_written(tmp_path, changes
 
 
 def test_a_run_that_stopped_before_its_first_epoch_can_be_started_again_or_resumed(tmp_path):
-    config = tiny_config(tmp_path, act="relu", method="standard", subset=64, batch_size=32, epochs=1,
-                         eval_every=0)
+    config = tiny_config(tmp_path, act="relu", method="standard", subset=64, batch_size=32, epochs=1, eval_every=0)
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.json").write_text(config.validate().to_json())  # what a run killed in epoch 1 leaves
@@ -274,8 +315,10 @@ def test_a_run_that_stopped_before_its_first_epoch_can_be_started_again_or_resum
 def test_one_writer_per_run_directory(tmp_path):
     from sparta.training.loop import run_lock
 
-    code = ("import sys, time; from sparta.training.loop import run_lock; from pathlib import Path\n"
-            "with run_lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(60)")
+    code = (
+        "import sys, time; from sparta.training.loop import run_lock; from pathlib import Path\n"
+        "with run_lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(60)"
+    )
     holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
     with pytest.raises(SpartaError, match="another sparta process is writing"):
@@ -285,8 +328,11 @@ def test_one_writer_per_run_directory(tmp_path):
     with run_lock(tmp_path / "run"):
         with run_lock(tmp_path / "run"):  # re-entrant within a process (a grid cell, then its training)
             pass
-    holder = subprocess.Popen([sys.executable, "-c", code.replace("time.sleep(60)", "time.sleep(2)"),
-                               str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code.replace("time.sleep(60)", "time.sleep(2)"), str(tmp_path / "run")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "locked"
     started = time.monotonic()
     with run_lock(tmp_path / "run", wait=True):  # a shard waits for the other writer instead of failing
@@ -368,8 +414,17 @@ def test_frozen_sparta_function_stays_bit_identical(tmp_path, phi, share):
             module.weight.data.normal_()
     function = tmp_path / "function.safetensors"
     export_sparta(source, function)
-    config = tiny_config(tmp_path, method="standard", epochs=1, subset=128, share=share,
-                         act_options={"phi": phi}, sparta_from=str(function), freeze_sparta=True, eval_every=0)
+    config = tiny_config(
+        tmp_path,
+        method="standard",
+        epochs=1,
+        subset=128,
+        share=share,
+        act_options={"phi": phi},
+        sparta_from=str(function),
+        freeze_sparta=True,
+        eval_every=0,
+    )
     train(config)
     trained, _ = load_checkpoint(config.out)
     export_sparta(trained, tmp_path / "after.safetensors")

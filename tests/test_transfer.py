@@ -14,8 +14,22 @@ from sparta.experiments import arm_cells, read_source
 from sparta.experiments.transfer import default_share, target_config
 from sparta.training.loop import train
 
-TINY = ["--subset", "48", "--epochs", "1", "--batch-size", "16", "--attack-steps", "1", "--eval-every", "0",
-        "--attacks", "clean,pgd", "--n", "32"]
+TINY = [
+    "--subset",
+    "48",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "16",
+    "--attack-steps",
+    "1",
+    "--eval-every",
+    "0",
+    "--attacks",
+    "clean,pgd",
+    "--n",
+    "32",
+]
 ARMS = ("relu", "sparta-scratch", "sparta-frozen")
 
 
@@ -26,8 +40,22 @@ def cross_dataset(tmp_path_factory):
     Three steps: the first only moves the zero-initialised last layer, the last has lr 0.
     """
     out = tmp_path_factory.mktemp("transfer")
-    code = main(["transfer", "--kind", "cross-dataset", "--target-dataset", "digits", "--seeds", "1",
-                 "--act-option", "hidden=2", *TINY, "--out", str(out)])
+    code = main(
+        [
+            "transfer",
+            "--kind",
+            "cross-dataset",
+            "--target-dataset",
+            "digits",
+            "--seeds",
+            "1",
+            "--act-option",
+            "hidden=2",
+            *TINY,
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     return out
 
@@ -56,8 +84,25 @@ def test_frozen_arm_keeps_the_source_function_and_scratch_arm_learns_its_own(cro
 
 def test_rerun_with_the_source_dir_skips_everything(cross_dataset, capsys):
     source = cross_dataset / "source-smallcnn-fashion-mnist-seed0"
-    assert main(["transfer", "--kind", "cross-dataset", "--source", str(source), "--target-dataset", "digits",
-                 "--seeds", "1", *TINY, "--out", str(cross_dataset)]) == 0
+    assert (
+        main(
+            [
+                "transfer",
+                "--kind",
+                "cross-dataset",
+                "--source",
+                str(source),
+                "--target-dataset",
+                "digits",
+                "--seeds",
+                "1",
+                *TINY,
+                "--out",
+                str(cross_dataset),
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.count("done, skipped") == 3
 
 
@@ -71,8 +116,19 @@ def test_stage_shared_function_does_not_fit_another_cnn_but_network_shared_does(
 
 
 def test_network_shared_function_fits_any_cnn(tmp_path):
-    run = train(TrainConfig(out=str(tmp_path / "src"), dataset="digits", subset=32, batch_size=16, epochs=1,
-                            method="standard", share="network", act_options={"hidden": 2}, eval_every=0))
+    run = train(
+        TrainConfig(
+            out=str(tmp_path / "src"),
+            dataset="digits",
+            subset=32,
+            batch_size=16,
+            epochs=1,
+            method="standard",
+            share="network",
+            act_options={"hidden": 2},
+            eval_every=0,
+        )
+    )
     source = read_source(run)  # exports sparta.safetensors for a run made by `sparta train`
     assert source.function == (run / "sparta.safetensors").resolve() and source.share == "network"
     target = target_config(TrainConfig(), "cross-cnn", source, "resnet34", None)
@@ -87,17 +143,49 @@ def test_transfer_errors_are_clear(cross_dataset, tmp_path, capsys):
     relu = cross_dataset / "relu-smallcnn-digits-seed0"
     cases = [
         (["--kind", "cross-dataset", "--source", str(relu), "--target-dataset", "mnist"], "must use Sparta"),
-        (["--kind", "cross-cnn", "--source", str(cross_dataset / "sparta-frozen-smallcnn-digits-seed0")],
-         "--kind cross-cnn needs --target-model"),
-        (["--kind", "cross-dataset", "--source", str(cross_dataset / "sparta-frozen-smallcnn-digits-seed0"),
-          "--target-dataset", "digits"], "a target dataset other than the source's (digits)"),
-        (["--kind", "cross-cnn", "--source", str(relu / "model.safetensors"), "--target-model", "resnet18"],
-         "not a Sparta function file"),
-        (["--kind", "cross-cnn", "--source", str(cross_dataset / "sparta-frozen-smallcnn-digits-seed0"
-                                                  / "sparta.safetensors"), "--target-model", "resnet18"],
-         "does not name its dataset"),
-        (["--kind", "cross-cnn", "--source", str(cross_dataset / "source-smallcnn-fashion-mnist-seed0"),
-          "--target-model", "resnet18", "--share", "network"], "--share is the source's"),
+        (
+            ["--kind", "cross-cnn", "--source", str(cross_dataset / "sparta-frozen-smallcnn-digits-seed0")],
+            "--kind cross-cnn needs --target-model",
+        ),
+        (
+            [
+                "--kind",
+                "cross-dataset",
+                "--source",
+                str(cross_dataset / "sparta-frozen-smallcnn-digits-seed0"),
+                "--target-dataset",
+                "digits",
+            ],
+            "a target dataset other than the source's (digits)",
+        ),
+        (
+            ["--kind", "cross-cnn", "--source", str(relu / "model.safetensors"), "--target-model", "resnet18"],
+            "not a Sparta function file",
+        ),
+        (
+            [
+                "--kind",
+                "cross-cnn",
+                "--source",
+                str(cross_dataset / "sparta-frozen-smallcnn-digits-seed0" / "sparta.safetensors"),
+                "--target-model",
+                "resnet18",
+            ],
+            "does not name its dataset",
+        ),
+        (
+            [
+                "--kind",
+                "cross-cnn",
+                "--source",
+                str(cross_dataset / "source-smallcnn-fashion-mnist-seed0"),
+                "--target-model",
+                "resnet18",
+                "--share",
+                "network",
+            ],
+            "--share is the source's",
+        ),
     ]
     for argv, message in cases:
         assert main(["transfer", *argv, "--out", str(tmp_path)]) == 2

@@ -28,8 +28,7 @@ class FReLU(nn.Module):
 
     def __init__(self, channels: int, kernel_size: int = 3) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2,
-                              groups=channels, bias=False)
+        self.conv = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels, bias=False)
         self.norm = nn.BatchNorm2d(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -88,13 +87,16 @@ def _check_options(name: str, factory: ActivationFactory, options: dict[str, obj
     unknown = sorted(set(options) - set(params))
     if unknown:
         allowed = sorted(set(params) - {"channels", "self", "inplace"})
-        raise SpartaError(f"activation '{name}' has no option {', '.join(unknown)}; "
-                          f"it takes: {', '.join(allowed) or 'no options'}")
+        raise SpartaError(
+            f"activation '{name}' has no option {', '.join(unknown)}; it takes: {', '.join(allowed) or 'no options'}"
+        )
     for key, value in options.items():  # the default's type says what the option takes
         default = params[key].default
         kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}.get(type(default))
         if kinds and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
-            raise SpartaError(f"activation '{name}' option {key} takes a {type(default).__name__} "
-                              f"(default {default!r}), got {value!r}")
+            raise SpartaError(
+                f"activation '{name}' option {key} takes a {type(default).__name__} "
+                f"(default {default!r}), got {value!r}"
+            )
         if isinstance(value, float) and not math.isfinite(value):
             raise SpartaError(f"activation '{name}' option {key} must be finite, got {value}")

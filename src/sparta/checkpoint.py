@@ -72,8 +72,11 @@ def read_checkpoint_header(path: str | os.PathLike) -> dict[str, Any]:
     try:
         with safe_open(str(file), framework="pt") as handle:
             header = handle.metadata() or {}
-        return {"build_spec": json.loads(header["build_spec"]), "meta": json.loads(header.get("meta", "{}")),
-                "model_class": header.get("model_class")}
+        return {
+            "build_spec": json.loads(header["build_spec"]),
+            "meta": json.loads(header.get("meta", "{}")),
+            "model_class": header.get("model_class"),
+        }
     except (OSError, KeyError, ValueError, RuntimeError, SafetensorError) as err:
         raise SpartaError(f"{file} is not a sparta checkpoint ({type(err).__name__}: {err})") from None
 
@@ -83,8 +86,9 @@ def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
     return [name for name, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
 
 
-def load_checkpoint(path: str | os.PathLike, device: str = "cpu",
-                    model: nn.Module | None = None) -> tuple[nn.Module, dict[str, Any]]:
+def load_checkpoint(
+    path: str | os.PathLike, device: str = "cpu", model: nn.Module | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
     """The model of a checkpoint file or run directory, in eval mode; returns (model, meta).
 
     Without `model` it is rebuilt from the file's build spec (models of `sparta.build_model`);
@@ -95,8 +99,10 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu",
     header = read_checkpoint_header(path)
     if model is None:
         if header["build_spec"] is None:
-            raise SpartaError(f"{_model_file(path)} holds a model of your own ({header['model_class']}), which "
-                              "sparta cannot rebuild: build it, then load_checkpoint(path, model=your_model)")
+            raise SpartaError(
+                f"{_model_file(path)} holds a model of your own ({header['model_class']}), which "
+                "sparta cannot rebuild: build it, then load_checkpoint(path, model=your_model)"
+            )
         spec = dict(header["build_spec"])
         model = build_model(spec.pop("name"), **spec)
     load_weights(model, _model_file(path), device)
@@ -118,8 +124,10 @@ def load_weights(model: nn.Module, file: str | os.PathLike, device: str = "cpu")
         raise SpartaError(f"{file} is not a readable safetensors file ({err})") from None
     broken = non_finite_tensors(saved)
     if broken:
-        raise SpartaError(f"{file} holds NaN or infinite values in {len(broken)} tensor(s) (first: {broken[0]}): "
-                          "a diverged model, not one to evaluate or train on")
+        raise SpartaError(
+            f"{file} holds NaN or infinite values in {len(broken)} tensor(s) (first: {broken[0]}): "
+            "a diverged model, not one to evaluate or train on"
+        )
     names_by_storage: dict[tuple, list[str]] = {}
     for name, tensor in model.state_dict().items():
         if tensor.numel():

@@ -35,7 +35,8 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The `sparta` parser, one subcommand per module of sparta.commands."""
     parser = OneLineParser(
-        prog="sparta", description="Train and honestly evaluate robust CNNs with the Sparta activation.")
+        prog="sparta", description="Train and honestly evaluate robust CNNs with the Sparta activation."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module in command_modules().items():
         # argparse %-formats help strings: a literal % (as in "95% CI") must be doubled
@@ -55,8 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:  # the environment (disk full, permissions, a file where a folder goes)
         where = f" ({err.filename})" if err.filename else ""
         problem = one_line(f"{err.strerror or err}{where}")
-        print(f"sparta: error: {problem}; files written before stay as they were",
-              file=sys.stderr)
+        print(f"sparta: error: {problem}; files written before stay as they were", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("sparta: interrupted", file=sys.stderr)
@@ -65,8 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("SPARTA_DEBUG"):
             raise
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        print(f"sparta: internal error: {type(err).__name__}: {first[:300]} "
-              "(a bug in sparta; rerun with SPARTA_DEBUG=1 for the traceback)", file=sys.stderr)
+        print(
+            f"sparta: internal error: {type(err).__name__}: {first[:300]} "
+            "(a bug in sparta; rerun with SPARTA_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -68,8 +68,10 @@ class TrainConfig:
         self._check_types()
         checks = [
             (0.0 <= self.eps <= 1.0, f"eps must lie in [0, 1], got {self.eps}"),
-            (self.attack_step_size is None or 0 < self.attack_step_size <= 1,
-             f"attack step size must lie in (0, 1], got {self.attack_step_size}"),
+            (
+                self.attack_step_size is None or 0 < self.attack_step_size <= 1,
+                f"attack step size must lie in (0, 1], got {self.attack_step_size}",
+            ),
             (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
             (self.trades_beta >= 0, f"trades beta must be >= 0, got {self.trades_beta}"),
             (self.eps_warmup_epochs >= 0, f"eps warm-up epochs must be >= 0, got {self.eps_warmup_epochs}"),
@@ -82,12 +84,15 @@ class TrainConfig:
             (self.subset is None or self.subset >= 1, f"subset must be >= 1, got {self.subset}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
             (0 <= self.momentum < 1, f"momentum must lie in [0, 1), got {self.momentum}"),
-            (self.attack_bn_mode in (None, "train", "eval"),
-             f"attack BatchNorm mode must be train or eval, got '{self.attack_bn_mode}'"),
-            (self.precision in ("auto", "fp32", "bf16"),
-             f"precision must be auto, fp32 or bf16, got '{self.precision}'"),
-            (not self.freeze_sparta or self.sparta_from,
-             "--freeze-sparta needs --sparta-from FILE_OR_RUN_DIR"),
+            (
+                self.attack_bn_mode in (None, "train", "eval"),
+                f"attack BatchNorm mode must be train or eval, got '{self.attack_bn_mode}'",
+            ),
+            (
+                self.precision in ("auto", "fp32", "bf16"),
+                f"precision must be auto, fp32 or bf16, got '{self.precision}'",
+            ),
+            (not self.freeze_sparta or self.sparta_from, "--freeze-sparta needs --sparta-from FILE_OR_RUN_DIR"),
         ]
         for ok, message in checks:
             if not ok:
@@ -111,8 +116,9 @@ class TrainConfig:
             base = declared[0].split("[")[0]
             allowed = kinds.get(base, (object,))
             if (isinstance(value, bool) and base != "bool") or not isinstance(value, allowed):
-                raise SpartaError(f"setting {item.name} must be {' or '.join(declared)}, "
-                                  f"got {value!r} ({type(value).__name__})")
+                raise SpartaError(
+                    f"setting {item.name} must be {' or '.join(declared)}, got {value!r} ({type(value).__name__})"
+                )
             if base == "float" and isinstance(value, int | float) and not math.isfinite(value):
                 raise SpartaError(f"setting {item.name} must be a finite number, got {value}")
 
@@ -127,8 +133,12 @@ class TrainConfig:
 
         dataset_info(self.dataset)
         own = self.model == CUSTOM_MODEL
-        for registry, name in ((MODELS, None if own else self.model), (ACTIVATIONS, None if own else self.act),
-                               (METHODS, self.method), (SCHEDULES, self.schedule)):
+        for registry, name in (
+            (MODELS, None if own else self.model),
+            (ACTIVATIONS, None if own else self.act),
+            (METHODS, self.method),
+            (SCHEDULES, self.schedule),
+        ):
             if name is not None:
                 registry.canonical(name)
         if not own:  # activation options are checked by building one site
@@ -171,8 +181,11 @@ class TrainConfig:
         path = Path(path)
         file = path / CONFIG_FILE if path.is_dir() else path
         if not file.is_file():
-            raise SpartaError(f"{path} is not a run directory (no {CONFIG_FILE})" if path.is_dir() or not path.suffix
-                              else f"{file} does not exist")
+            raise SpartaError(
+                f"{path} is not a run directory (no {CONFIG_FILE})"
+                if path.is_dir() or not path.suffix
+                else f"{file} does not exist"
+            )
         try:
             values = json.loads(file.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -181,8 +194,10 @@ class TrainConfig:
             raise SpartaError(f"{file} must hold a JSON object of settings, got {type(values).__name__}")
         missing = [key for key in RECORDED_SETTINGS if key not in values]
         if missing:  # a default here would silently train or evaluate something else
-            raise SpartaError(f"{file} lacks the setting(s) {', '.join(missing)}: a run's config.json records "
-                              "every setting that decides what the run is")
+            raise SpartaError(
+                f"{file} lacks the setting(s) {', '.join(missing)}: a run's config.json records "
+                "every setting that decides what the run is"
+            )
         return cls.from_dict(values)
 
     @classmethod

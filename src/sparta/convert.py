@@ -17,8 +17,23 @@ from sparta.sparta_activation import Sparta
 
 # torch's element-wise activations and every activation module of this library
 RELU_FAMILY: tuple[type[nn.Module], ...] = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU,
-    nn.SiLU, nn.Mish, nn.Softplus, nn.Hardswish, FReLU, PSSiLU, ParametricSoftplus, Sparta,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.RReLU,
+    nn.ELU,
+    nn.CELU,
+    nn.SELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Softplus,
+    nn.Hardswish,
+    FReLU,
+    PSSiLU,
+    ParametricSoftplus,
+    Sparta,
 )
 
 
@@ -31,10 +46,14 @@ def _channels_of(module: nn.Module) -> int | None:
     return int(shape[-1]) if shape else None
 
 
-def convert_activations(model: nn.Module, name: str, *,
-                        targets: tuple[type[nn.Module], ...] = RELU_FAMILY,
-                        exclude: Iterable[str] = (),
-                        **options: object) -> nn.Module:
+def convert_activations(
+    model: nn.Module,
+    name: str,
+    *,
+    targets: tuple[type[nn.Module], ...] = RELU_FAMILY,
+    exclude: Iterable[str] = (),
+    **options: object,
+) -> nn.Module:
     """Replace every module of a `targets` type with a new `name` activation.
 
     Each activation module gets a new instance of its own. A module object used at two
@@ -60,8 +79,9 @@ def convert_activations(model: nn.Module, name: str, *,
             raise SpartaError("the model itself is an activation; nothing to convert inside it")
         if id(module) not in replaced:
             if channels is None:
-                raise SpartaError(f"cannot infer the channel count of activation '{path}': "
-                                  "no Conv/Linear/Norm layer precedes it")
+                raise SpartaError(
+                    f"cannot infer the channel count of activation '{path}': no Conv/Linear/Norm layer precedes it"
+                )
             replaced[id(module)] = create_activation(name, channels, **options)
         parent_path, _, attr = path.rpartition(".")
         setattr(model.get_submodule(parent_path), attr, replaced[id(module)])

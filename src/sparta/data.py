@@ -120,16 +120,13 @@ def _check(
             f"expected N x {' x '.join(map(str, expected))} for {spec.name}"
         )
     if labels.ndim != 1 or len(labels) != len(images):
-        raise DataError(
-            f"{labels_path}: {labels.size} labels for {len(images)} images in {images_path}"
-        )
+        raise DataError(f"{labels_path}: {labels.size} labels for {len(images)} images in {images_path}")
     if not len(images):
         raise DataError(f"{images_path} holds no images (its header says 0)")
     last_label = first_label + spec.num_classes - 1
     if labels.size and (labels.min() < first_label or labels.max() > last_label):
         raise DataError(
-            f"{labels_path}: labels must lie in {first_label}..{last_label}, "
-            f"found {labels.min()}..{labels.max()}"
+            f"{labels_path}: labels must lie in {first_label}..{last_label}, found {labels.min()}..{labels.max()}"
         )
 
 
@@ -171,9 +168,7 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
     expected = header + math.prod(dims)
     if len(raw) != expected:
         kind = "truncated" if len(raw) < expected else "oversized"
-        raise DataError(
-            f"{kind} IDX file {path}: {len(raw)} bytes, header {dims} needs {expected}"
-        )
+        raise DataError(f"{kind} IDX file {path}: {len(raw)} bytes, header {dims} needs {expected}")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
@@ -222,9 +217,7 @@ def _unpickle(path: Path) -> object:
         raise DataError(f"unsafe or corrupt pickle {path}: {_reason(err)}") from err
 
 
-def _read_cifar_batch(
-    spec: DatasetSpec, path: Path, label_key: bytes
-) -> tuple[np.ndarray, np.ndarray]:
+def _read_cifar_batch(spec: DatasetSpec, path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
     batch = _unpickle(path)
     if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
         raise DataError(f"{path} is not a CIFAR batch: need a dict with b'data' and {label_key!r}")
@@ -277,9 +270,7 @@ def _read_digits(spec: DatasetSpec, split: str, paths: list[Path]) -> Tensors:
 
     digits = load_digits()
     labels = digits.target.astype(np.int64)
-    train, test = train_test_split(
-        np.arange(len(labels)), test_size=DIGITS_TEST_SIZE, random_state=0, stratify=labels
-    )
+    train, test = train_test_split(np.arange(len(labels)), test_size=DIGITS_TEST_SIZE, random_state=0, stratify=labels)
     index = np.sort(train if split == "train" else test)
     small = torch.from_numpy(digits.images[index].astype(np.float32) / 16.0).unsqueeze(1)
     size = (spec.image_size, spec.image_size)
@@ -454,17 +445,12 @@ def _locate(spec: DatasetSpec, folder: Path, split: str) -> list[Path]:
     for relative in spec.files[split]:
         found = _find(folder, relative)
         if found is None:
-            raise DataError(
-                f'missing {folder / relative}; run "sparta download {spec.name}" '
-                "or place the file there"
-            )
+            raise DataError(f'missing {folder / relative}; run "sparta download {spec.name}" or place the file there')
         paths.append(found)
     return paths
 
 
-def load_dataset(
-    name: str, split: str = "train", root: str | os.PathLike[str] | None = None
-) -> Tensors:
+def load_dataset(name: str, split: str = "train", root: str | os.PathLike[str] | None = None) -> Tensors:
     """Images float32 N x C x H x W in [0, 1] and labels int64 N; never downloads."""
     spec = dataset_info(name)
     if split not in SPLITS:
@@ -503,8 +489,7 @@ def _fetch(item: Download, target: Path, timeout: float) -> None:
     # URLError, HTTPError and socket timeouts are all OSErrors.
     except (OSError, ValueError, http.client.HTTPException) as err:
         raise DataError(
-            f"could not download {item.url} ({_reason(err)}); "
-            f"fetch it by hand and place it at {target}"
+            f"could not download {item.url} ({_reason(err)}); fetch it by hand and place it at {target}"
         ) from err
     finally:
         tmp.unlink(missing_ok=True)
@@ -522,9 +507,7 @@ def _extract(archive: Path, folder: Path) -> None:
                 name = PurePosixPath(member.name)
                 plain = member.isfile() or member.isdir()
                 if name.is_absolute() or ".." in name.parts or not plain:
-                    raise DataError(
-                        f"unsafe member {member.name!r} in {archive}; nothing extracted"
-                    )
+                    raise DataError(f"unsafe member {member.name!r} in {archive}; nothing extracted")
             if _TAR_HAS_FILTER:
                 tar.extractall(folder, members=members, filter="data")
             else:
@@ -550,9 +533,7 @@ def download_dataset(
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise DataError(
-                f"cannot create {folder} ({_reason(err)}); pass a root or set {ENV_VAR}"
-            ) from err
+            raise DataError(f"cannot create {folder} ({_reason(err)}); pass a root or set {ENV_VAR}") from err
     for item in spec.downloads:
         target = folder / item.filename
         if item.is_archive:

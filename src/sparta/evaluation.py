@@ -21,17 +21,19 @@ from sparta.stats import binomial_interval
 
 # Evaluation settings (docs/design.md section 5): PGD-20 with step eps/4; CW = PGD-30 on the margin.
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
-    "pgd": {"steps": 20, "restarts": 1}, "cw": {"steps": 30, "restarts": 1},
+    "pgd": {"steps": 20, "restarts": 1},
+    "cw": {"steps": 30, "restarts": 1},
 }
 
 
-def correct_mask(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack | None = None,
-                 batch_size: int = 500) -> torch.Tensor:
+def correct_mask(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack | None = None, batch_size: int = 500
+) -> torch.Tensor:
     """Per example: classified correctly after `attack` (clean when None), in eval mode."""
     masks = []
     with model_mode(model, False):
         for start in range(0, len(y), batch_size):
-            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
             if attack is not None:
                 xb = attack.perturb(model, xb, yb)
             with torch.no_grad():
@@ -39,8 +41,9 @@ def correct_mask(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Att
     return torch.cat(masks) if masks else torch.zeros(0, dtype=torch.bool)
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack | None = None,
-             batch_size: int = 500) -> float:
+def accuracy(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack | None = None, batch_size: int = 500
+) -> float:
     """Fraction of (x, y) classified correctly after `attack` (clean when None), in eval mode."""
     return correct_mask(model, x, y, attack, batch_size).sum().item() / max(1, len(y))
 
@@ -66,20 +69,35 @@ def worst_case(records: Sequence[EvalRecord]) -> float | None:
     return float(survived.mean())
 
 
-def _record(attack: str, eps: float, mask: torch.Tensor, seconds: float,
-            settings: dict[str, Any] | None = None) -> EvalRecord:
+def _record(
+    attack: str, eps: float, mask: torch.Tensor, seconds: float, settings: dict[str, Any] | None = None
+) -> EvalRecord:
     n, correct = len(mask), int(mask.sum().item())
-    record: EvalRecord = {"attack": attack, "eps": eps, "accuracy": correct / max(1, n),
-                          "ci95": list(binomial_interval(correct, n)), "correct": correct, "n": n,
-                          "seconds": seconds, "correct_mask": pack_mask(mask)}
+    record: EvalRecord = {
+        "attack": attack,
+        "eps": eps,
+        "accuracy": correct / max(1, n),
+        "ci95": list(binomial_interval(correct, n)),
+        "correct": correct,
+        "n": n,
+        "seconds": seconds,
+        "correct_mask": pack_mask(mask),
+    }
     if settings is not None:  # clean has none
         record["settings"] = settings
     return record
 
 
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: list[str], eps: float,
-             batch_size: int = 500, seed: int = 0, options: dict[str, dict[str, Any]] | None = None,
-             ) -> list[EvalRecord]:
+def evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    attacks: list[str],
+    eps: float,
+    batch_size: int = 500,
+    seed: int = 0,
+    options: dict[str, dict[str, Any]] | None = None,
+) -> list[EvalRecord]:
     """Accuracy of `model` on (x, y) under each attack (and "clean"), at L-inf radius eps.
 
     One record per attack: accuracy, its 95% Clopper-Pearson interval for the test-set
@@ -102,8 +120,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: list[s
         attack = create_attack(name, eps, **settings)
         started = time.perf_counter()
         mask = correct_mask(model, x, y, attack, batch_size)
-        records.append(_record(ATTACKS.canonical(name), eps, mask, time.perf_counter() - started,
-                               settings=settings))
+        records.append(_record(ATTACKS.canonical(name), eps, mask, time.perf_counter() - started, settings=settings))
     return records
 
 
@@ -129,12 +146,14 @@ def at_least_as_strong(new: EvalRecord, old: EvalRecord) -> bool:
     """Whether `new`'s attack searched at least as hard as `old`'s: every budget setting
     (steps, restarts, Square's queries) at least as large. Absent settings compare equal."""
     new_settings, old_settings = new.get("settings") or {}, old.get("settings") or {}
-    return all(new_settings.get(key, 0) >= old_settings.get(key, 0) for key in BUDGET_SETTINGS
-               if isinstance(old_settings.get(key, 0), (int, float)))
+    return all(
+        new_settings.get(key, 0) >= old_settings.get(key, 0)
+        for key in BUDGET_SETTINGS
+        if isinstance(old_settings.get(key, 0), (int, float))
+    )
 
 
-def merge_records(old: Sequence[EvalRecord], new: Sequence[EvalRecord]
-                  ) -> tuple[list[EvalRecord], list[EvalRecord]]:
+def merge_records(old: Sequence[EvalRecord], new: Sequence[EvalRecord]) -> tuple[list[EvalRecord], list[EvalRecord]]:
     """(merged, kept_out): one record per `runfiles.record_key`. A new record replaces the old
     one only if its attack is at least as strong, so a quick rerun never overwrites a
     stronger measurement; the new records left out are returned for the caller to report."""
@@ -160,8 +179,13 @@ def _budget(records: Sequence[EvalRecord], like: EvalRecord) -> str:
 RunData = tuple[nn.Module, dict[str, Any], TrainConfig, torch.Tensor, torch.Tensor]
 
 
-def load_run(run_dir: str | Path, n: int | None = None, device: str = "auto", data_root: str | None = None,
-             model: nn.Module | None = None) -> RunData:
+def load_run(
+    run_dir: str | Path,
+    n: int | None = None,
+    device: str = "auto",
+    data_root: str | None = None,
+    model: nn.Module | None = None,
+) -> RunData:
     """A run's (model, meta, config, x, y): its model and first n test images on `device`.
     `model`: an instance of the run's architecture (needed for a model of your own)."""
     from sparta.data import load_dataset
@@ -178,11 +202,18 @@ def load_run(run_dir: str | Path, n: int | None = None, device: str = "auto", da
     return model, meta, config, x.to(torch_device), y.to(torch_device)
 
 
-def evaluate_run(run_dir: str | Path, attacks: list[str], n: int | None = None, eps: float | None = None,
-                 device: str = "auto", batch_size: int = 500, data_root: str | None = None,
-                 on_attack: Callable[[str, int], None] | None = None,
-                 on_record: Callable[[EvalRecord], None] | None = None,
-                 model: nn.Module | None = None) -> list[EvalRecord]:
+def evaluate_run(
+    run_dir: str | Path,
+    attacks: list[str],
+    n: int | None = None,
+    eps: float | None = None,
+    device: str = "auto",
+    batch_size: int = 500,
+    data_root: str | None = None,
+    on_attack: Callable[[str, int], None] | None = None,
+    on_record: Callable[[EvalRecord], None] | None = None,
+    model: nn.Module | None = None,
+) -> list[EvalRecord]:
     """Evaluate a run's model on the first n test images; merge the records into eval.json.
 
     `model`: an instance of the run's architecture to load the weights into (required for
@@ -205,13 +236,14 @@ def evaluate_run(run_dir: str | Path, attacks: list[str], n: int | None = None, 
             on_attack(attack, len(y))
         records += evaluate(model, x, y, [attack], eps, batch_size, config.seed)
         merged, kept_out = merge_records(previous.get("results", []), records[-1:])
-        previous = {**previous, "run": str(run_dir), "epoch": meta.get("epoch"), "machine": facts,
-                    "results": merged}
+        previous = {**previous, "run": str(run_dir), "epoch": meta.get("epoch"), "machine": facts, "results": merged}
         write_eval(run_dir, previous)
         for weaker in kept_out:
-            warn(f"{path} keeps its earlier {weaker['attack']} record at eps {weaker['eps']:g} on "
-                 f"{weaker['n']} images: it came from a stronger attack ({_budget(merged, weaker)}) than "
-                 f"this run's ({_budget([weaker], weaker)})")
+            warn(
+                f"{path} keeps its earlier {weaker['attack']} record at eps {weaker['eps']:g} on "
+                f"{weaker['n']} images: it came from a stronger attack ({_budget(merged, weaker)}) than "
+                f"this run's ({_budget([weaker], weaker)})"
+            )
         if on_record:
             on_record(records[-1])
     return records

@@ -26,8 +26,7 @@ import torch.nn.functional as F
 from sparta.runtime import compile_backend
 
 
-def same_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-              groups: int = 1) -> torch.Tensor:
+def same_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, groups: int = 1) -> torch.Tensor:
     """conv2d with odd kernel and zero "same" padding, as phi uses it.
 
     On a 1 x 1 map (a Sparta after a Linear layer) only the kernel's centre tap meets the
@@ -55,16 +54,26 @@ def channel_pool(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
 
 
-def pooled_phi(pooled: torch.Tensor, conv1_weight: torch.Tensor, conv1_bias: torch.Tensor,
-               conv2_weight: torch.Tensor, conv2_bias: torch.Tensor) -> torch.Tensor:
+def pooled_phi(
+    pooled: torch.Tensor,
+    conv1_weight: torch.Tensor,
+    conv1_bias: torch.Tensor,
+    conv2_weight: torch.Tensor,
+    conv2_bias: torch.Tensor,
+) -> torch.Tensor:
     """The pooled phi's convolutions: conv -> ReLU -> conv, 2 -> h -> G maps."""
     hidden = F.relu(same_conv(pooled, conv1_weight, conv1_bias))
     return same_conv(hidden, conv2_weight, conv2_bias)
 
 
-def sparta_function(x: torch.Tensor, conv1_weight: torch.Tensor, conv1_bias: torch.Tensor,
-                    conv2_weight: torch.Tensor, conv2_bias: torch.Tensor,
-                    log_beta: torch.Tensor) -> torch.Tensor:
+def sparta_function(
+    x: torch.Tensor,
+    conv1_weight: torch.Tensor,
+    conv1_bias: torch.Tensor,
+    conv2_weight: torch.Tensor,
+    conv2_bias: torch.Tensor,
+    log_beta: torch.Tensor,
+) -> torch.Tensor:
     """Sparta with the pooled phi, x: N x C x H x W; log_beta: a scalar or C values.
 
     Pure (no module, no Python state), so one compiled graph serves every site of every

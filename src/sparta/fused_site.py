@@ -72,8 +72,10 @@ def _engine_needs(parameter: torch.Tensor) -> bool:
 def _refuse_double_backward() -> None:
     """create_graph=True: a gradient penalty would silently lose this site's term."""
     if torch.is_grad_enabled():
-        raise SpartaError("Sparta's fused site can be differentiated once; for create_graph=True "
-                          "(double backward) build Sparta with fused=False")
+        raise SpartaError(
+            "Sparta's fused site can be differentiated once; for create_graph=True "
+            "(double backward) build Sparta with fused=False"
+        )
 
 
 def _below_zero(dtype: torch.dtype) -> float:
@@ -87,8 +89,15 @@ class FusedSpartaSite(torch.autograd.Function):
     """y = x * sigmoid(beta * (x - phi([mean_c x, max_c x]))) for x: N x C x H x W."""
 
     @staticmethod
-    def forward(ctx: FunctionCtx, x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,
-                w2: torch.Tensor, b2: torch.Tensor, log_beta: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx: FunctionCtx,
+        x: torch.Tensor,
+        w1: torch.Tensor,
+        b1: torch.Tensor,
+        w2: torch.Tensor,
+        b2: torch.Tensor,
+        log_beta: torch.Tensor,
+    ) -> torch.Tensor:
         x = x.contiguous()
         pooled = channel_pool(x)
         maximum = pooled[:, 1:]  # the channel max, kept for the max's gradient
@@ -109,9 +118,8 @@ class FusedSpartaSite(torch.autograd.Function):
         _refuse_double_backward()
         x, maximum, threshold, gate, beta = ctx.saved_tensors  # type: ignore[attr-defined]
         pooled_leaf, threshold_graph, parameters = ctx.phi_graph  # type: ignore[attr-defined]
-        needs_x = ctx.needs_input_grad[0]  # type: ignore[attr-defined]
-        wanted = [needed and _engine_needs(parameter)
-                  for needed, parameter in zip(ctx.needs_input_grad[1:], parameters)]  # type: ignore[attr-defined]
+        needs_x, *needs = ctx.needs_input_grad  # type: ignore[attr-defined]
+        wanted = [needed and _engine_needs(parameter) for needed, parameter in zip(needs, parameters)]
         x5 = _grouped(x, threshold.shape[1])
         grad5 = grad.contiguous().view_as(x5)
         q = torch.mul(grad5, x5)  # then g x s (1 - s): the gradient at the gate's logit over beta
@@ -122,8 +130,11 @@ class FusedSpartaSite(torch.autograd.Function):
         phi_inputs = [pooled_leaf] * needs_x + [p for p, w in zip(parameters[:4], wanted) if w]
         # retain_graph: the outer graph may be run backward again (AutoAttack's FAB does so);
         # phi's small graph is freed with this node.
-        phi_grads = (list(torch.autograd.grad(threshold_graph, phi_inputs, grad_threshold, retain_graph=True))
-                     if phi_inputs else [])
+        phi_grads = (
+            list(torch.autograd.grad(threshold_graph, phi_inputs, grad_threshold, retain_graph=True))
+            if phi_inputs
+            else []
+        )
         grad_x = _input_backward(x5, grad5, gate, q, beta, maximum, phi_grads.pop(0)) if needs_x else None
         weight_grads = [phi_grads.pop(0) if w else None for w in wanted[:4]]
         return (grad_x, *weight_grads, grad_beta)
@@ -137,8 +148,9 @@ def _logit(x5: torch.Tensor, threshold5: torch.Tensor, beta: torch.Tensor) -> to
     return torch.add(threshold5 * -value, x5, alpha=value)
 
 
-def _beta_backward(q: torch.Tensor, x5: torch.Tensor, threshold: torch.Tensor, beta: torch.Tensor,
-                   summed: torch.Tensor | None) -> torch.Tensor:
+def _beta_backward(
+    q: torch.Tensor, x5: torch.Tensor, threshold: torch.Tensor, beta: torch.Tensor, summed: torch.Tensor | None
+) -> torch.Tensor:
     """d/d log_beta = beta * sum q * (x - T), without forming x - T: sum q x - sum (sum_c q) T.
 
     `summed` is sum_c q, given for a scalar beta."""
@@ -148,8 +160,15 @@ def _beta_backward(q: torch.Tensor, x5: torch.Tensor, threshold: torch.Tensor, b
     return per_channel.flatten() * beta
 
 
-def _input_backward(x5: torch.Tensor, grad5: torch.Tensor, gate: torch.Tensor, q: torch.Tensor,
-                    beta: torch.Tensor, maximum: torch.Tensor, grad_pooled: torch.Tensor) -> torch.Tensor:
+def _input_backward(
+    x5: torch.Tensor,
+    grad5: torch.Tensor,
+    gate: torch.Tensor,
+    q: torch.Tensor,
+    beta: torch.Tensor,
+    maximum: torch.Tensor,
+    grad_pooled: torch.Tensor,
+) -> torch.Tensor:
     """d/dx = g s + beta q, plus the channel mean's and the channel max's share.
 
     A tie for the max splits its gradient evenly, as amax's backward does.
@@ -163,8 +182,9 @@ def _input_backward(x5: torch.Tensor, grad5: torch.Tensor, gate: torch.Tensor, q
         grad_x.add_(q, alpha=float(beta))
     grad_x = grad_x.view(x5.shape[0], channels, *x5.shape[3:])
     x = x5.view_as(grad_x)
-    at_max = torch.ops.aten.threshold_backward(torch.ones_like(maximum).expand_as(x), torch.sub(x, maximum),
-                                               _below_zero(x.dtype))
+    at_max = torch.ops.aten.threshold_backward(
+        torch.ones_like(maximum).expand_as(x), torch.sub(x, maximum), _below_zero(x.dtype)
+    )
     ties = at_max.sum(dim=1, keepdim=True)
     return grad_x.addcmul_(at_max, grad_max.unsqueeze(1) / ties)
 
@@ -173,8 +193,15 @@ class NativeSpartaSite(torch.autograd.Function):
     """`FusedSpartaSite` computed by the native library (`sparta.native_site`), float32/64 on CPU."""
 
     @staticmethod
-    def forward(ctx: FunctionCtx, x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,
-                w2: torch.Tensor, b2: torch.Tensor, log_beta: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx: FunctionCtx,
+        x: torch.Tensor,
+        w1: torch.Tensor,
+        b1: torch.Tensor,
+        w2: torch.Tensor,
+        b2: torch.Tensor,
+        log_beta: torch.Tensor,
+    ) -> torch.Tensor:
         x = x.contiguous()
         pooled, ties = native_site.pool(x)
         threshold, hidden = native_site.phi(pooled, w1, b1, w2, b2)
@@ -193,8 +220,9 @@ class NativeSpartaSite(torch.autograd.Function):
         grad_x, grad_threshold, slope = native_site.gate_backward(grad.contiguous(), x, threshold, beta)
         weight_grads: list[torch.Tensor | None] = [None] * 4
         if needs_x or want_weights:
-            grad_pooled, computed = native_site.phi_backward(pooled, hidden, w1, w2, grad_threshold,
-                                                             input_grad=needs_x, weight_grads=want_weights)
+            grad_pooled, computed = native_site.phi_backward(
+                pooled, hidden, w1, w2, grad_threshold, input_grad=needs_x, weight_grads=want_weights
+            )
             weight_grads = [g if needed else None for g, needed in zip(computed or weight_grads, needs_weights)]
             if grad_pooled is not None:
                 grad_x = native_site.pool_backward(x, pooled, ties, grad_pooled, grad_x)

@@ -19,19 +19,39 @@ from sparta.attacks import check_eps
 from sparta.training.methods import METHODS, AttackSetting, madry_step_size, published_attack_bn_mode
 
 
-def _loss(method: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
-          step_size: float | None, attack_bn_mode: str | None, beta: float = 6.0) -> torch.Tensor:
+def _loss(
+    method: str,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    steps: int,
+    step_size: float | None,
+    attack_bn_mode: str | None,
+    beta: float = 6.0,
+) -> torch.Tensor:
     check_eps(eps)
     mode = attack_bn_mode or published_attack_bn_mode(method)
-    setting = AttackSetting(eps=eps, steps=steps,
-                            step_size=madry_step_size(eps, steps) if step_size is None else step_size,
-                            bn_training=mode == "train", trades_beta=beta)
+    setting = AttackSetting(
+        eps=eps,
+        steps=steps,
+        step_size=madry_step_size(eps, steps) if step_size is None else step_size,
+        bn_training=mode == "train",
+        trades_beta=beta,
+    )
     loss, _ = METHODS.get(method)(model, x, y, setting)
     return loss
 
 
-def pgd_at_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 10,
-                step_size: float | None = None, attack_bn_mode: str | None = None) -> torch.Tensor:
+def pgd_at_loss(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    steps: int = 10,
+    step_size: float | None = None,
+    attack_bn_mode: str | None = None,
+) -> torch.Tensor:
     """Madry et al. (2018): cross-entropy on PGD examples (random start; step 2.5 eps / steps).
 
     The attack runs with BatchNorm in train mode, as in Madry et al.'s code
@@ -39,15 +59,23 @@ def pgd_at_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, 
     return _loss("pgd", model, x, y, eps, steps, step_size, attack_bn_mode)
 
 
-def fgsm_rs_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
-                 attack_bn_mode: str | None = None) -> torch.Tensor:
+def fgsm_rs_loss(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, attack_bn_mode: str | None = None
+) -> torch.Tensor:
     """Wong et al. (2020), "Fast is better than free": one FGSM step of 1.25 eps from a random start."""
     return _loss("fgsm-rs", model, x, y, eps, 1, None, attack_bn_mode)
 
 
-def trades_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 10,
-                step_size: float | None = None, beta: float = 6.0, attack_bn_mode: str | None = None,
-                ) -> torch.Tensor:
+def trades_loss(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    steps: int = 10,
+    step_size: float | None = None,
+    beta: float = 6.0,
+    attack_bn_mode: str | None = None,
+) -> torch.Tensor:
     """Zhang et al. (2019): CE(f(x), y) + beta * KL(f(x) || f(x')), x' maximising the KL.
 
     As in Zhang et al.'s trades.py, the attack and its clean target run in eval mode."""

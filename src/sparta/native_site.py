@@ -69,8 +69,10 @@ def _build(compiler: str, target: Path) -> None:
         failures = []
         for compile_flags, link_flags in FLAG_SETS:
             try:
-                for command in ([compiler, "-c", *compile_flags, str(SOURCE), "-o", str(obj)],
-                                [compiler, str(obj), *link_flags, "-o", str(lib)]):
+                for command in (
+                    [compiler, "-c", *compile_flags, str(SOURCE), "-o", str(obj)],
+                    [compiler, str(obj), *link_flags, "-o", str(lib)],
+                ):
                     subprocess.run(command, check=True, capture_output=True, timeout=120)
             except subprocess.CalledProcessError as error:
                 failures.append(error)
@@ -99,20 +101,25 @@ def library() -> ctypes.CDLL | None:
         return _declare(ctypes.CDLL(str(target)))
     except (OSError, subprocess.SubprocessError) as error:
         detail = getattr(error, "stderr", b"") or b""
-        log.warning("Sparta's native CPU site could not be built (%s %s); using torch operations",
-                    error, detail.decode(errors="replace")[:200])
+        log.warning(
+            "Sparta's native CPU site could not be built (%s %s); using torch operations",
+            error,
+            detail.decode(errors="replace")[:200],
+        )
         return None
 
 
 def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     """Argument types of every function: pointers, then 64-bit sizes, then the thread count."""
     p, i64, c_int = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-    signatures = {"pool": [p, i64, i64, i64, p, p, c_int],
-                  "gate": [p, p, p, i64, i64, i64, i64, i64, p, c_int],
-                  "gate_backward": [p, p, p, p, i64, i64, i64, i64, i64, p, p, p, c_int],
-                  "pool_backward": [p, p, p, p, i64, i64, i64, p, c_int],
-                  "phi": [p, p, p, p, p, i64, i64, i64, i64, i64, i64, p, p, c_int],
-                  "phi_backward": [p, p, p, p, p, i64, i64, i64, i64, i64, i64, p, p, p, p, p, c_int]}
+    signatures = {
+        "pool": [p, i64, i64, i64, p, p, c_int],
+        "gate": [p, p, p, i64, i64, i64, i64, i64, p, c_int],
+        "gate_backward": [p, p, p, p, i64, i64, i64, i64, i64, p, p, p, c_int],
+        "pool_backward": [p, p, p, p, i64, i64, i64, p, c_int],
+        "phi": [p, p, p, p, p, i64, i64, i64, i64, i64, i64, p, p, c_int],
+        "phi_backward": [p, p, p, p, p, i64, i64, i64, i64, i64, i64, p, p, p, p, p, c_int],
+    }
     for suffix in SUFFIXES.values():
         for name, argtypes in signatures.items():
             function = getattr(lib, f"sparta_{name}_{suffix}")
@@ -152,8 +159,9 @@ def gate(x: torch.Tensor, threshold: torch.Tensor, beta: torch.Tensor) -> torch.
     return y
 
 
-def gate_backward(grad: torch.Tensor, x: torch.Tensor, threshold: torch.Tensor,
-                  beta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def gate_backward(
+    grad: torch.Tensor, x: torch.Tensor, threshold: torch.Tensor, beta: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(grad x without the pooling's share, grad T, N x C sums of q (x - T) for beta's gradient).
 
     The gate is recomputed from x and T, not stored: one full-size map less per site.
@@ -162,13 +170,28 @@ def gate_backward(grad: torch.Tensor, x: torch.Tensor, threshold: torch.Tensor,
     beta = beta.to(x.dtype).contiguous()
     grad_x, grad_threshold = torch.empty_like(x), torch.empty_like(threshold)
     slope = torch.empty(n, c, dtype=torch.float64)
-    _call("gate_backward", x.dtype, grad, x, threshold, beta, int(beta.dim() > 0), n, c,
-          threshold.shape[1], h * w, grad_x, grad_threshold, slope)
+    _call(
+        "gate_backward",
+        x.dtype,
+        grad,
+        x,
+        threshold,
+        beta,
+        int(beta.dim() > 0),
+        n,
+        c,
+        threshold.shape[1],
+        h * w,
+        grad_x,
+        grad_threshold,
+        slope,
+    )
     return grad_x, grad_threshold, slope
 
 
-def pool_backward(x: torch.Tensor, pooled: torch.Tensor, ties: torch.Tensor, grad_pooled: torch.Tensor,
-                  grad_x: torch.Tensor) -> torch.Tensor:
+def pool_backward(
+    x: torch.Tensor, pooled: torch.Tensor, ties: torch.Tensor, grad_pooled: torch.Tensor, grad_x: torch.Tensor
+) -> torch.Tensor:
     """grad_x plus the channel mean's and max's shares (a tie splits the max's evenly), in place."""
     n, c, h, w = x.shape
     grad_mean, grad_max = grad_pooled.unbind(dim=1)
@@ -178,8 +201,9 @@ def pool_backward(x: torch.Tensor, pooled: torch.Tensor, ties: torch.Tensor, gra
     return grad_x
 
 
-def phi(pooled: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
-        b2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def phi(
+    pooled: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(T = conv2(relu(conv1(pooled))): N x G x H x W, relu(conv1(pooled)) kept for backward)."""
     n, _, h, w = pooled.shape
     hidden, groups, k = w1.shape[0], w2.shape[0], w1.shape[-1]
@@ -189,16 +213,36 @@ def phi(pooled: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tens
     return threshold, hidden_maps
 
 
-def phi_backward(pooled: torch.Tensor, hidden_maps: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor,
-                 grad_threshold: torch.Tensor, input_grad: bool,
-                 weight_grads: bool) -> tuple[torch.Tensor | None, list[torch.Tensor] | None]:
+def phi_backward(
+    pooled: torch.Tensor,
+    hidden_maps: torch.Tensor,
+    w1: torch.Tensor,
+    w2: torch.Tensor,
+    grad_threshold: torch.Tensor,
+    input_grad: bool,
+    weight_grads: bool,
+) -> tuple[torch.Tensor | None, list[torch.Tensor] | None]:
     """(d/d pooled if input_grad, [d/d w1, b1, w2, b2] in the weights' dtype if weight_grads)."""
     n, _, h, w = pooled.shape
     hidden, groups, k = w1.shape[0], w2.shape[0], w1.shape[-1]
     grad_pooled = torch.empty_like(pooled) if input_grad else None
     shapes = (w1.shape, (hidden,), w2.shape, (groups,))
     sums = [torch.zeros(shape, dtype=torch.float64) for shape in shapes] if weight_grads else [None] * 4
-    _call("phi_backward", pooled.dtype, pooled, hidden_maps, w1.detach().to(pooled.dtype).contiguous(),
-          w2.detach().to(pooled.dtype).contiguous(), grad_threshold, n, h, w, k, hidden, groups,
-          grad_pooled, *sums)
+    _call(
+        "phi_backward",
+        pooled.dtype,
+        pooled,
+        hidden_maps,
+        w1.detach().to(pooled.dtype).contiguous(),
+        w2.detach().to(pooled.dtype).contiguous(),
+        grad_threshold,
+        n,
+        h,
+        w,
+        k,
+        hidden,
+        groups,
+        grad_pooled,
+        *sums,
+    )
     return grad_pooled, ([t.to(w1.dtype) for t in sums if t is not None] if weight_grads else None)

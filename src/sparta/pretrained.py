@@ -43,12 +43,19 @@ def pretrained_record(name: str, root: str | os.PathLike | None = None) -> dict[
     if not (folder / MODEL_FILE).is_file():
         known = ", ".join(pretrained_names(root)) or "none shipped yet"
         raise SpartaError(f"unknown pretrained model '{name}'; choose from: {known}")
-    return {"name": name, "config": json.loads((folder / CONFIG_FILE).read_text()),
-            "results": read_eval_records(folder), "command": (folder / COMMAND_FILE).read_text().strip()}
+    return {
+        "name": name,
+        "config": json.loads((folder / CONFIG_FILE).read_text()),
+        "results": read_eval_records(folder),
+        "command": (folder / COMMAND_FILE).read_text().strip(),
+    }
 
 
-def load_pretrained(name: str, device: str = "cpu", root: str | os.PathLike | None = None,
-                    ) -> tuple[nn.Module, dict[str, Any]]:
+def load_pretrained(
+    name: str,
+    device: str = "cpu",
+    root: str | os.PathLike | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
     """The shipped model `name` in eval mode (inputs in [0, 1], normalised inside), and its record."""
     record = pretrained_record(name, root)
     model, _ = load_checkpoint(_root(root) / name, device=device)

@@ -27,8 +27,7 @@ class SpartaWarning(UserWarning):
 def progress(items: Iterable[T], total: int | None = None, desc: str = "") -> tqdm:
     """Iterate `items` behind a bar; `.set_postfix(...)` shows running figures on it.
     Silent when stderr is not a terminal (logs, CI)."""
-    return tqdm(items, total=total, desc=desc, disable=not sys.stderr.isatty(), leave=False,
-                dynamic_ncols=True)
+    return tqdm(items, total=total, desc=desc, disable=not sys.stderr.isatty(), leave=False, dynamic_ncols=True)
 
 
 def say(line: str) -> None:

@@ -20,6 +20,7 @@ class Registry(Generic[T]):
 
     def register(self, name: str, *aliases: str) -> Callable[[T], T]:
         """Decorator that adds an entry under `name` and its aliases; registering a name twice is an error."""
+
         def add(entry: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")

@@ -133,9 +133,12 @@ def read_eval(run_dir: str | Path) -> dict[str, Any]:
         raise SpartaError(f"{path} is not valid JSON ({err}); move it away to evaluate again") from None
     results = document.get("results", []) if isinstance(document, dict) else None
     if not isinstance(results, list) or not all(
-            isinstance(r, dict) and all(k in r for k in RECORD_KEYS) for r in results):
-        raise SpartaError(f"{path} is not an eval.json (an object whose 'results' lists records with "
-                          f"{', '.join(RECORD_KEYS)}); move it away to evaluate again")
+        isinstance(r, dict) and all(k in r for k in RECORD_KEYS) for r in results
+    ):
+        raise SpartaError(
+            f"{path} is not an eval.json (an object whose 'results' lists records with "
+            f"{', '.join(RECORD_KEYS)}); move it away to evaluate again"
+        )
     return document
 
 

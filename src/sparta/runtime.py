@@ -60,8 +60,9 @@ def git_commit() -> str | None:
     if os.environ.get("SPARTA_GIT_COMMIT"):
         return os.environ["SPARTA_GIT_COMMIT"]
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).resolve().parent
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -70,6 +71,11 @@ def git_commit() -> str | None:
 def machine_facts(device: torch.device) -> dict[str, object]:
     """Device, torch, Python, thread count and git commit, recorded beside a run's results."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    return {"device": str(device), "device_name": name, "torch": torch.__version__,
-            "python": platform.python_version(), "threads": torch.get_num_threads(),
-            "git_commit": git_commit()}
+    return {
+        "device": str(device),
+        "device_name": name,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "git_commit": git_commit(),
+    }

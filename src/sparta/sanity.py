@@ -33,7 +33,7 @@ from sparta.registry import Registry
 from sparta.runfiles import read_eval, write_eval
 
 BALL_SLACK = 1e-6  # float rounding allowed on |x_adv - x| <= eps
-ROUNDING = 1e-9    # accuracies are k / n: compare them without float noise
+ROUNDING = 1e-9  # accuracies are k / n: compare them without float noise
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,10 @@ class SanitySettings:
     or the fraction `tolerance`, whichever is larger.
     """
 
-    steps: int = 20                      # PGD of the eps sweep, and the white-box reference
-    strong_steps: int = 100              # the stronger PGD
+    steps: int = 20  # PGD of the eps sweep, and the white-box reference
+    strong_steps: int = 100  # the stronger PGD
     strong_restarts: int = 3
-    square_queries: int | None = None    # None: AutoAttack's 5000 on CUDA, 1000 on a CPU
+    square_queries: int | None = None  # None: AutoAttack's 5000 on CUDA, 1000 on a CPU
     large_eps: float = 0.5
     max_large_eps_accuracy: float = 0.10
     tolerance: float = 0.01
@@ -86,8 +86,8 @@ class AttackRecord:
     eps: float
     accuracy: float
     excess: float  # max |x_adv - x| - eps
-    low: float     # smallest value of x_adv
-    high: float    # largest value of x_adv
+    low: float  # smallest value of x_adv
+    high: float  # largest value of x_adv
 
 
 class _Recorder:
@@ -116,8 +116,9 @@ class Probe:
     reference), and the ball-and-box check inspects the examples of every attack run.
     """
 
-    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
-                 settings: SanitySettings, seed: int = 0) -> None:
+    def __init__(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, settings: SanitySettings, seed: int = 0
+    ) -> None:
         self.model, self.x, self.y, self.eps, self.seed = model, x, y, eps, seed
         self.settings = settings.for_device(x.device)
         self.records: dict[str, AttackRecord] = {}
@@ -130,8 +131,7 @@ class Probe:
         """Run any object with `perturb(model, x, y)` at eps, and keep its record under `label`."""
         torch.manual_seed(self.seed)
         recorder = _Recorder(attack, eps)
-        self.records[label] = recorder.record(accuracy(self.model, self.x, self.y, recorder,
-                                                       self.settings.batch_size))
+        self.records[label] = recorder.record(accuracy(self.model, self.x, self.y, recorder, self.settings.batch_size))
         return self.records[label]
 
     def attack(self, label: str, name: str, eps: float, **options: Any) -> float:
@@ -147,13 +147,23 @@ class Probe:
     def strong_pgd(self) -> float:
         """Robust accuracy under the stronger PGD (more steps, restarts) at the probe's eps."""
         s = self.settings
-        return self.attack(f"pgd-{s.strong_steps}x{s.strong_restarts}@{self.eps:.4g}", "pgd", self.eps,
-                           steps=s.strong_steps, restarts=s.strong_restarts)
+        return self.attack(
+            f"pgd-{s.strong_steps}x{s.strong_restarts}@{self.eps:.4g}",
+            "pgd",
+            self.eps,
+            steps=s.strong_steps,
+            restarts=s.strong_restarts,
+        )
 
     def square(self) -> float:
         """Robust accuracy under the black-box Square attack at the probe's eps."""
-        return self.attack(f"square-{self.settings.square_queries}@{self.eps:.4g}", "square", self.eps,
-                           seed=self.seed, n_queries=self.settings.square_queries)
+        return self.attack(
+            f"square-{self.settings.square_queries}@{self.eps:.4g}",
+            "square",
+            self.eps,
+            seed=self.seed,
+            n_queries=self.settings.square_queries,
+        )
 
 
 Check = Callable[[Probe], CheckResult]
@@ -176,10 +186,16 @@ def gradients_check(probe: Probe) -> CheckResult:
     finite = bool(torch.isfinite(grad).all())
     zero = (grad == 0).all(dim=1).float().mean().item()
     passed = finite and zero <= probe.slack + ROUNDING
-    detail = (f"{'finite' if finite else 'NOT finite'}, {_pct(zero)} of examples with an all-zero input "
-              f"gradient (at most {_pct(probe.slack)})")
-    return CheckResult("gradients", passed, detail, {"finite": float(finite), "zero_fraction": zero,
-                                                     "mean_abs": grad.abs().mean().nan_to_num().item()})
+    detail = (
+        f"{'finite' if finite else 'NOT finite'}, {_pct(zero)} of examples with an all-zero input "
+        f"gradient (at most {_pct(probe.slack)})"
+    )
+    return CheckResult(
+        "gradients",
+        passed,
+        detail,
+        {"finite": float(finite), "zero_fraction": zero, "mean_abs": grad.abs().mean().nan_to_num().item()},
+    )
 
 
 @CHECKS.register("eps-sweep")
@@ -188,8 +204,7 @@ def eps_sweep_check(probe: Probe) -> CheckResult:
     s = probe.settings
     points = sorted({0.0, probe.eps / 2, probe.eps, min(1.0, 2 * probe.eps), s.large_eps})
     curve = [(eps, probe.pgd(eps)) for eps in points]
-    rises = [(a, b) for (a, acc_a), (b, acc_b) in itertools.pairwise(curve)
-             if acc_b > acc_a + probe.slack + ROUNDING]
+    rises = [(a, b) for (a, acc_a), (b, acc_b) in itertools.pairwise(curve) if acc_b > acc_a + probe.slack + ROUNDING]
     large = dict(curve)[s.large_eps]
     passed = not rises and large <= s.max_large_eps_accuracy + ROUNDING
     detail = "PGD-{} accuracy by eps {{{}}}".format(s.steps, ", ".join(f"{e:.4g}: {_pct(a)}" for e, a in curve))
@@ -205,8 +220,10 @@ def stronger_pgd_check(probe: Probe) -> CheckResult:
     s = probe.settings
     weak, strong = probe.pgd(probe.eps), probe.strong_pgd()
     passed = strong <= weak + probe.slack + ROUNDING
-    detail = (f"PGD-{s.strong_steps} x {s.strong_restarts} restarts {_pct(strong)} vs PGD-{s.steps} "
-              f"{_pct(weak)} at eps {probe.eps:.4g} (may exceed it by {_pct(probe.slack)})")
+    detail = (
+        f"PGD-{s.strong_steps} x {s.strong_restarts} restarts {_pct(strong)} vs PGD-{s.steps} "
+        f"{_pct(weak)} at eps {probe.eps:.4g} (may exceed it by {_pct(probe.slack)})"
+    )
     return CheckResult("stronger-pgd", passed, detail, {"pgd": weak, "strong_pgd": strong})
 
 
@@ -216,8 +233,10 @@ def black_box_check(probe: Probe) -> CheckResult:
     white = min(probe.pgd(probe.eps), probe.strong_pgd())
     black = probe.square()
     passed = black >= white - probe.slack - ROUNDING
-    detail = (f"Square ({probe.settings.square_queries} queries) {_pct(black)} vs white-box PGD {_pct(white)} "
-              f"at eps {probe.eps:.4g} (may fall below it by {_pct(probe.slack)})")
+    detail = (
+        f"Square ({probe.settings.square_queries} queries) {_pct(black)} vs white-box PGD {_pct(white)} "
+        f"at eps {probe.eps:.4g} (may fall below it by {_pct(probe.slack)})"
+    )
     return CheckResult("black-box", passed, detail, {"square": black, "white_box": white})
 
 
@@ -230,15 +249,27 @@ def ball_and_box_check(probe: Probe) -> CheckResult:
     low = min(record.low for record in probe.records.values())
     high = max(record.high for record in probe.records.values())
     passed = excess <= BALL_SLACK and low >= 0.0 and high <= 1.0
-    detail = (f"{len(probe.records)} attacks: max |x_adv - x| - eps = {excess:.2e} (at most {BALL_SLACK:.0e}), "
-              f"values in [{low:.4g}, {high:.4g}]")
-    return CheckResult("ball-and-box", passed, detail,
-                       {"attacks": float(len(probe.records)), "max_excess": excess, "min": low, "max": high})
+    detail = (
+        f"{len(probe.records)} attacks: max |x_adv - x| - eps = {excess:.2e} (at most {BALL_SLACK:.0e}), "
+        f"values in [{low:.4g}, {high:.4g}]"
+    )
+    return CheckResult(
+        "ball-and-box",
+        passed,
+        detail,
+        {"attacks": float(len(probe.records)), "max_excess": excess, "min": low, "max": high},
+    )
 
 
-def run_sanity_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
-                      checks: list[str] | None = None, seed: int = 0,
-                      settings: SanitySettings | None = None) -> list[CheckResult]:
+def run_sanity_checks(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    checks: list[str] | None = None,
+    seed: int = 0,
+    settings: SanitySettings | None = None,
+) -> list[CheckResult]:
     """Run the named checks (default: all), in registry order, on (x, y) at eps."""
     check_eps(eps)
     if len(x) == 0 or len(x) != len(y):
@@ -248,8 +279,14 @@ def run_sanity_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
     return [CHECKS.get(name)(probe) for name in CHECKS if name in wanted]
 
 
-def check_run(run_dir: str | Path, n: int | None = None, eps: float | None = None, device: str = "auto",
-              data_root: str | None = None, settings: SanitySettings | None = None) -> list[CheckResult]:
+def check_run(
+    run_dir: str | Path,
+    n: int | None = None,
+    eps: float | None = None,
+    device: str = "auto",
+    data_root: str | None = None,
+    settings: SanitySettings | None = None,
+) -> list[CheckResult]:
     """Run every check on a run's model and first n test images; store them in eval.json under "sanity"."""
     run_dir = Path(run_dir)
     document = read_eval(run_dir) or {"run": str(run_dir), "results": []}  # checked before the checks run
@@ -257,7 +294,13 @@ def check_run(run_dir: str | Path, n: int | None = None, eps: float | None = Non
     eps = config.eps if eps is None else eps
     settings = (settings or SanitySettings()).for_device(x.device)
     results = run_sanity_checks(model, x, y, eps, seed=config.seed, settings=settings)
-    document["sanity"] = {"eps": eps, "n": len(y), "seed": config.seed, "passed": all(r.passed for r in results),
-                          "settings": dataclasses.asdict(settings), "checks": [r.as_dict() for r in results]}
+    document["sanity"] = {
+        "eps": eps,
+        "n": len(y),
+        "seed": config.seed,
+        "passed": all(r.passed for r in results),
+        "settings": dataclasses.asdict(settings),
+        "checks": [r.as_dict() for r in results],
+    }
     write_eval(run_dir, document)
     return results

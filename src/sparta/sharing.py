@@ -66,11 +66,15 @@ def share_sparta(model: nn.Module, share: str) -> nn.Module:
         first = group[0]
         for other in group[1:]:
             if other.phi_kind != "pooled" and other.channels != first.channels:
-                raise SpartaError(f"share='{share}' needs the channel-agnostic 'pooled' phi: "
-                                  f"group '{name}' has {first.channels} and {other.channels} channels")
+                raise SpartaError(
+                    f"share='{share}' needs the channel-agnostic 'pooled' phi: "
+                    f"group '{name}' has {first.channels} and {other.channels} channels"
+                )
             if first.log_beta.shape != other.log_beta.shape or first.groups != other.groups:
-                raise SpartaError(f"cannot share per-channel beta or grouped thresholds across "
-                                  f"{first.channels} and {other.channels} channels in '{name}'")
+                raise SpartaError(
+                    f"cannot share per-channel beta or grouped thresholds across "
+                    f"{first.channels} and {other.channels} channels in '{name}'"
+                )
             # Sparta.phi is any registered nn.Module; every registered phi kind has for_another_site.
             other.phi = cast(_SharedPhi, first.phi).for_another_site()  # shared weights; statistics per site
             other.log_beta = first.log_beta
@@ -127,11 +131,12 @@ def import_sparta(model: nn.Module, path: str | os.PathLike, freeze: bool = True
     groups = _shared_groups(model)
     targets = {name: group[0] for name, group in groups.items()}
     if sorted(targets) != names:
-        raise SpartaError(f"Sparta function {path} has stages {names}, the model has {sorted(targets)}; "
-                          "use share='network' to move one function into any CNN")
+        raise SpartaError(
+            f"Sparta function {path} has stages {names}, the model has {sorted(targets)}; "
+            "use share='network' to move one function into any CNN"
+        )
     for name, site in targets.items():
-        phi_state = {k.removeprefix(f"{name}.phi."): v for k, v in tensors.items()
-                     if k.startswith(f"{name}.phi.")}
+        phi_state = {k.removeprefix(f"{name}.phi."): v for k, v in tensors.items() if k.startswith(f"{name}.phi.")}
         try:
             site.phi.load_state_dict(phi_state)
             with torch.no_grad():

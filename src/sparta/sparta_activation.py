@@ -58,8 +58,7 @@ class DepthwisePhi(nn.Module):
     def __init__(self, channels: int, kernel_size: int = 3, hidden: int = 8, groups: int = 1) -> None:
         super().__init__()
         del hidden, groups  # one map per channel
-        self.conv = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2,
-                              groups=channels, bias=False)
+        self.conv = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels, bias=False)
         self.norm = nn.BatchNorm2d(channels)
         nn.init.zeros_(self.norm.weight)  # T = 0 at the start: Sparta starts as Swish
 
@@ -107,9 +106,17 @@ class Sparta(nn.Module):
             names a path outright (the compiled one on CPU is for testing it there).
     """
 
-    def __init__(self, channels: int, phi: str = "pooled", kernel_size: int = 3, hidden: int = 8,
-                 groups: int = 1, beta0: float = 4.0, per_channel_beta: bool = False,
-                 fused: bool | str | None = None) -> None:
+    def __init__(
+        self,
+        channels: int,
+        phi: str = "pooled",
+        kernel_size: int = 3,
+        hidden: int = 8,
+        groups: int = 1,
+        beta0: float = 4.0,
+        per_channel_beta: bool = False,
+        fused: bool | str | None = None,
+    ) -> None:
         super().__init__()
         if channels < 1:
             raise SpartaError(f"Sparta needs a positive channel count, got {channels}")

@@ -61,8 +61,9 @@ class AutoAttack:
                 if self.attacks is None:
                     raise SpartaError('AutoAttack version="custom" needs attacks=(...), the attacks to run')
                 options["attacks"] = list(self.attacks)
-            attack = PackageAutoAttack(wrapped, norm="Linf", eps=self.eps, version=self.version,
-                                       seed=self.seed, device=device, **options)
+            attack = PackageAutoAttack(
+                wrapped, norm="Linf", eps=self.eps, version=self.version, seed=self.seed, device=device, **options
+            )
             attack.logger.setLevel(logging.ERROR)
             if self.n_queries is not None:
                 attack.square.n_queries = self.n_queries
@@ -73,8 +74,10 @@ class AutoAttack:
         x_adv = x_adv.to(device)
         overshoot = (x_adv - x).abs().amax().item()
         if overshoot > self.eps + 1e-5 or x_adv.min() < 0 or x_adv.max() > 1:
-            raise SpartaError(f"AutoAttack returned points outside the eps ball or [0, 1] "
-                              f"(max |delta| = {overshoot:.6f}, eps = {self.eps})")
+            raise SpartaError(
+                f"AutoAttack returned points outside the eps ball or [0, 1] "
+                f"(max |delta| = {overshoot:.6f}, eps = {self.eps})"
+            )
         return x_adv.detach()
 
     __call__ = perturb  # attack(model, x, y)

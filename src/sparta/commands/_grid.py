@@ -23,15 +23,25 @@ def add_train_flags(parser: argparse.ArgumentParser, skip: Iterable[str]) -> Non
 
 def add_grid_flags(parser: argparse.ArgumentParser) -> None:
     """Seeds, output directory and evaluation: shared by compare and transfer."""
-    parser.add_argument("--seeds", type=int, default=3,
-                        help="number of seeds per cell, counting up from --seed (default: 3)")
+    parser.add_argument(
+        "--seeds", type=int, default=3, help="number of seeds per cell, counting up from --seed (default: 3)"
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="directory of the cells and the table")
-    parser.add_argument("--shard", type=shard_value, default=None, metavar="I/K",
-                        help="run only cells I, I+K, I+2K, ... (0 <= I < K), e.g. one process per GPU; "
-                        "no table is written: rerun without --shard for it (finished cells are only read)")
+    parser.add_argument(
+        "--shard",
+        type=shard_value,
+        default=None,
+        metavar="I/K",
+        help="run only cells I, I+K, I+2K, ... (0 <= I < K), e.g. one process per GPU; "
+        "no table is written: rerun without --shard for it (finished cells are only read)",
+    )
     group = parser.add_argument_group("evaluation")
-    group.add_argument("--attacks", type=name_list, default=name_list(DEFAULT_ATTACKS),
-                       help=f"comma list of clean,fgsm,pgd,cw,autoattack,square (default: {DEFAULT_ATTACKS})")
+    group.add_argument(
+        "--attacks",
+        type=name_list,
+        default=name_list(DEFAULT_ATTACKS),
+        help=f"comma list of clean,fgsm,pgd,cw,autoattack,square (default: {DEFAULT_ATTACKS})",
+    )
     group.add_argument("--n", type=int, default=None, help="first N test images (default: all)")
     group.add_argument("--eval-batch-size", type=int, default=500)
 

@@ -22,9 +22,15 @@ HELP = "vary Sparta's settings one at a time (phi, kernel_size, hidden, beta0, s
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ablate flags: --vary levels, the grid flags and `sparta train`'s flags but act and share."""
-    parser.add_argument("--vary", type=level_list, action="append", required=True, metavar="FACTOR=V1,V2",
-                        help="levels of one factor, repeatable: a Sparta option (phi, kernel_size, hidden, "
-                        "groups, beta0, per_channel_beta) or share")
+    parser.add_argument(
+        "--vary",
+        type=level_list,
+        action="append",
+        required=True,
+        metavar="FACTOR=V1,V2",
+        help="levels of one factor, repeatable: a Sparta option (phi, kernel_size, hidden, "
+        "groups, beta0, per_channel_beta) or share",
+    )
     add_grid_flags(parser)
     add_train_flags(parser, skip={"act", "share"})
 

@@ -28,14 +28,20 @@ HELP = "train and evaluate a grid of activations x seeds; table with mean ± 95%
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The compare flags: activations, models, methods, the grid flags and `sparta train`'s flags."""
-    parser.add_argument("--acts", type=name_list, default=name_list("relu,swish,frelu,sparta"),
-                        help="comma list of activations (default: relu,swish,frelu,sparta)")
+    parser.add_argument(
+        "--acts",
+        type=name_list,
+        default=name_list("relu,swish,frelu,sparta"),
+        help="comma list of activations (default: relu,swish,frelu,sparta)",
+    )
     parser.add_argument("--models", type=name_list, default=None, help="comma list of models (default: smallcnn)")
-    parser.add_argument("--methods", type=name_list, default=None,
-                        help="comma list of training methods (default: pgd)")
+    parser.add_argument("--methods", type=name_list, default=None, help="comma list of training methods (default: pgd)")
     add_grid_flags(parser)
-    parser.add_argument("--table-only", action="store_true",
-                        help="train and evaluate nothing: tabulate the finished cells, list the others")
+    parser.add_argument(
+        "--table-only",
+        action="store_true",
+        help="train and evaluate nothing: tabulate the finished cells, list the others",
+    )
     add_train_flags(parser, skip={"act", "model", "method"})
 
 

@@ -20,12 +20,18 @@ DEFAULT_ATTACKS = ["clean", "pgd"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The eval flags: the run directory, attacks, --sanity and the evaluation budget."""
     parser.add_argument("run_dir", metavar="RUN_DIR")
-    parser.add_argument("--attacks", type=name_list, default=None,
-                        help="comma list of clean,fgsm,pgd,cw,autoattack,square "
-                             "(default: clean,pgd; none with --sanity)")
-    parser.add_argument("--sanity", action="store_true",
-                        help="check for gradient masking: eps sweep, stronger PGD, black-box Square, "
-                             "eps ball and [0, 1]; exit status 1 if a check fails")
+    parser.add_argument(
+        "--attacks",
+        type=name_list,
+        default=None,
+        help="comma list of clean,fgsm,pgd,cw,autoattack,square (default: clean,pgd; none with --sanity)",
+    )
+    parser.add_argument(
+        "--sanity",
+        action="store_true",
+        help="check for gradient masking: eps sweep, stronger PGD, black-box Square, "
+        "eps ball and [0, 1]; exit status 1 if a check fails",
+    )
     parser.add_argument("--n", type=int, default=None, help="first N test images (default: all)")
     parser.add_argument("--eps", type=eps_value, default=None, help="default: the run's training eps")
     parser.add_argument("--device", default="auto")
@@ -40,30 +46,48 @@ def run(args: argparse.Namespace) -> int:
 
     attacks = args.attacks if args.attacks is not None else ([] if args.sanity else DEFAULT_ATTACKS)
     if attacks or args.attacks is not None:  # an empty --attacks is an error, not nothing to do
-        records = evaluate_run(args.run_dir, attacks, n=args.n, eps=args.eps, device=args.device,
-                               batch_size=args.batch_size, data_root=args.data_root,
-                               on_attack=lambda name, n: say(f"{name}: running on {n} test images ..."),
-                               on_record=_print_record)
+        records = evaluate_run(
+            args.run_dir,
+            attacks,
+            n=args.n,
+            eps=args.eps,
+            device=args.device,
+            batch_size=args.batch_size,
+            data_root=args.data_root,
+            on_attack=lambda name, n: say(f"{name}: running on {n} test images ..."),
+            on_record=_print_record,
+        )
         attacked = [record for record in records if record["attack"] != "clean"]
         # worst_case is None only for records without masks; these fresh records all have them
         if len(attacked) > 1 and (worst := worst_case(attacked)) is not None:
-            print(f"{'worst-case':<11} eps={attacked[0]['eps']:.4f}  accuracy={100 * worst:6.2f}%  "
-                  f"(robust only where {', '.join(r['attack'] for r in attacked)} all failed)  n={attacked[0]['n']}")
+            print(
+                f"{'worst-case':<11} eps={attacked[0]['eps']:.4f}  accuracy={100 * worst:6.2f}%  "
+                f"(robust only where {', '.join(r['attack'] for r in attacked)} all failed)  n={attacked[0]['n']}"
+            )
     return _sanity(args) if args.sanity else 0
 
 
 def _print_record(record: EvalRecord) -> None:
     """One line per attack, printed as the attack ends."""
     low, high = record["ci95"]
-    print(f"{record['attack']:<11} eps={record['eps']:.4f}  accuracy={100 * record['accuracy']:6.2f}%  "
-          f"(95% CI {100 * low:.2f}-{100 * high:.2f})  n={record['n']}  ({record['seconds']:.1f}s)", flush=True)
+    print(
+        f"{record['attack']:<11} eps={record['eps']:.4f}  accuracy={100 * record['accuracy']:6.2f}%  "
+        f"(95% CI {100 * low:.2f}-{100 * high:.2f})  n={record['n']}  ({record['seconds']:.1f}s)",
+        flush=True,
+    )
 
 
 def _sanity(args: argparse.Namespace) -> int:
     from sparta.sanity import SanitySettings, check_run
 
-    results = check_run(args.run_dir, n=args.n, eps=args.eps, device=args.device, data_root=args.data_root,
-                        settings=SanitySettings(batch_size=args.batch_size))
+    results = check_run(
+        args.run_dir,
+        n=args.n,
+        eps=args.eps,
+        device=args.device,
+        data_root=args.data_root,
+        settings=SanitySettings(batch_size=args.batch_size),
+    )
     for result in results:
         print(f"{'PASS' if result.passed else 'FAIL'}  {result.name:<13} {result.detail}")
     return 0 if all(result.passed for result in results) else 1

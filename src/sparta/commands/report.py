@@ -28,8 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The report flags: the run folders, --out, the eps sweep and threshold-map settings."""
     parser.add_argument("paths", nargs="+", metavar="DIR", help="run directories or folders that hold them")
     parser.add_argument("--out", required=True, metavar="REPORT_DIR", help="where report.md and the PNGs go")
-    parser.add_argument("--eps-sweep", type=eps_list, default=None,
-                        help="evaluate PGD-20 at these eps where records are missing, e.g. 0,0.05,0.1,0.15,0.2")
+    parser.add_argument(
+        "--eps-sweep",
+        type=eps_list,
+        default=None,
+        help="evaluate PGD-20 at these eps where records are missing, e.g. 0,0.05,0.1,0.15,0.2",
+    )
     parser.add_argument("--n", type=int, default=1000, help="test images for the eps sweep (default: 1000)")
     parser.add_argument("--images", type=int, default=4, help="test images in the threshold maps (default: 4)")
     parser.add_argument("--device", default="auto")
@@ -48,8 +52,10 @@ def run(args: argparse.Namespace) -> int:
     if args.eps_sweep:
         names = run_names(runs)
         for run, record in fill_eps_sweep(runs, args.eps_sweep, args.n, args.device, args.data_root):
-            print(f"evaluated {names[run.path]}: {record['attack']:<5} eps={record['eps']:.4f}  "
-                  f"accuracy={100 * record['accuracy']:6.2f}%  n={record['n']}")
+            print(
+                f"evaluated {names[run.path]}: {record['attack']:<5} eps={record['eps']:.4f}  "
+                f"accuracy={100 * record['accuracy']:6.2f}%  n={record['n']}"
+            )
         runs = find_runs(args.paths)
     path = build_report(runs, args.out, args.images, args.device, args.data_root)
     print(f"wrote {path} ({len(runs)} runs)")

@@ -19,30 +19,52 @@ HELP = "train a model (standard, pgd, fgsm-rs or trades)"
 SPECIAL_FLAGS: dict[str, dict] = {
     "eps": {"type": eps_value, "help": "L-inf radius in pixel space, e.g. 0.1 or 8/255"},
     "attack_step_size": {"type": eps_value, "help": "training attack step (default 2.5 * eps / steps)"},
-    "act_options": {"flags": ["--act-option"], "type": option_value, "action": "append",
-                    "help": "activation option KEY=VALUE, repeatable (e.g. phi=depthwise)"},
-    "channels_last": {"action": argparse.BooleanOptionalAction,
-                      "help": "channels_last memory format on or off (default: on for CUDA, off on the CPU)"},
+    "act_options": {
+        "flags": ["--act-option"],
+        "type": option_value,
+        "action": "append",
+        "help": "activation option KEY=VALUE, repeatable (e.g. phi=depthwise)",
+    },
+    "channels_last": {
+        "action": argparse.BooleanOptionalAction,
+        "help": "channels_last memory format on or off (default: on for CUDA, off on the CPU)",
+    },
     "freeze_sparta": {"action": "store_true"},
-    "compile": {"action": "store_true"}, "sync_bn": {"action": "store_true"},
-    "attack_bn_mode": {"choices": ["train", "eval"], "help": "BatchNorm mode while crafting training attacks "
-                       "(default: the method's own: train for pgd and fgsm-rs, eval for trades)"},
+    "compile": {"action": "store_true"},
+    "sync_bn": {"action": "store_true"},
+    "attack_bn_mode": {
+        "choices": ["train", "eval"],
+        "help": "BatchNorm mode while crafting training attacks "
+        "(default: the method's own: train for pgd and fgsm-rs, eval for trades)",
+    },
 }
 _TYPES = {"int": int, "float": float}
 
 # One line per setting: what it does (the default and, for names, the choices are added).
 MEANING = {
-    "out": "run directory to write", "dataset": "dataset name", "data_root": "folder of the dataset's files",
+    "out": "run directory to write",
+    "dataset": "dataset name",
+    "data_root": "folder of the dataset's files",
     "subset": "train on the first N images of a seeded shuffle (same N images for every run)",
-    "model": "model name", "act": "activation name", "share": "Sparta sharing: one phi per layer, stage or network",
-    "method": "training method", "attack_steps": "steps of the training attack",
-    "trades_beta": "weight of TRADES' KL term", "eps_warmup_epochs": "grow eps linearly from 0 over these epochs",
-    "epochs": "passes over the training (sub)set", "batch_size": "global batch size",
-    "lr": "peak learning rate of the schedule", "momentum": "SGD momentum (Nesterov when > 0)",
-    "weight_decay": "SGD weight decay", "schedule": "learning-rate schedule",
-    "augment": "none, crop or crop-flip (default: the dataset's)", "seed": "seed of data order, init and attacks",
-    "device": "auto, cpu or cuda", "precision": "auto (bf16 on CUDA), fp32 or bf16 (also on the CPU)",
-    "compile": "torch.compile the model", "sync_bn": "SyncBatchNorm across torchrun processes (CUDA)",
+    "model": "model name",
+    "act": "activation name",
+    "share": "Sparta sharing: one phi per layer, stage or network",
+    "method": "training method",
+    "attack_steps": "steps of the training attack",
+    "trades_beta": "weight of TRADES' KL term",
+    "eps_warmup_epochs": "grow eps linearly from 0 over these epochs",
+    "epochs": "passes over the training (sub)set",
+    "batch_size": "global batch size",
+    "lr": "peak learning rate of the schedule",
+    "momentum": "SGD momentum (Nesterov when > 0)",
+    "weight_decay": "SGD weight decay",
+    "schedule": "learning-rate schedule",
+    "augment": "none, crop or crop-flip (default: the dataset's)",
+    "seed": "seed of data order, init and attacks",
+    "device": "auto, cpu or cuda",
+    "precision": "auto (bf16 on CUDA), fp32 or bf16 (also on the CPU)",
+    "compile": "torch.compile the model",
+    "sync_bn": "SyncBatchNorm across torchrun processes (CUDA)",
     "sparta_from": "import the Sparta function of this run directory or file",
     "freeze_sparta": "keep the imported Sparta function fixed",
     "eval_every": "epochs between quick test evaluations (0: never)",
@@ -58,8 +80,13 @@ def _choices(name: str) -> str:
     from sparta.training.methods import METHODS
     from sparta.training.schedule import SCHEDULES
 
-    found = {"act": ACTIVATIONS.names, "model": MODELS.names, "method": METHODS.names,
-             "schedule": SCHEDULES.names, "dataset": lambda: list(DATASETS)}.get(name)
+    found = {
+        "act": ACTIVATIONS.names,
+        "model": MODELS.names,
+        "method": METHODS.names,
+        "schedule": SCHEDULES.names,
+        "dataset": lambda: list(DATASETS),
+    }.get(name)
     return f"; one of: {', '.join(found())}" if found else ""
 
 
@@ -77,9 +104,12 @@ def add_arguments(parser: FlagTable, skip: Iterable[str] = ()) -> None:
     if "resume" not in skip:
         parser.add_argument("--resume", metavar="RUN_DIR", help="finish a killed run from its last epoch")
     if "config" not in skip:
-        parser.add_argument("--config", metavar="CONFIG_JSON",
-                            help="start from the settings of this config.json (or run directory); the flags given "
-                                 "beside it override them (give a new --out)")
+        parser.add_argument(
+            "--config",
+            metavar="CONFIG_JSON",
+            help="start from the settings of this config.json (or run directory); the flags given "
+            "beside it override them (give a new --out)",
+        )
     for field in dataclasses.fields(TrainConfig):
         if field.name in skip:
             continue
@@ -95,8 +125,11 @@ def add_arguments(parser: FlagTable, skip: Iterable[str] = ()) -> None:
 
 def config_from_args(args: argparse.Namespace) -> dict:
     """The TrainConfig fields given on the command line."""
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-             if getattr(args, f.name, None) is not None}
+    given = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if getattr(args, f.name, None) is not None
+    }
     if "act_options" in given:
         given["act_options"] = dict(given["act_options"])
     return given

@@ -24,13 +24,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The transfer flags: kind, source and target, the grid flags and `sparta train`'s flags."""
     from sparta.experiments.transfer import KINDS
 
-    parser.add_argument("--kind", required=True, choices=list(KINDS),
-                        help="cross-cnn: another model, same dataset; cross-dataset: another dataset, same model")
-    parser.add_argument("--source", metavar="RUN_DIR_OR_FILE",
-                        help="a Sparta run directory or sparta.safetensors file (default: train one first)")
-    parser.add_argument("--source-model", default="smallcnn",
-                        help="model of a source trained here; its share mode is --share, else stage when "
-                        "source and target models have the same stages, else network")
+    parser.add_argument(
+        "--kind",
+        required=True,
+        choices=list(KINDS),
+        help="cross-cnn: another model, same dataset; cross-dataset: another dataset, same model",
+    )
+    parser.add_argument(
+        "--source",
+        metavar="RUN_DIR_OR_FILE",
+        help="a Sparta run directory or sparta.safetensors file (default: train one first)",
+    )
+    parser.add_argument(
+        "--source-model",
+        default="smallcnn",
+        help="model of a source trained here; its share mode is --share, else stage when "
+        "source and target models have the same stages, else network",
+    )
     parser.add_argument("--source-dataset", default="fashion-mnist", help="dataset of a source trained here")
     parser.add_argument("--target-model", help="the target CNN (default: the source's model)")
     parser.add_argument("--target-dataset", help="the target dataset (default: the source's dataset)")
@@ -56,8 +66,9 @@ def _source(args: argparse.Namespace):
         return read_source(args.source, given.act_options)
     share = args.share or default_share(args.source_model, args.target_model or args.source_model)
     same_data = (args.target_dataset or args.source_dataset) == args.source_dataset
-    cell = source_cell(given, args.out, args.source_model, args.source_dataset, share,
-                       given.data_root if same_data else None)
+    cell = source_cell(
+        given, args.out, args.source_model, args.source_dataset, share, given.data_root if same_data else None
+    )
     run_grid([cell], EvalPlan(()))
     return read_source(cell.run_dir)
 

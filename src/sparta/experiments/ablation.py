@@ -89,8 +89,9 @@ def variants(levels: Mapping[str, Sequence[Any]], base: TrainConfig) -> list[Var
     return result
 
 
-def ablation_cells(base: TrainConfig, out: str, levels: Mapping[str, Sequence[Any]],
-                   seeds: Sequence[int]) -> list[Cell]:
+def ablation_cells(
+    base: TrainConfig, out: str, levels: Mapping[str, Sequence[Any]], seeds: Sequence[int]
+) -> list[Cell]:
     """Cells for the baseline and each variant x seeds; the model and method are the base's."""
     base = for_activation(base, "sparta")
     cells = []
@@ -118,8 +119,7 @@ def judge_values(cells: Sequence[Cell], plan: EvalPlan) -> dict[int, float]:
     attack = judge_attack(plan)
     values = {}
     for cell in cells:
-        record = find_record(read_eval_records(cell.run_dir), attack, cell.config.eps,
-                             eval_size(cell.config, plan))
+        record = find_record(read_eval_records(cell.run_dir), attack, cell.config.eps, eval_size(cell.config, plan))
         if record is None:
             raise SpartaError(f"{cell.run_dir} has no {attack} result; run the ablation first")
         values[cell.config.seed] = record["accuracy"]
@@ -161,8 +161,10 @@ def verdicts(cells: Sequence[Cell], plan: EvalPlan) -> list[Verdict]:
                 continue
             values = judge_values(members, plan)
             if set(values) != set(baseline):
-                raise SpartaError(f"{factor}={value} ran seeds {sorted(values)}, the baseline "
-                                  f"{sorted(baseline)}; the comparison is paired by seed")
+                raise SpartaError(
+                    f"{factor}={value} ran seeds {sorted(values)}, the baseline "
+                    f"{sorted(baseline)}; the comparison is paired by seed"
+                )
             label = f"{factor}={value}"
             means[label] = mean_ci(list(values.values())).mean
             gains[label] = mean_ci([values[s] - baseline[s] for s in sorted(values)])
@@ -177,9 +179,12 @@ def verdict_markdown(found: Sequence[Verdict], plan: EvalPlan) -> str:
     """The decision per factor, as a markdown table."""
     attack = judge_attack(plan)
     head = ["factor", f"{attack} (%) per level", "level - default (paired, 95% CI)", "best", "use"]
-    lines = [f"### Verdict by {attack} accuracy\n",
-             "A level replaces the default only when its paired gain's 95% interval lies above zero.\n",
-             "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines = [
+        f"### Verdict by {attack} accuracy\n",
+        "A level replaces the default only when its paired gain's 95% interval lies above zero.\n",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---" for _ in head) + "|",
+    ]
     for verdict in found:
         levels = ", ".join(f"{label}: {100 * mean:.2f}" for label, mean in verdict.level_means.items())
         gains = ", ".join(f"{label}: {gain.format(100.0, 2)}" for label, gain in verdict.gains.items())

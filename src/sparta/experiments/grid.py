@@ -111,8 +111,14 @@ def for_activation(config: TrainConfig, act: str) -> TrainConfig:
     return dataclasses.replace(config, act=act, **{name: getattr(defaults, name) for name in SPARTA_ONLY})
 
 
-def grid_cells(base: TrainConfig, out: str | Path, acts: Sequence[str], seeds: Sequence[int],
-               models: Sequence[str] | None = None, methods: Sequence[str] | None = None) -> list[Cell]:
+def grid_cells(
+    base: TrainConfig,
+    out: str | Path,
+    acts: Sequence[str],
+    seeds: Sequence[int],
+    models: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+) -> list[Cell]:
     """Cells for models x methods x acts x seeds, in that nesting order (rows keep the given order)."""
     models = [MODELS.canonical(m) for m in (models or [base.model])]
     methods = [METHODS.canonical(m) for m in (methods or [base.method])]
@@ -128,8 +134,9 @@ def grid_cells(base: TrainConfig, out: str | Path, acts: Sequence[str], seeds: S
             for act in acts:
                 for seed in seeds:
                     name = cell_name(model, act, method, seed=seed)
-                    config = dataclasses.replace(for_activation(base, act), model=model, method=method,
-                                                 seed=seed, out=str(Path(out) / name))
+                    config = dataclasses.replace(
+                        for_activation(base, act), model=model, method=method, seed=seed, out=str(Path(out) / name)
+                    )
                     cells.append(Cell(name, config.validate(), {"model": model, "act": act, "method": method}))
     return cells
 
@@ -158,10 +165,13 @@ def cell_state(cell: Cell, plan: EvalPlan, n: int) -> str:
         return "new"
     saved = TrainConfig.load(run_dir)
     if saved != cell.config:
-        changed = [f.name for f in dataclasses.fields(TrainConfig)
-                   if getattr(saved, f.name) != getattr(cell.config, f.name)]
-        raise SpartaError(f"{run_dir} holds a run with other settings ({', '.join(changed)}); "
-                          "use another --out or remove that directory")
+        changed = [
+            f.name for f in dataclasses.fields(TrainConfig) if getattr(saved, f.name) != getattr(cell.config, f.name)
+        ]
+        raise SpartaError(
+            f"{run_dir} holds a run with other settings ({', '.join(changed)}); "
+            "use another --out or remove that directory"
+        )
     missing = missing_attacks(cell, plan, n)
     if not missing:
         return "done"  # every result is there, whether or not the weights were kept
@@ -170,8 +180,10 @@ def cell_state(cell: Cell, plan: EvalPlan, n: int) -> str:
     if (run_dir / STATE_FILE).is_file():
         return "resume"
     if read_eval_records(run_dir):  # a restart would throw these results away
-        raise SpartaError(f"{run_dir} has evaluation results but no model to run {', '.join(missing)} on "
-                          "(its weights were not kept); evaluate where the model is, or remove the directory")
+        raise SpartaError(
+            f"{run_dir} has evaluation results but no model to run {', '.join(missing)} on "
+            "(its weights were not kept); evaluate where the model is, or remove the directory"
+        )
     return "restart"
 
 
@@ -221,8 +233,14 @@ def _run_cell(cell: Cell, plan: EvalPlan) -> str:
         done.append({"new": "trained", "restart": "restarted and trained", "resume": "resumed"}[state])
     attacks = missing_attacks(cell, plan, n)
     if attacks:
-        evaluate_run(cell.run_dir, attacks, n=n, device=cell.config.device, batch_size=plan.batch_size,
-                     data_root=cell.config.data_root)
+        evaluate_run(
+            cell.run_dir,
+            attacks,
+            n=n,
+            device=cell.config.device,
+            batch_size=plan.batch_size,
+            data_root=cell.config.data_root,
+        )
         done.append("evaluated " + ",".join(attacks))
     return ", ".join(done) or "done, skipped"
 

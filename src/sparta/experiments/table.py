@@ -91,8 +91,10 @@ def _cell_values(cell: Cell, plan: EvalPlan) -> dict[str, float]:
     for attack in plan.attacks:
         record = find_record(records, attack, cell.config.eps, n)
         if record is None:
-            raise SpartaError(f"{cell.run_dir}/eval.json has no {attack} result at eps={cell.config.eps:g} "
-                              f"on n={n}; run the grid first")
+            raise SpartaError(
+                f"{cell.run_dir}/eval.json has no {attack} result at eps={cell.config.eps:g} "
+                f"on n={n}; run the grid first"
+            )
         values[attack_title(record)] = record["accuracy"]
         attacked += [record] if record["attack"] != "clean" else []
     worst = worst_case(attacked) if len(attacked) > 1 else None
@@ -116,8 +118,7 @@ def collect(cells: Sequence[Cell], plan: EvalPlan) -> list[Row]:
         first = members[0]
         for other in members[1:]:
             if _without_seed(other.config) != _without_seed(first.config):
-                raise SpartaError(f"cells {first.name} and {other.name} share a row but differ in more "
-                                  "than the seed")
+                raise SpartaError(f"cells {first.name} and {other.name} share a row but differ in more than the seed")
     values = {labels: [_cell_values(cell, plan) for cell in members] for labels, members in groups.items()}
     # a column every cell has (the worst case needs per-example masks, which older records lack)
     titles = [t for t in next(iter(values.values()))[0] if all(t in v for cells in values.values() for v in cells)]
@@ -125,9 +126,18 @@ def collect(cells: Sequence[Cell], plan: EvalPlan) -> list[Row]:
         first, per_cell = members[0], values[labels]
         metrics = {key: mean_ci([v[key] for v in per_cell]) for key in titles}
         params, trainable = parameter_counts(first.config)
-        rows.append(Row(dict(first.labels), metrics, params, trainable, [c.config.seed for c in members],
-                        [c.config.seed for c in members if ended_at_chance(c)],
-                        {key: [v[key] for v in per_cell] for key in titles}, eval_size(first.config, plan)))
+        rows.append(
+            Row(
+                dict(first.labels),
+                metrics,
+                params,
+                trainable,
+                [c.config.seed for c in members],
+                [c.config.seed for c in members if ended_at_chance(c)],
+                {key: [v[key] for v in per_cell] for key in titles},
+                eval_size(first.config, plan),
+            )
+        )
     return rows
 
 
@@ -191,8 +201,15 @@ def to_csv(rows: Sequence[Row]) -> str:
     keys = _label_keys(rows)
     titles = list(rows[0].metrics) if rows else []
     slug = {t: t.replace(" ", "_") for t in titles}
-    header = [*keys, *(f"{slug[t]}_{part}" for t in titles for part in ("mean", "ci95")),
-              "params", "trainable_params", "n_seeds", "seeds", "seeds_at_chance"]
+    header = [
+        *keys,
+        *(f"{slug[t]}_{part}" for t in titles for part in ("mean", "ci95")),
+        "params",
+        "trainable_params",
+        "n_seeds",
+        "seeds",
+        "seeds_at_chance",
+    ]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -203,8 +220,13 @@ def to_csv(rows: Sequence[Row]) -> str:
             estimate = row.metrics[t]
             half = "" if estimate.half_width is None else round(scale * estimate.half_width, 6)
             values += [round(scale * estimate.mean, 6), half]
-        values += [row.params, row.trainable_params, len(row.seeds), " ".join(map(str, row.seeds)),
-                   " ".join(map(str, row.seeds_at_chance))]
+        values += [
+            row.params,
+            row.trainable_params,
+            len(row.seeds),
+            " ".join(map(str, row.seeds)),
+            " ".join(map(str, row.seeds_at_chance)),
+        ]
         writer.writerow(values)
     return buffer.getvalue()
 
@@ -214,16 +236,25 @@ def caption_for(cells: Sequence[Cell], plan: EvalPlan, title: str) -> str:
     datasets = sorted({c.config.dataset for c in cells})
     eps = sorted({c.config.eps for c in cells})
     sizes = sorted({eval_size(c.config, plan) for c in cells})
-    return (f"## {title}\n\nAccuracy (%) on the first {', '.join(map(str, sizes))} test images of "
-            f"{', '.join(datasets)} at eps = {', '.join(f'{e:.4g}' for e in eps)} (L-inf, pixel space); "
-            "mean ± 95% confidence half width over seeds (Student's t; "
-            "[low, high] where the interval is clipped to [0, 100]), then each seed's value; a row of one "
-            "seed shows [low, high], the 95% Clopper-Pearson interval for its sample of test images. "
-            "Training time: seconds of training, summed over epochs.")
+    return (
+        f"## {title}\n\nAccuracy (%) on the first {', '.join(map(str, sizes))} test images of "
+        f"{', '.join(datasets)} at eps = {', '.join(f'{e:.4g}' for e in eps)} (L-inf, pixel space); "
+        "mean ± 95% confidence half width over seeds (Student's t; "
+        "[low, high] where the interval is clipped to [0, 100]), then each seed's value; a row of one "
+        "seed shows [low, high], the 95% Clopper-Pearson interval for its sample of test images. "
+        "Training time: seconds of training, summed over epochs."
+    )
 
 
-def write_table(cells: Sequence[Cell], plan: EvalPlan, out: str | Path, title: str,
-                stem: str = "table", extra: str = "", paired_against: str | None = None) -> str:
+def write_table(
+    cells: Sequence[Cell],
+    plan: EvalPlan,
+    out: str | Path,
+    title: str,
+    stem: str = "table",
+    extra: str = "",
+    paired_against: str | None = None,
+) -> str:
     """Collect the cells into OUT/<stem>.md (plus `extra` markdown, and the paired differences
     against activation `paired_against` when given) and OUT/<stem>.csv; returns the markdown."""
     rows = collect(cells, plan)
@@ -248,8 +279,11 @@ def paired_markdown(rows: Sequence[Row], reference: str) -> str:
         return ""
     titles = [t for t in next(iter(by_act[reference].values())) if _is_accuracy(t)]
     head = ["activation", *(f"{t}: minus {reference} (points)" for t in titles), "seeds"]
-    lines = [f"### Paired differences against {reference}, seed by seed\n",
-             "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines = [
+        f"### Paired differences against {reference}, seed by seed\n",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---" for _ in head) + "|",
+    ]
     for act, seeds in by_act.items():
         common = sorted(set(seeds) & set(by_act[reference]))
         if act == reference or not common:
@@ -262,4 +296,3 @@ def paired_markdown(rows: Sequence[Row], reference: str) -> str:
         cells.append(", ".join(map(str, common)))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-

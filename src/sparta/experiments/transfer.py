@@ -98,11 +98,13 @@ def default_share(source_model: str, target_model: str) -> str:
     return "stage" if names[0] == names[1] else "network"
 
 
-def source_cell(base: TrainConfig, out: str | Path, model: str, dataset: str, share: str,
-                data_root: str | None = None) -> Cell:
+def source_cell(
+    base: TrainConfig, out: str | Path, model: str, dataset: str, share: str, data_root: str | None = None
+) -> Cell:
     """The Sparta run to transfer from, when none is given: OUT/source-<model>-<dataset>-seed<S>."""
-    config = dataclasses.replace(for_activation(base, "sparta"), model=MODELS.canonical(model), dataset=dataset,
-                                 share=share, data_root=data_root)
+    config = dataclasses.replace(
+        for_activation(base, "sparta"), model=MODELS.canonical(model), dataset=dataset, share=share, data_root=data_root
+    )
     name = cell_name(SOURCE_DIR, config.model, dataset, seed=config.seed)
     config = dataclasses.replace(config, out=str(Path(out) / name))
     return Cell(name, config.validate(), {"arm": "source", "model": config.model, "dataset": dataset})
@@ -122,18 +124,21 @@ def _relu_arm(target: TrainConfig, source: Source) -> TrainConfig:
 
 @ARMS.register("sparta-scratch")
 def _scratch_arm(target: TrainConfig, source: Source) -> TrainConfig:
-    return dataclasses.replace(for_activation(target, "sparta"), share=source.share,
-                               act_options=dict(source.act_options), sparta_from=None, freeze_sparta=False)
+    return dataclasses.replace(
+        for_activation(target, "sparta"),
+        share=source.share,
+        act_options=dict(source.act_options),
+        sparta_from=None,
+        freeze_sparta=False,
+    )
 
 
 @ARMS.register("sparta-frozen")
 def _frozen_arm(target: TrainConfig, source: Source) -> TrainConfig:
-    return dataclasses.replace(_scratch_arm(target, source), sparta_from=str(source.function),
-                               freeze_sparta=True)
+    return dataclasses.replace(_scratch_arm(target, source), sparta_from=str(source.function), freeze_sparta=True)
 
 
-def target_config(base: TrainConfig, kind: str, source: Source, model: str | None,
-                  dataset: str | None) -> TrainConfig:
+def target_config(base: TrainConfig, kind: str, source: Source, model: str | None, dataset: str | None) -> TrainConfig:
     """`base` on the target model and dataset; the one that `kind` changes must be given."""
     if kind not in KINDS:
         raise SpartaError(f"unknown transfer kind '{kind}'; choose from: {', '.join(KINDS)}")
@@ -144,24 +149,26 @@ def target_config(base: TrainConfig, kind: str, source: Source, model: str | Non
     model = MODELS.canonical(model) if model else source.model
     dataset = dataset or source.dataset
     if model is None or dataset is None:
-        raise SpartaError(f"the source {source.function} is a bare file that does not name its "
-                          f"{'model' if model is None else 'dataset'}: give --target-model and --target-dataset")
+        raise SpartaError(
+            f"the source {source.function} is a bare file that does not name its "
+            f"{'model' if model is None else 'dataset'}: give --target-model and --target-dataset"
+        )
     was = {"model": source.model, "dataset": source.dataset}[changed]
     if was == {"model": model, "dataset": dataset}[changed]:
         raise SpartaError(f"--kind {kind} needs a target {changed} other than the source's ({was})")
     return dataclasses.replace(base, model=model, dataset=dataset)
 
 
-def arm_cells(target: TrainConfig, source: Source, seeds: Sequence[int], out: str | Path,
-              arms: Sequence[str] = tuple(ARMS)) -> list[Cell]:
+def arm_cells(
+    target: TrainConfig, source: Source, seeds: Sequence[int], out: str | Path, arms: Sequence[str] = tuple(ARMS)
+) -> list[Cell]:
     """Cells for arms x seeds on the target; checks first that the function fits the target."""
     cells = []
     for arm in (ARMS.canonical(a) for a in arms):
         for seed in seeds:
             name = cell_name(arm, target.model, target.dataset, seed=seed)
             config = dataclasses.replace(ARMS.get(arm)(target, source), seed=seed, out=str(Path(out) / name))
-            cells.append(Cell(name, config.validate(),
-                              {"arm": arm, "model": target.model, "dataset": target.dataset}))
+            cells.append(Cell(name, config.validate(), {"arm": arm, "model": target.model, "dataset": target.dataset}))
     for cell in cells:
         if cell.config.sparta_from:
             model_for(cell.config)  # raises a one-line SpartaError when stages or shapes differ

@@ -60,10 +60,19 @@ def model_names() -> list[str]:
     return MODELS.names()
 
 
-def build_model(name: str, activation: str | Callable[..., nn.Module] = "relu", num_classes: int | None = None,
-                in_channels: int | None = None, *, dataset: str | None = None, image_size: int | None = None,
-                mean: Sequence[float] | None = None, std: Sequence[float] | None = None, share: str = "stage",
-                **activation_options: object) -> nn.Module:
+def build_model(
+    name: str,
+    activation: str | Callable[..., nn.Module] = "relu",
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+    *,
+    dataset: str | None = None,
+    image_size: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    share: str = "stage",
+    **activation_options: object,
+) -> nn.Module:
     """Build a classifier taking [0, 1] images; it normalises with (mean, std) inside.
 
     `dataset` fills num_classes, in_channels, image_size, mean and std from that data set
@@ -78,8 +87,9 @@ def build_model(name: str, activation: str | Callable[..., nn.Module] = "relu", 
     keywords go to every activation site.
     """
     entry = MODELS.get(name)
-    num_classes, in_channels, image_size, mean, std = _input_facts(dataset, num_classes, in_channels,
-                                                                   image_size, mean, std)
+    num_classes, in_channels, image_size, mean, std = _input_facts(
+        dataset, num_classes, in_channels, image_size, mean, std
+    )
     activation = registered_activation(activation) or activation
     act: SiteActivation
     if isinstance(activation, str):
@@ -91,18 +101,30 @@ def build_model(name: str, activation: str | Callable[..., nn.Module] = "relu", 
         share_sparta(model, share)
     spec: dict[str, object] | None = None  # a callable of the caller's own cannot be rebuilt from a file
     if isinstance(activation, str):  # everything needed to rebuild this model; checkpoints store it
-        spec = {"name": MODELS.canonical(name), "activation": activation,
-                "num_classes": num_classes, "in_channels": in_channels,
-                "image_size": image_size, "mean": list(mean), "std": list(std),
-                "share": share, **activation_options}
+        spec = {
+            "name": MODELS.canonical(name),
+            "activation": activation,
+            "num_classes": num_classes,
+            "in_channels": in_channels,
+            "image_size": image_size,
+            "mean": list(mean),
+            "std": list(std),
+            "share": share,
+            **activation_options,
+        }
     # setattr: nn.Module.__setattr__ is typed for tensors and modules only, the spec is a dict
     setattr(model, "build_spec", spec)  # noqa: B010
     return model
 
 
-def _input_facts(dataset: str | None, num_classes: int | None, in_channels: int | None, image_size: int | None,
-                 mean: Sequence[float] | None, std: Sequence[float] | None,
-                 ) -> tuple[int, int, int, tuple[float, ...], tuple[float, ...]]:
+def _input_facts(
+    dataset: str | None,
+    num_classes: int | None,
+    in_channels: int | None,
+    image_size: int | None,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+) -> tuple[int, int, int, tuple[float, ...], tuple[float, ...]]:
     """(num_classes, in_channels, image_size, mean, std): given values win, then the data
     set's, then 10 classes of 3 x 32 x 32 images normalised with 0.5; checked to fit together."""
     if dataset is not None:
@@ -113,11 +135,13 @@ def _input_facts(dataset: str | None, num_classes: int | None, in_channels: int 
     else:
         channels = in_channels or 3
         defaults = (10, channels, 32, (0.5,) * channels, (0.5,) * channels)
-    facts = (num_classes if num_classes is not None else defaults[0],
-             in_channels if in_channels is not None else defaults[1],
-             image_size if image_size is not None else defaults[2],
-             tuple(mean if mean is not None else defaults[3]),
-             tuple(std if std is not None else defaults[4]))
+    facts = (
+        num_classes if num_classes is not None else defaults[0],
+        in_channels if in_channels is not None else defaults[1],
+        image_size if image_size is not None else defaults[2],
+        tuple(mean if mean is not None else defaults[3]),
+        tuple(std if std is not None else defaults[4]),
+    )
     classes, channels, _, means, stds = facts
     if classes < 2 or channels < 1:
         raise SpartaError(f"need num_classes >= 2 and in_channels >= 1, got {classes} and {channels}")
@@ -134,8 +158,9 @@ def registered_activation(activation: str | Callable[..., nn.Module]) -> str | N
     if isinstance(activation, str):
         return ACTIVATIONS.canonical(activation)
     if not callable(activation):
-        raise SpartaError("activation must be a name, a module class or a callable returning a module, "
-                          f"got {activation!r}")
+        raise SpartaError(
+            f"activation must be a name, a module class or a callable returning a module, got {activation!r}"
+        )
     for name in ACTIVATIONS.names():
         factory = ACTIVATIONS.get(name)
         if activation is factory or activation is getattr(factory, "module", None):

@@ -24,8 +24,9 @@ class Normalize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.mean.numel():
-            raise SpartaError(f"the model takes N x {self.mean.numel()} x H x W images in [0, 1], "
-                              f"got shape {tuple(x.shape)}")
+            raise SpartaError(
+                f"the model takes N x {self.mean.numel()} x H x W images in [0, 1], got shape {tuple(x.shape)}"
+            )
         return (x - self.mean.view(1, -1, 1, 1).to(x.dtype)) / self.std.view(1, -1, 1, 1).to(x.dtype)
 
 
@@ -63,8 +64,10 @@ class CallableActivation:
                 try:
                     module = self.make(**self.options)
                 except TypeError:
-                    raise SpartaError(f"activation {self.make!r} can be called neither with the channel count "
-                                      f"nor without: {with_channels}") from None
+                    raise SpartaError(
+                        f"activation {self.make!r} can be called neither with the channel count "
+                        f"nor without: {with_channels}"
+                    ) from None
                 self.takes_channels = False
         else:
             module = self.make(channels, **self.options) if self.takes_channels else self.make(**self.options)

@@ -60,20 +60,29 @@ class PreActBlock(nn.Module):
         return out + shortcut
 
 
-def make_stage(block: type[nn.Module], act: SiteActivation, in_planes: int, planes: int, count: int,
-               stride: int) -> nn.Sequential:
+def make_stage(
+    block: type[nn.Module], act: SiteActivation, in_planes: int, planes: int, count: int, stride: int
+) -> nn.Sequential:
     """`count` blocks at one resolution; the first changes width and stride."""
-    return nn.Sequential(*(block(act, in_planes if i == 0 else planes, planes, stride if i == 0 else 1)
-                           for i in range(count)))
+    return nn.Sequential(
+        *(block(act, in_planes if i == 0 else planes, planes, stride if i == 0 else 1) for i in range(count))
+    )
 
 
 class ResNet(StagedNet):
     """A stem, one stage per entry of `blocks` (`widths` wide; each after the first halves
     the resolution), global average pooling and a linear head."""
 
-    def __init__(self, act: SiteActivation, blocks: tuple[int, ...], num_classes: int,
-                 in_channels: int, normalize: Normalize, preact: bool = False,
-                 widths: tuple[int, ...] = (64, 128, 256, 512)) -> None:
+    def __init__(
+        self,
+        act: SiteActivation,
+        blocks: tuple[int, ...],
+        num_classes: int,
+        in_channels: int,
+        normalize: Normalize,
+        preact: bool = False,
+        widths: tuple[int, ...] = (64, 128, 256, 512),
+    ) -> None:
         super().__init__()
         if len(widths) != len(blocks):
             raise ValueError(f"one width per stage: {widths} for {blocks}")

@@ -14,8 +14,9 @@ class SmallCNN(StagedNet):
 
     stage_names = ("block1", "block2", "head")
 
-    def __init__(self, act: SiteActivation, num_classes: int, in_channels: int,
-                 image_size: int, normalize: Normalize) -> None:
+    def __init__(
+        self, act: SiteActivation, num_classes: int, in_channels: int, image_size: int, normalize: Normalize
+    ) -> None:
         super().__init__()
         self.image_size = image_size
         feature_size = ((image_size - 4) // 2 - 4) // 2
@@ -23,12 +24,17 @@ class SmallCNN(StagedNet):
             raise SpartaError(f"smallcnn needs images of at least 14 x 14, got {image_size}")
         self.normalize = normalize
         self.block1 = nn.Sequential(
-            nn.Conv2d(in_channels, 32, 3), act(32), nn.Conv2d(32, 32, 3), act(32), nn.MaxPool2d(2))
-        self.block2 = nn.Sequential(
-            nn.Conv2d(32, 64, 3), act(64), nn.Conv2d(64, 64, 3), act(64), nn.MaxPool2d(2))
+            nn.Conv2d(in_channels, 32, 3), act(32), nn.Conv2d(32, 32, 3), act(32), nn.MaxPool2d(2)
+        )
+        self.block2 = nn.Sequential(nn.Conv2d(32, 64, 3), act(64), nn.Conv2d(64, 64, 3), act(64), nn.MaxPool2d(2))
         self.head = nn.Sequential(
-            nn.Flatten(), nn.Linear(64 * feature_size * feature_size, 200), act(200),
-            nn.Linear(200, 200), act(200), nn.Linear(200, num_classes))
+            nn.Flatten(),
+            nn.Linear(64 * feature_size * feature_size, 200),
+            act(200),
+            nn.Linear(200, 200),
+            act(200),
+            nn.Linear(200, num_classes),
+        )
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -47,6 +53,8 @@ class SmallCNN(StagedNet):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
-            raise SpartaError(f"smallcnn was built for {self.image_size} x {self.image_size} images, "
-                              f"got {x.shape[-2]} x {x.shape[-1]}")
+            raise SpartaError(
+                f"smallcnn was built for {self.image_size} x {self.image_size} images, "
+                f"got {x.shape[-2]} x {x.shape[-1]}"
+            )
         return self.head(self.block2(self.block1(self.normalize(x))))

@@ -20,8 +20,9 @@ class WideResNet(StagedNet):
     layer2: nn.Sequential
     layer3: nn.Sequential
 
-    def __init__(self, act: SiteActivation, depth: int, widen: int, num_classes: int,
-                 in_channels: int, normalize: Normalize) -> None:
+    def __init__(
+        self, act: SiteActivation, depth: int, widen: int, num_classes: int, in_channels: int, normalize: Normalize
+    ) -> None:
         super().__init__()
         per_stage = (depth - 4) // 6
         widths = (16 * widen, 32 * widen, 64 * widen)
@@ -29,8 +30,11 @@ class WideResNet(StagedNet):
         self.stem = nn.Sequential(nn.Conv2d(in_channels, 16, 3, padding=1, bias=False))
         for index, planes in enumerate(widths, start=1):
             in_planes = 16 if index == 1 else widths[index - 2]
-            setattr(self, f"layer{index}", make_stage(PreActBlock, act, in_planes, planes, per_stage,
-                                                      1 if index == 1 else 2))
+            setattr(
+                self,
+                f"layer{index}",
+                make_stage(PreActBlock, act, in_planes, planes, per_stage, 1 if index == 1 else 2),
+            )
         self.layer3.append(nn.Sequential(nn.BatchNorm2d(widths[-1]), act(widths[-1])))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(widths[-1], num_classes)

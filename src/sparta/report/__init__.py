@@ -28,8 +28,13 @@ from sparta.report.thresholds import run_threshold_maps
 from sparta.runfiles import EvalRecord
 
 
-def fill_eps_sweep(runs: Sequence[Run], eps_values: Sequence[float], n: int | None = None,
-                   device: str = "auto", data_root: str | None = None) -> list[tuple[Run, EvalRecord]]:
+def fill_eps_sweep(
+    runs: Sequence[Run],
+    eps_values: Sequence[float],
+    n: int | None = None,
+    device: str = "auto",
+    data_root: str | None = None,
+) -> list[tuple[Run, EvalRecord]]:
     """Evaluate PGD-20 (clean at eps 0) on the first n test images where a run lacks the record.
 
     A record on at least as many images counts as present. Records are merged into each
@@ -57,8 +62,9 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.=]+", "-", text).strip("-") or "run"
 
 
-def build_report(runs: Sequence[Run], out: str | Path, images: int = 4, device: str = "auto",
-                 data_root: str | None = None) -> Path:
+def build_report(
+    runs: Sequence[Run], out: str | Path, images: int = 4, device: str = "auto", data_root: str | None = None
+) -> Path:
     """Draw the figures into `out` and write out/report.md; returns the report's path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -69,8 +75,10 @@ def build_report(runs: Sequence[Run], out: str | Path, images: int = 4, device: 
     if curves:
         figures.robust = plot_robust_accuracy(curves, out / "robust_accuracy.png", pgd_label(runs), colors)
     else:
-        figures.notes["robust"] = ["No clean or PGD records in eval.json: run `sparta eval` on the runs "
-                                   "or pass `--eps-sweep` to `sparta report`."]
+        figures.notes["robust"] = [
+            "No clean or PGD records in eval.json: run `sparta eval` on the runs "
+            "or pass `--eps-sweep` to `sparta report`."
+        ]
     training = training_curves(groups)
     if training:
         figures.training = plot_training_curves(training, out / "training_curves.png", colors)
@@ -80,8 +88,9 @@ def build_report(runs: Sequence[Run], out: str | Path, images: int = 4, device: 
     return write_report(out, runs, groups, figures)
 
 
-def _add_threshold_maps(figures: Figures, groups: dict[str, list[Run]], out: Path, images: int,
-                        device: str, data_root: str | None) -> None:
+def _add_threshold_maps(
+    figures: Figures, groups: dict[str, list[Run]], out: Path, images: int, device: str, data_root: str | None
+) -> None:
     """One figure per group that has Sparta, from its first seed; a note for every group skipped."""
     names = run_names([run for members in groups.values() for run in members])
     notes = figures.notes.setdefault("thresholds", [])
@@ -102,9 +111,21 @@ def _add_threshold_maps(figures: Figures, groups: dict[str, list[Run]], out: Pat
         title = f"Sparta threshold maps: {label} (run {names[run.path]}, seed {run.config.seed})"
         figures.thresholds.append((label, plot_threshold_maps(maps, path, title)))
         if not (maps.t_clean.any() or maps.t_adversarial.any()):
-            notes.append(f"{label} (run {names[run.path]}): T(X) is 0 at every position shown; phi's last "
-                         "layer has not moved from its zero start, so this Sparta still acts as Swish.")
+            notes.append(
+                f"{label} (run {names[run.path]}): T(X) is 0 at every position shown; phi's last "
+                "layer has not moved from its zero start, so this Sparta still acts as Swish."
+            )
 
 
-__all__ = ["Figures", "Run", "build_report", "fill_eps_sweep", "find_runs", "group_runs", "read_run",
-           "robust_accuracy_curves", "run_names", "training_curves"]
+__all__ = [
+    "Figures",
+    "Run",
+    "build_report",
+    "fill_eps_sweep",
+    "find_runs",
+    "group_runs",
+    "read_run",
+    "robust_accuracy_curves",
+    "run_names",
+    "training_curves",
+]

@@ -21,8 +21,9 @@ from sparta.runfiles import CONFIG_FILE, EvalRecord, eps_key, read_eval_records,
 from sparta.stats import mean_ci
 
 # Settings that do not define the experiment: runs differing only in these are replicates.
-REPLICATE_FIELDS = frozenset({"seed", "out", "device", "data_root", "precision", "channels_last",
-                              "compile", "sync_bn", "eval_every", "eval_n"})
+REPLICATE_FIELDS = frozenset(
+    {"seed", "out", "device", "data_root", "precision", "channels_last", "compile", "sync_bn", "eval_every", "eval_n"}
+)
 # Named in a group label whenever they vary between groups, after the activation; any other
 # varying setting is named only where it differs from its default (e.g. --sparta-from, which
 # `sparta compare` gives to the Sparta cells alone).
@@ -43,8 +44,9 @@ class Run:
     def group_key(self) -> tuple[tuple[str, str], ...]:
         """The settings that define the experiment (not seed, device, ...): runs with one key are replicates."""
         values = dataclasses.asdict(self.config)
-        return tuple((name, json.dumps(values[name], sort_keys=True))
-                     for name in sorted(values) if name not in REPLICATE_FIELDS)
+        return tuple(
+            (name, json.dumps(values[name], sort_keys=True)) for name in sorted(values) if name not in REPLICATE_FIELDS
+        )
 
 
 @dataclass
@@ -143,8 +145,7 @@ def mean_band(values: Sequence[float]) -> tuple[float, float, float]:
 def _band(points: dict[float, list[float]]) -> Band:
     xs = sorted(points)
     stats = [mean_band(points[x]) for x in xs]
-    return Band(xs, [s[0] for s in stats], [s[1] for s in stats], [s[2] for s in stats],
-                [len(points[x]) for x in xs])
+    return Band(xs, [s[0] for s in stats], [s[1] for s in stats], [s[2] for s in stats], [len(points[x]) for x in xs])
 
 
 def latest_records(run: Run) -> list[EvalRecord]:

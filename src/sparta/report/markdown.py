@@ -29,12 +29,16 @@ def _image(out_dir: Path, path: Path, alt: str) -> str:
 
 def _runs_table(runs: Sequence[Run], names: dict[Path, str], groups: dict[str, list[Run]]) -> list[str]:
     group_of = {id(run): label for label, members in groups.items() for run in members}
-    lines = ["| run | group | dataset | model | act | method | train ε | seed | epochs done |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| run | group | dataset | model | act | method | train ε | seed | epochs done |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for run in runs:
         c = run.config
-        lines.append(f"| {names[run.path]} | {group_of[id(run)]} | {c.dataset} | {c.model} | {c.act} | "
-                     f"{c.method} | {c.eps:.4g} | {c.seed} | {len(run.metrics)}/{c.epochs} |")
+        lines.append(
+            f"| {names[run.path]} | {group_of[id(run)]} | {c.dataset} | {c.model} | {c.act} | "
+            f"{c.method} | {c.eps:.4g} | {c.seed} | {len(run.metrics)}/{c.epochs} |"
+        )
     return lines
 
 
@@ -43,9 +47,11 @@ def _records_table(runs: Sequence[Run], names: dict[Path, str]) -> list[str]:
     for run in runs:
         for record in latest_records(run):
             seconds = record.get("seconds")
-            lines.append(f"| {names[run.path]} | {record['attack']} | {float(record['eps']):.4g} | "
-                         f"{100 * float(record['accuracy']):.2f} | {record['n']} | "
-                         f"{'' if seconds is None else f'{seconds:.1f}'} |")
+            lines.append(
+                f"| {names[run.path]} | {record['attack']} | {float(record['eps']):.4g} | "
+                f"{100 * float(record['accuracy']):.2f} | {record['n']} | "
+                f"{'' if seconds is None else f'{seconds:.1f}'} |"
+            )
     return lines if len(lines) > 2 else ["No evaluation records (eval.json) in these runs."]
 
 
@@ -53,10 +59,19 @@ def render_report(out_dir: Path, runs: Sequence[Run], groups: dict[str, list[Run
     """The text of report.md: runs, robust accuracy against eps, training curves, threshold maps, records."""
     names = run_names(runs)
     notes = figures.notes
-    text = ["# sparta report", "",
-            f"{len(runs)} run(s) in {len(groups)} group(s); runs that differ only in their seed form "
-            "a group, and a group's curves are the mean over its seeds.", "", "## Runs", "",
-            *_runs_table(runs, names, groups), "", "## Robust accuracy against ε", ""]
+    text = [
+        "# sparta report",
+        "",
+        f"{len(runs)} run(s) in {len(groups)} group(s); runs that differ only in their seed form "
+        "a group, and a group's curves are the mean over its seeds.",
+        "",
+        "## Runs",
+        "",
+        *_runs_table(runs, names, groups),
+        "",
+        "## Robust accuracy against ε",
+        "",
+    ]
     if figures.robust:
         text += [_image(out_dir, figures.robust, "robust accuracy against eps"), ""]
     text += [*notes.get("robust", []), "", "## Training curves", ""]
@@ -65,13 +80,18 @@ def render_report(out_dir: Path, runs: Sequence[Run], groups: dict[str, list[Run
     text += [*notes.get("training", []), "", "## Sparta threshold maps", ""]
     for label, path in figures.thresholds:
         text += [f"### {label}", "", _image(out_dir, path, f"threshold maps, {label}"), ""]
-    text += [*(f"- {line}" for line in notes.get("thresholds", [])), "",
-             "## Latest evaluation records", "", *_records_table(runs, names), ""]
+    text += [
+        *(f"- {line}" for line in notes.get("thresholds", [])),
+        "",
+        "## Latest evaluation records",
+        "",
+        *_records_table(runs, names),
+        "",
+    ]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(text))
 
 
-def write_report(out_dir: str | Path, runs: Sequence[Run], groups: dict[str, list[Run]],
-                 figures: Figures) -> Path:
+def write_report(out_dir: str | Path, runs: Sequence[Run], groups: dict[str, list[Run]], figures: Figures) -> Path:
     """Write report.md into `out_dir`, atomically, and return its path."""
     out_dir = Path(out_dir)
     path = out_dir / REPORT_FILE

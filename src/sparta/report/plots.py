@@ -44,12 +44,29 @@ def _marker(index: int) -> str:
     return MARKERS[index % len(MARKERS)]
 
 
-def _draw_band(ax, band: Band, color: str, label: str | None, scale: float = 1.0, linestyle: str = "-",
-               marker: str | None = None, shade: bool = True) -> None:
+def _draw_band(
+    ax,
+    band: Band,
+    color: str,
+    label: str | None,
+    scale: float = 1.0,
+    linestyle: str = "-",
+    marker: str | None = None,
+    shade: bool = True,
+) -> None:
     """The mean as a line with hollow markers; the 95% band shaded where there are several seeds."""
     mean = np.asarray(band.mean) * scale
-    ax.plot(band.x, mean, color=color, linestyle=linestyle, marker=marker, markerfacecolor="none",
-            markersize=7, label=label, linewidth=1.6)
+    ax.plot(
+        band.x,
+        mean,
+        color=color,
+        linestyle=linestyle,
+        marker=marker,
+        markerfacecolor="none",
+        markersize=7,
+        label=label,
+        linewidth=1.6,
+    )
     if shade and _several_seeds(band):
         low, high = np.asarray(band.low) * scale, np.asarray(band.high) * scale
         if scale == 100.0:
@@ -75,8 +92,9 @@ def _sizes_note(band: Band) -> str:
     return ", n varies: " + "; ".join(f"{n} at ε {', '.join(xs)}" for n, xs in sorted(by_size.items(), reverse=True))
 
 
-def plot_robust_accuracy(curves: Mapping[str, Band], path: str | Path, attack: str = "PGD",
-                         colors: Mapping[str, str] | None = None) -> Path:
+def plot_robust_accuracy(
+    curves: Mapping[str, Band], path: str | Path, attack: str = "PGD", colors: Mapping[str, str] | None = None
+) -> Path:
     """Accuracy (%) against eps, one line per group; eps 0 is clean accuracy."""
     fig = Figure(figsize=(7.0, 4.6), layout="constrained")
     ax = fig.add_subplot()
@@ -96,8 +114,9 @@ def plot_robust_accuracy(curves: Mapping[str, Band], path: str | Path, attack: s
     return _save(fig, path)
 
 
-def plot_training_curves(curves: Mapping[str, Mapping[str, Band]], path: str | Path,
-                         colors: Mapping[str, str] | None = None) -> Path:
+def plot_training_curves(
+    curves: Mapping[str, Mapping[str, Band]], path: str | Path, colors: Mapping[str, str] | None = None
+) -> Path:
     """Training loss (left) and test accuracy (right: clean solid, PGD-10 dashed) per epoch.
 
     Means over seeds without bands: with two panels of crossing curves, bands hide the lines.
@@ -112,14 +131,18 @@ def plot_training_curves(curves: Mapping[str, Mapping[str, Band]], path: str | P
         if "test_clean" in metrics:
             _draw_band(acc_ax, metrics["test_clean"], color, None, scale=100.0, marker=marker, shade=False)
         if "test_pgd10" in metrics:
-            _draw_band(acc_ax, metrics["test_pgd10"], color, None, scale=100.0, linestyle="--", marker=marker,
-                       shade=False)
+            _draw_band(
+                acc_ax, metrics["test_pgd10"], color, None, scale=100.0, linestyle="--", marker=marker, shade=False
+            )
         handles.append(Line2D([], [], color=color, marker=marker, markerfacecolor="none", label=label))
-    handles += [Line2D([], [], color="0.3", label="clean"),
-                Line2D([], [], color="0.3", linestyle="--", label="PGD-10")]
+    handles += [Line2D([], [], color="0.3", label="clean"), Line2D([], [], color="0.3", linestyle="--", label="PGD-10")]
     loss_ax.set(xlabel="epoch", ylabel="training loss", title="Training loss")
-    acc_ax.set(xlabel="epoch", ylabel="test accuracy (%)", ylim=(0, 100),
-               title="Test accuracy (quick evaluation after each epoch)")
+    acc_ax.set(
+        xlabel="epoch",
+        ylabel="test accuracy (%)",
+        ylim=(0, 100),
+        title="Test accuracy (quick evaluation after each epoch)",
+    )
     for ax in (loss_ax, acc_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
@@ -127,8 +150,15 @@ def plot_training_curves(curves: Mapping[str, Mapping[str, Band]], path: str | P
     if any("test_clean" in metrics or "test_pgd10" in metrics for metrics in curves.values()):
         acc_ax.legend(handles=handles, loc="best", fontsize=9)
     else:  # runs trained with --eval-every 0: say so rather than leave empty axes
-        acc_ax.text(0.5, 0.5, "no per-epoch test evaluation in these runs\n(trained with --eval-every 0)",
-                    transform=acc_ax.transAxes, ha="center", va="center", color="0.35")
+        acc_ax.text(
+            0.5,
+            0.5,
+            "no per-epoch test evaluation in these runs\n(trained with --eval-every 0)",
+            transform=acc_ax.transAxes,
+            ha="center",
+            va="center",
+            color="0.35",
+        )
     note = _seed_note([band for metrics in curves.values() for band in metrics.values()], shaded=False)
     fig.suptitle("Training curves" + (f" ({note})" if note else ""))
     return _save(fig, path)
@@ -165,19 +195,31 @@ def plot_threshold_maps(maps: ThresholdMaps, path: str | Path, title: str) -> Pa
         d_image = cells[4].imshow(difference[row], cmap=DIVERGING, norm=d_norm)
         for cell, values in zip(cells[2:], (maps.t_clean[row], maps.t_adversarial[row], difference[row])):
             _mark_if_zero(cell, values)
-        names = ["clean image", f"{maps.attack}, ε={maps.eps:.3g}", "T(X), clean", "T(X), adversarial",
-                 "T(adv) − T(clean)"]
+        names = [
+            "clean image",
+            f"{maps.attack}, ε={maps.eps:.3g}",
+            "T(X), clean",
+            "T(X), adversarial",
+            "T(adv) − T(clean)",
+        ]
         notes = [f"label {label}, predicted {clean}", f"predicted {adv}", "", "", ""]
         for cell, name, note in zip(cells, names, notes):
             cell.set_title(f"{name}\n{note}" if row == 0 else note, fontsize=9)
             cell.set_xticks([])
             cell.set_yticks([])
-    fig.colorbar(t_image, ax=axes[:, 2:4], location="bottom", label="threshold T(X) (clean and adversarial)",
-                 shrink=0.8, aspect=30)
+    fig.colorbar(
+        t_image,
+        ax=axes[:, 2:4],
+        location="bottom",
+        label="threshold T(X) (clean and adversarial)",
+        shrink=0.8,
+        aspect=30,
+    )
     fig.colorbar(d_image, ax=axes[:, 4], location="bottom", label="T(adv) − T(clean)", shrink=0.95, aspect=15)
     channels, height, width = maps.site_shape
-    shared = ("one map shared by all channels" if maps.maps_per_site == 1
-              else f"mean of {maps.maps_per_site} maps")
-    fig.suptitle(f"{title}\nT(X) at the first Sparta site '{maps.site}' "
-                 f"(input {channels}×{height}×{width}; {shared})", fontsize=11)
+    shared = "one map shared by all channels" if maps.maps_per_site == 1 else f"mean of {maps.maps_per_site} maps"
+    fig.suptitle(
+        f"{title}\nT(X) at the first Sparta site '{maps.site}' (input {channels}×{height}×{width}; {shared})",
+        fontsize=11,
+    )
     return _save(fig, path)

@@ -91,8 +91,13 @@ def _as_map(t: torch.Tensor) -> np.ndarray:
     return t.detach().float().mean(dim=1).cpu().numpy()
 
 
-def threshold_maps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, seed: int = 0,
-                   ) -> ThresholdMaps:
+def threshold_maps(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    seed: int = 0,
+) -> ThresholdMaps:
     """T(X) at the first Sparta site for x and for PGD adversarial versions of x at eps."""
     torch.manual_seed(seed)
     settings = DEFAULT_OPTIONS["pgd"]
@@ -105,14 +110,24 @@ def threshold_maps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
         t_adv = _site_map(model, x_adv)[3]
     _, channels, height, width = features.shape  # an N x C x H x W map (first_site_input)
     return ThresholdMaps(
-        site=site, site_shape=(channels, height, width), maps_per_site=distinct_maps(module),
-        attack=f"PGD-{settings['steps']}", eps=eps, images=_as_image(x), adversarial=_as_image(x_adv),
-        t_clean=_as_map(t_clean), t_adversarial=_as_map(t_adv), labels=y.cpu().numpy(),
-        pred_clean=pred_clean.cpu().numpy(), pred_adversarial=pred_adv.cpu().numpy())
+        site=site,
+        site_shape=(channels, height, width),
+        maps_per_site=distinct_maps(module),
+        attack=f"PGD-{settings['steps']}",
+        eps=eps,
+        images=_as_image(x),
+        adversarial=_as_image(x_adv),
+        t_clean=_as_map(t_clean),
+        t_adversarial=_as_map(t_adv),
+        labels=y.cpu().numpy(),
+        pred_clean=pred_clean.cpu().numpy(),
+        pred_adversarial=pred_adv.cpu().numpy(),
+    )
 
 
-def run_threshold_maps(run_dir: str | Path, images: int = 4, device: str = "auto",
-                       data_root: str | None = None) -> ThresholdMaps | None:
+def run_threshold_maps(
+    run_dir: str | Path, images: int = 4, device: str = "auto", data_root: str | None = None
+) -> ThresholdMaps | None:
     """Threshold maps of a run's model on its first test images at the run's eps; None without Sparta."""
     from sparta.evaluation import load_run
 

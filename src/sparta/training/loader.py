@@ -36,8 +36,15 @@ def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 class DeviceLoader:
     """Iterates over (x, y) batches of a fixed epoch's permutation; drop_last keeps shapes static."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int,
-                 augment: str = "none", device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        seed: int,
+        augment: str = "none",
+        device: torch.device | str = "cpu",
+    ) -> None:
         if augment not in AUGMENTATIONS:
             raise SpartaError(f"unknown augmentation '{augment}'; choose from: {', '.join(AUGMENTATIONS)}")
         self.device = torch.device(device)
@@ -57,7 +64,7 @@ class DeviceLoader:
         generator.manual_seed(self.seed * 100_003 + epoch)
         order = torch.randperm(len(self.labels), device=self.device, generator=generator)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
-            index = order[start:start + self.batch_size]
+            index = order[start : start + self.batch_size]
             x = self.images[index]
             if self.augment != "none":
                 x = random_crop(x, self.padding, generator)

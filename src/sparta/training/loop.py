@@ -60,17 +60,26 @@ def model_for(config: TrainConfig, model: nn.Module | None = None) -> nn.Module:
     function of `sparta_from` imported (and frozen) into it."""
     info = dataset_info(config.dataset)
     if model is None and config.model == CUSTOM_MODEL:
-        raise SpartaError(f"the settings name a model of your own (model '{CUSTOM_MODEL}'), which sparta cannot "
-                          "rebuild: pass it, as in sparta.train(sparta.TrainConfig.load(RUN_DIR), model=your_model, "
-                          "resume=True)")
+        raise SpartaError(
+            f"the settings name a model of your own (model '{CUSTOM_MODEL}'), which sparta cannot "
+            "rebuild: pass it, as in sparta.train(sparta.TrainConfig.load(RUN_DIR), model=your_model, "
+            "resume=True)"
+        )
     if model is None:
-        model = build_model(config.model, config.act, num_classes=info.num_classes, in_channels=info.channels,
-                            image_size=info.image_size, mean=info.mean, std=info.std, share=config.share,
-                            **config.act_options)
+        model = build_model(
+            config.model,
+            config.act,
+            num_classes=info.num_classes,
+            in_channels=info.channels,
+            image_size=info.image_size,
+            mean=info.mean,
+            std=info.std,
+            share=config.share,
+            **config.act_options,
+        )
     if config.sparta_from:
         source = Path(config.sparta_from)
-        import_sparta(model, source / SPARTA_FILE if source.is_dir() else source,
-                      freeze=config.freeze_sparta)
+        import_sparta(model, source / SPARTA_FILE if source.is_dir() else source, freeze=config.freeze_sparta)
     return model
 
 
@@ -84,20 +93,31 @@ def check_own_model(model: nn.Module, x: torch.Tensor, num_classes: int) -> None
             logits = model(x)
     except (RuntimeError, ValueError, TypeError) as err:
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise SpartaError(f"your model ({type(model).__name__}) fails on this dataset's images of shape "
-                          f"{tuple(x.shape[1:])} (in [0, 1]): {first}") from None
+        raise SpartaError(
+            f"your model ({type(model).__name__}) fails on this dataset's images of shape "
+            f"{tuple(x.shape[1:])} (in [0, 1]): {first}"
+        ) from None
     if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (len(x), num_classes):
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise SpartaError(f"your model ({type(model).__name__}) must return logits of shape "
-                          f"(batch, {num_classes}) on this dataset, got {shape} for a batch of {len(x)}")
+        raise SpartaError(
+            f"your model ({type(model).__name__}) must return logits of shape "
+            f"(batch, {num_classes}) on this dataset, got {shape} for a batch of {len(x)}"
+        )
 
 
 class Diverged(ArithmeticError):
     """The loss is NaN or infinite; the step was not taken."""
 
 
-def train_step(forward: nn.Module, optimizer: torch.optim.Optimizer, method: Method, x: torch.Tensor,
-               y: torch.Tensor, setting: AttackSetting, precision) -> tuple[float, int]:
+def train_step(
+    forward: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    method: Method,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    setting: AttackSetting,
+    precision,
+) -> tuple[float, int]:
     """One optimisation step: the loss (checked finite before any update) and correct count."""
     with precision:
         loss, logits = method(forward, x, y, setting)
@@ -148,8 +168,10 @@ def _prepare_run_dir(config: TrainConfig, resume: bool) -> Path:
     if resume:
         saved = TrainConfig.load(run_dir)
         if saved != config:
-            raise SpartaError(f"{run_dir}/{CONFIG_FILE} differs from the given settings; "
-                              "resume with `sparta train --resume RUN_DIR` alone")
+            raise SpartaError(
+                f"{run_dir}/{CONFIG_FILE} differs from the given settings; "
+                "resume with `sparta train --resume RUN_DIR` alone"
+            )
         return run_dir
     if (run_dir / CONFIG_FILE).exists() and (run_dir / STATE_FILE).exists():
         raise SpartaError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
@@ -194,14 +216,19 @@ def _train(config, resume, method, schedule, ranks, device, own_model=None) -> P
     images, labels = take_subset(images, labels, config.subset, config.seed)
     test_x, test_y = load_dataset(config.dataset, "test", config.data_root)
     test_x, test_y = test_x[: config.eval_n], test_y[: config.eval_n]
-    test_x, test_y = test_x[ranks.rank::ranks.world_size].to(device), test_y[ranks.rank::ranks.world_size].to(device)
+    test_x, test_y = (
+        test_x[ranks.rank :: ranks.world_size].to(device),
+        test_y[ranks.rank :: ranks.world_size].to(device),
+    )
     augment = config.augment or dataset_info(config.dataset).augment
     loader = DeviceLoader(images, labels, config.batch_size, config.seed, augment, device)
     total_steps = config.epochs * len(loader)
     if not schedule(1 / total_steps) > 0:
-        raise SpartaError(f"{config.epochs} epoch(s) of {len(loader)} batch(es) give {total_steps} step(s), and "
-                          f"the {config.schedule} schedule's learning rate is 0 at the first: the model would "
-                          "not train; use more epochs, a smaller --batch-size or --schedule constant")
+        raise SpartaError(
+            f"{config.epochs} epoch(s) of {len(loader)} batch(es) give {total_steps} step(s), and "
+            f"the {config.schedule} schedule's learning rate is 0 at the first: the model would "
+            "not train; use more epochs, a smaller --batch-size or --schedule constant"
+        )
     seed_everything(config.seed + ranks.rank)  # ranks draw different attack starts
     model = model_for(config, own_model).to(device)
     if own_model is not None:
@@ -221,8 +248,13 @@ def uses_channels_last(config: TrainConfig, device: torch.device) -> bool:
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     """SGD over the trainable parameters (a frozen Sparta function has none), Nesterov with momentum."""
     trainable = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.SGD(trainable, lr=config.lr, momentum=config.momentum,
-                           weight_decay=config.weight_decay, nesterov=config.momentum > 0)
+    return torch.optim.SGD(
+        trainable,
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        nesterov=config.momentum > 0,
+    )
 
 
 def attack_setting(config: TrainConfig, epochs_done: float, attack_model: nn.Module | None = None) -> AttackSetting:
@@ -230,9 +262,14 @@ def attack_setting(config: TrainConfig, epochs_done: float, attack_model: nn.Mod
     size scaled with it (the same number of steps crosses the same share of the ball)."""
     eps = eps_at(config, epochs_done)
     step_size = config.step_size * (eps / config.eps if config.eps > 0 else 1.0)
-    return AttackSetting(eps=eps, steps=config.attack_steps, step_size=step_size,
-                         bn_training=config.attack_bn_training, trades_beta=config.trades_beta,
-                         attack_model=attack_model)
+    return AttackSetting(
+        eps=eps,
+        steps=config.attack_steps,
+        step_size=step_size,
+        bn_training=config.attack_bn_training,
+        trades_beta=config.trades_beta,
+        attack_model=attack_model,
+    )
 
 
 @dataclasses.dataclass
@@ -263,9 +300,17 @@ class Fit:
         return self.model if self.ranks.distributed else None
 
 
-def set_up(config: TrainConfig, resume: bool, method: Method, schedule: Callable[[float], float],
-           ranks: distributed.Ranks, device: torch.device, loader: DeviceLoader,
-           test: tuple[torch.Tensor, torch.Tensor], model: nn.Module) -> Fit:
+def set_up(
+    config: TrainConfig,
+    resume: bool,
+    method: Method,
+    schedule: Callable[[float], float],
+    ranks: distributed.Ranks,
+    device: torch.device,
+    loader: DeviceLoader,
+    test: tuple[torch.Tensor, torch.Tensor],
+    model: nn.Module,
+) -> Fit:
     """Sync-BN, memory format, optimizer, the resumed state, DDP and compile: a run ready for
     its epochs. It writes nothing (the benchmark builds its training loop with it)."""
     run_dir = Path(config.out)
@@ -284,9 +329,24 @@ def set_up(config: TrainConfig, resume: bool, method: Method, schedule: Callable
     forward = distributed.wrap(model, ranks, device)
     if config.compile:  # torch.compile of a Module returns a Module (OptimizedModule); its stub says Callable
         forward = cast(nn.Module, torch.compile(forward, backend=compile_backend()))
-    return Fit(config, method, schedule, ranks, device, run_dir, loader, test, model, forward, optimizer,
-               channels_last, autocast(device, config.precision), start_epoch, step,
-               facts={**machine_facts(device), "world_size": ranks.world_size})
+    return Fit(
+        config,
+        method,
+        schedule,
+        ranks,
+        device,
+        run_dir,
+        loader,
+        test,
+        model,
+        forward,
+        optimizer,
+        channels_last,
+        autocast(device, config.precision),
+        start_epoch,
+        step,
+        facts={**machine_facts(device), "world_size": ranks.world_size},
+    )
 
 
 def train_batch(fit: Fit, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
@@ -314,8 +374,9 @@ def run_epoch(fit: Fit, epoch: int) -> dict:
         try:
             loss, right = train_batch(fit, x, y)
         except Diverged as err:
-            raise SpartaError(f"training diverged: loss is {err} at epoch {epoch + 1}, step {fit.step}; "
-                              f"{_kept(fit.run_dir, epoch)}") from None
+            raise SpartaError(
+                f"training diverged: loss is {err} at epoch {epoch + 1}, step {fit.step}; {_kept(fit.run_dir, epoch)}"
+            ) from None
         loss_sum, correct, seen = loss_sum + loss * len(y), correct + right, seen + len(y)
         bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100 * correct / seen:.1f}%", refresh=False)
     problem = _unsound(fit.model, x, y, fit.precision)
@@ -323,9 +384,15 @@ def run_epoch(fit: Fit, epoch: int) -> dict:
         raise SpartaError(f"training diverged in epoch {epoch + 1}: {problem}; {_kept(fit.run_dir, epoch)}")
     loss_sum, correct, seen = distributed.sum_across([loss_sum, correct, seen], fit.ranks, fit.device)
     seconds = time.perf_counter() - started
-    return {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
-            "lr": fit.optimizer.param_groups[0]["lr"], "eps": fit.eps, "seconds": seconds,
-            "images_per_s": seen / seconds}
+    return {
+        "epoch": epoch,
+        "train_loss": loss_sum / seen,
+        "train_acc": correct / seen,
+        "lr": fit.optimizer.param_groups[0]["lr"],
+        "eps": fit.eps,
+        "seconds": seconds,
+        "images_per_s": seen / seconds,
+    }
 
 
 def end_epoch(fit: Fit, epoch: int, record: dict) -> None:
@@ -359,9 +426,11 @@ def _fit(fit: Fit) -> Path:
 
 def epoch_line(record: dict, epochs: int) -> str:
     """The one-line summary of a finished epoch (its metrics.jsonl record)."""
-    line = (f"epoch {record['epoch'] + 1}/{epochs}: train loss {record['train_loss']:.4f}, accuracy "
-            f"{100 * record['train_acc']:.1f}%, eps {record['eps']:.4f}, {record['seconds']:.0f} s "
-            f"({record['images_per_s']:.0f} img/s)")
+    line = (
+        f"epoch {record['epoch'] + 1}/{epochs}: train loss {record['train_loss']:.4f}, accuracy "
+        f"{100 * record['train_acc']:.1f}%, eps {record['eps']:.4f}, {record['seconds']:.0f} s "
+        f"({record['images_per_s']:.0f} img/s)"
+    )
     if "test_clean" in record:
         line += f"; test clean {100 * record['test_clean']:.1f}%, PGD-10 {100 * record['test_pgd10']:.1f}%"
     return line
@@ -401,14 +470,23 @@ def warn_if_at_chance(run_dir: Path, train_acc: float, num_classes: int) -> bool
     meaningless (not a robustness result). Returns whether it warned."""
     if not near_chance(train_acc, num_classes):
         return False
-    warn(f"{run_dir} ended near chance (training accuracy {100 * train_acc:.1f}% with "
-         f"{num_classes} classes): the model did not learn; try an eps warm-up (eps_warmup_epochs, "
-         "--eps-warmup-epochs), a lower learning rate (lr, --lr) or another seed")
+    warn(
+        f"{run_dir} ended near chance (training accuracy {100 * train_acc:.1f}% with "
+        f"{num_classes} classes): the model did not learn; try an eps warm-up (eps_warmup_epochs, "
+        "--eps-warmup-epochs), a lower learning rate (lr, --lr) or another seed"
+    )
     return True
 
 
-def _quick_eval(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
-                precision, ranks: distributed.Ranks, device: torch.device) -> dict[str, float]:
+def _quick_eval(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    config: TrainConfig,
+    precision,
+    ranks: distributed.Ranks,
+    device: torch.device,
+) -> dict[str, float]:
     """Clean and PGD-10 accuracy on the first eval_n test images (each rank its share)."""
     with precision:
         clean = accuracy(model, x, y) * len(y)

@@ -63,8 +63,7 @@ def standard(model, x, y, setting):
 def pgd_at(model, x, y, setting):
     """PGD adversarial training (Madry et al. 2018): cross-entropy on PGD examples."""
     if setting.eps > 0:
-        attack = PGD(setting.eps, steps=setting.steps, step_size=setting.step_size,
-                     training_mode=setting.bn_training)
+        attack = PGD(setting.eps, steps=setting.steps, step_size=setting.step_size, training_mode=setting.bn_training)
         x = attack.perturb(setting.target(model), x, y)
     logits = model(x)
     return F.cross_entropy(logits.float(), y), logits
@@ -74,15 +73,13 @@ def pgd_at(model, x, y, setting):
 def fgsm_rs(model, x, y, setting):
     """FGSM with a random start and step 1.25 eps (Wong et al. 2020), cross-entropy on its examples."""
     if setting.eps > 0:
-        attack = FGSM(setting.eps, step_size=1.25 * setting.eps, random_init=True,
-                      training_mode=setting.bn_training)
+        attack = FGSM(setting.eps, step_size=1.25 * setting.eps, random_init=True, training_mode=setting.bn_training)
         x = attack.perturb(setting.target(model), x, y)
     logits = model(x)
     return F.cross_entropy(logits.float(), y), logits
 
 
-def trades_attack(model: nn.Module, x: torch.Tensor, clean_probs: torch.Tensor,
-                  setting: AttackSetting) -> torch.Tensor:
+def trades_attack(model: nn.Module, x: torch.Tensor, clean_probs: torch.Tensor, setting: AttackSetting) -> torch.Tensor:
     """Maximise KL(f(x) || f(x')) inside the ball, from a small Gaussian start (clean_probs = f(x))."""
     x_adv = (x + 0.001 * torch.randn_like(x)).clamp(0, 1)
     for _ in range(setting.steps):
@@ -110,6 +107,5 @@ def trades(model, x, y, setting):
         x_adv = x
     logits, logits_adv = model(x), model(x_adv)  # separate passes: BatchNorm sees each alone
     natural = F.cross_entropy(logits.float(), y)
-    robust = F.kl_div(F.log_softmax(logits_adv.float(), dim=1), F.softmax(logits.float(), dim=1),
-                      reduction="batchmean")
+    robust = F.kl_div(F.log_softmax(logits_adv.float(), dim=1), F.softmax(logits.float(), dim=1), reduction="batchmean")
     return natural + setting.trades_beta * robust, logits

@@ -27,8 +27,9 @@ def _rng_states(device: torch.device) -> dict[str, torch.Tensor]:
     return states
 
 
-def save_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-               epoch: int, step: int, device: torch.device) -> None:
+def save_state(
+    run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, step: int, device: torch.device
+) -> None:
     """Write the resumable state after an epoch: weights, optimizer buffers, RNG states, epoch and step."""
     tensors = {f"model.{k}": v for k, v in portable_tensors(model.state_dict()).items()}
     opt = optimizer.state_dict()
@@ -41,8 +42,9 @@ def save_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer
     atomic_write(run_dir / STATE_FILE, lambda tmp: save_file(tensors, tmp, metadata={"state": json.dumps(meta)}))
 
 
-def load_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-               device: torch.device) -> dict[str, Any]:
+def load_state(
+    run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device
+) -> dict[str, Any]:
     """Restore everything save_state wrote; returns {"epoch", "step"} reached."""
     path = run_dir / STATE_FILE
     if not path.is_file():
@@ -53,7 +55,7 @@ def load_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except (OSError, KeyError, ValueError, RuntimeError, SafetensorError) as err:
         raise SpartaError(f"cannot resume from {path}: {type(err).__name__}: {err}") from None
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
     params = [p for group in optimizer.param_groups for p in group["params"]]
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
