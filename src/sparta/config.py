@@ -66,7 +66,19 @@ class TrainConfig:
         """Check every setting (one clear error each) and fill the method-dependent default
         of attack_bn_mode, so config.json records the mode a run used."""
         self._check_types()
-        checks = [
+        for ok, message in self._range_checks():
+            if not ok:
+                raise SpartaError(message)
+        self._check_names()
+        if self.attack_bn_mode is None:
+            from sparta.training.methods import published_attack_bn_mode
+
+            self.attack_bn_mode = published_attack_bn_mode(self.method)
+        return self
+
+    def _range_checks(self) -> list[tuple[object, str]]:
+        """(holds, the message if it does not) for every setting with a range or a set of values."""
+        return [
             (0.0 <= self.eps <= 1.0, f"eps must lie in [0, 1], got {self.eps}"),
             (
                 self.attack_step_size is None or 0 < self.attack_step_size <= 1,
@@ -94,15 +106,6 @@ class TrainConfig:
             ),
             (not self.freeze_sparta or self.sparta_from, "--freeze-sparta needs --sparta-from FILE_OR_RUN_DIR"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise SpartaError(message)
-        self._check_names()
-        if self.attack_bn_mode is None:
-            from sparta.training.methods import published_attack_bn_mode
-
-            self.attack_bn_mode = published_attack_bn_mode(self.method)
-        return self
 
     def _check_types(self) -> None:
         """Values from config.json or the Python API have the field's type, and numbers are

@@ -46,6 +46,15 @@ def _channels_of(module: nn.Module) -> int | None:
     return int(shape[-1]) if shape else None
 
 
+def _checked_exclusions(model: nn.Module, exclude: Iterable[str]) -> tuple[str, ...]:
+    """The excluded module paths, each checked to name a module of the model."""
+    skip = tuple(exclude)
+    unknown = [path for path in skip if path not in dict(model.named_modules(remove_duplicate=False))]
+    if unknown:
+        raise SpartaError(f"exclude names no module of the model: {', '.join(unknown)}")
+    return skip
+
+
 def convert_activations(
     model: nn.Module,
     name: str,
@@ -61,18 +70,14 @@ def convert_activations(
     Functional calls (`F.relu`) are not modules and stay as they are. `exclude` names
     module paths (as in `model.named_modules()`) left as they are, with everything below them.
     """
-    skip = tuple(exclude)
-    unknown = [path for path in skip if path not in dict(model.named_modules(remove_duplicate=False))]
-    if unknown:
-        raise SpartaError(f"exclude names no module of the model: {', '.join(unknown)}")
+    skip = _checked_exclusions(model, exclude)
     replaced: dict[int, nn.Module] = {}
     channels: int | None = None
     inside: tuple[str, ...] = ()  # paths of replaced activations: their own layers are not the model's
     for path, module in list(model.named_modules(remove_duplicate=False)):
         if inside and path.startswith(inside):
             continue
-        excluded = path in skip or path.startswith(tuple(p + "." for p in skip))
-        if excluded or not isinstance(module, targets):
+        if path in skip or path.startswith(tuple(p + "." for p in skip)) or not isinstance(module, targets):
             channels = _channels_of(module) or channels
             continue
         if not path:

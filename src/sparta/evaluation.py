@@ -229,7 +229,6 @@ def evaluate_run(
     model, meta, config, x, y = load_run(run_dir, n, device, data_root, model)
     facts = machine_facts(x.device)  # before the attacks: the code that runs them
     eps = config.eps if eps is None else eps
-    path = run_dir / EVAL_FILE
     records: list[EvalRecord] = []
     for attack in attacks:  # eval.json is rewritten after each attack: a killed eval keeps what ran
         if on_attack:
@@ -238,12 +237,17 @@ def evaluate_run(
         merged, kept_out = merge_records(previous.get("results", []), records[-1:])
         previous = {**previous, "run": str(run_dir), "epoch": meta.get("epoch"), "machine": facts, "results": merged}
         write_eval(run_dir, previous)
-        for weaker in kept_out:
-            warn(
-                f"{path} keeps its earlier {weaker['attack']} record at eps {weaker['eps']:g} on "
-                f"{weaker['n']} images: it came from a stronger attack ({_budget(merged, weaker)}) than "
-                f"this run's ({_budget([weaker], weaker)})"
-            )
+        _warn_kept_out(run_dir / EVAL_FILE, merged, kept_out)
         if on_record:
             on_record(records[-1])
     return records
+
+
+def _warn_kept_out(path: Path, merged: list[EvalRecord], kept_out: list[EvalRecord]) -> None:
+    """Say which new records eval.json did not take, and why (a stronger attack is kept)."""
+    for weaker in kept_out:
+        warn(
+            f"{path} keeps its earlier {weaker['attack']} record at eps {weaker['eps']:g} on "
+            f"{weaker['n']} images: it came from a stronger attack ({_budget(merged, weaker)}) than "
+            f"this run's ({_budget([weaker], weaker)})"
+        )

@@ -78,43 +78,35 @@ def build_model(
     `dataset` fills num_classes, in_channels, image_size, mean and std from that data set
     (what `sparta train` uses); without it: 10 classes, 3 x 32 x 32, mean = std = 0.5.
     `activation` is a registered name (`sparta.activation_names()`), one of their classes
-    (nn.ReLU, nn.SiLU, sparta.Sparta, ...), or any callable that returns a module, called
-    with the site's channel count when it takes an argument (`lambda c: MyAct(c)`, nn.PReLU)
-    and without otherwise (nn.Tanh), as timm's `act_layer`. Such a model records no
-    build spec: save it with save_checkpoint, load it with load_checkpoint(path, model=...).
-    `share` (layer, stage, network) ties
-    Sparta's phi and beta across sites; it is ignored for other activations. Other
-    keywords go to every activation site.
+    (nn.ReLU, sparta.Sparta, ...), or any callable returning a module, called with the
+    site's channel count if it takes one (`lambda c: MyAct(c)`, nn.PReLU), else without
+    (nn.Tanh), as timm's `act_layer`; such a model records no build spec (load it with
+    load_checkpoint(path, model=...)). `share` (layer, stage, network) ties Sparta's phi
+    and beta across sites. Other keywords go to every activation site.
     """
     entry = MODELS.get(name)
-    num_classes, in_channels, image_size, mean, std = _input_facts(
-        dataset, num_classes, in_channels, image_size, mean, std
-    )
+    facts = _input_facts(dataset, num_classes, in_channels, image_size, mean, std)
     activation = registered_activation(activation) or activation
-    act: SiteActivation
-    if isinstance(activation, str):
-        act = NamedActivation(activation, **activation_options)
-    else:
-        act = CallableActivation(activation, **activation_options)
-    model = entry(act, num_classes, in_channels, image_size, Normalize(mean, std))
+    act: SiteActivation = (
+        NamedActivation(activation, **activation_options)
+        if isinstance(activation, str)
+        else CallableActivation(activation, **activation_options)
+    )
+    model = entry(act, *facts[:3], Normalize(*facts[3:]))
     if any(isinstance(m, Sparta) for m in model.modules()):
         share_sparta(model, share)
-    spec: dict[str, object] | None = None  # a callable of the caller's own cannot be rebuilt from a file
-    if isinstance(activation, str):  # everything needed to rebuild this model; checkpoints store it
-        spec = {
-            "name": MODELS.canonical(name),
-            "activation": activation,
-            "num_classes": num_classes,
-            "in_channels": in_channels,
-            "image_size": image_size,
-            "mean": list(mean),
-            "std": list(std),
-            "share": share,
-            **activation_options,
-        }
+    spec = _build_spec(name, activation, facts, share, activation_options) if isinstance(activation, str) else None
     # setattr: nn.Module.__setattr__ is typed for tensors and modules only, the spec is a dict
-    setattr(model, "build_spec", spec)  # noqa: B010
+    setattr(model, "build_spec", spec)  # noqa: B010  (None: a callable of the caller's own cannot be rebuilt)
     return model
+
+
+def _build_spec(name: str, activation: str, facts: tuple, share: str, options: dict[str, object]) -> dict[str, object]:
+    """Everything needed to rebuild the model from a file; checkpoints store it."""
+    num_classes, in_channels, image_size, mean, std = facts
+    return {"name": MODELS.canonical(name), "activation": activation, "num_classes": num_classes,
+            "in_channels": in_channels, "image_size": image_size, "mean": list(mean), "std": list(std),
+            "share": share, **options}  # fmt: skip
 
 
 def _input_facts(

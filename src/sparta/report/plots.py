@@ -114,6 +114,21 @@ def plot_robust_accuracy(
     return _save(fig, path)
 
 
+def _draw_curves(loss_ax, acc_ax, curves: Mapping[str, Mapping[str, Band]], colors: Mapping[str, str] | None) -> list:
+    """Each group's loss (left) and clean / PGD-10 accuracy (right); returns the legend handles."""
+    handles = []
+    for index, (label, metrics) in enumerate(curves.items()):
+        color, marker = _color(colors, label, index), _marker(index)
+        if "train_loss" in metrics:
+            _draw_band(loss_ax, metrics["train_loss"], color, label, marker=marker, shade=False)
+        for key, linestyle in (("test_clean", "-"), ("test_pgd10", "--")):
+            if key in metrics:
+                _draw_band(acc_ax, metrics[key], color, None, scale=100.0, linestyle=linestyle, marker=marker,
+                           shade=False)  # fmt: skip
+        handles.append(Line2D([], [], color=color, marker=marker, markerfacecolor="none", label=label))
+    return handles
+
+
 def plot_training_curves(
     curves: Mapping[str, Mapping[str, Band]], path: str | Path, colors: Mapping[str, str] | None = None
 ) -> Path:
@@ -123,26 +138,11 @@ def plot_training_curves(
     """
     fig = Figure(figsize=(11.0, 4.4), layout="constrained")
     loss_ax, acc_ax = fig.subplots(1, 2)
-    handles = []
-    for index, (label, metrics) in enumerate(curves.items()):
-        color, marker = _color(colors, label, index), _marker(index)
-        if "train_loss" in metrics:
-            _draw_band(loss_ax, metrics["train_loss"], color, label, marker=marker, shade=False)
-        if "test_clean" in metrics:
-            _draw_band(acc_ax, metrics["test_clean"], color, None, scale=100.0, marker=marker, shade=False)
-        if "test_pgd10" in metrics:
-            _draw_band(
-                acc_ax, metrics["test_pgd10"], color, None, scale=100.0, linestyle="--", marker=marker, shade=False
-            )
-        handles.append(Line2D([], [], color=color, marker=marker, markerfacecolor="none", label=label))
+    handles = _draw_curves(loss_ax, acc_ax, curves, colors)
     handles += [Line2D([], [], color="0.3", label="clean"), Line2D([], [], color="0.3", linestyle="--", label="PGD-10")]
     loss_ax.set(xlabel="epoch", ylabel="training loss", title="Training loss")
-    acc_ax.set(
-        xlabel="epoch",
-        ylabel="test accuracy (%)",
-        ylim=(0, 100),
-        title="Test accuracy (quick evaluation after each epoch)",
-    )
+    acc_ax.set(xlabel="epoch", ylabel="test accuracy (%)", ylim=(0, 100),
+               title="Test accuracy (quick evaluation after each epoch)")  # fmt: skip
     for ax in (loss_ax, acc_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
@@ -150,15 +150,8 @@ def plot_training_curves(
     if any("test_clean" in metrics or "test_pgd10" in metrics for metrics in curves.values()):
         acc_ax.legend(handles=handles, loc="best", fontsize=9)
     else:  # runs trained with --eval-every 0: say so rather than leave empty axes
-        acc_ax.text(
-            0.5,
-            0.5,
-            "no per-epoch test evaluation in these runs\n(trained with --eval-every 0)",
-            transform=acc_ax.transAxes,
-            ha="center",
-            va="center",
-            color="0.35",
-        )
+        acc_ax.text(0.5, 0.5, "no per-epoch test evaluation in these runs\n(trained with --eval-every 0)",
+                    transform=acc_ax.transAxes, ha="center", va="center", color="0.35")  # fmt: skip
     note = _seed_note([band for metrics in curves.values() for band in metrics.values()], shaded=False)
     fig.suptitle("Training curves" + (f" ({note})" if note else ""))
     return _save(fig, path)
@@ -176,6 +169,35 @@ def _mark_if_zero(ax, values: np.ndarray) -> None:
         ax.text(0.5, 0.5, "0 everywhere", transform=ax.transAxes, ha="center", va="center", color="0.35")
 
 
+def _draw_threshold_row(
+    cells,
+    maps: ThresholdMaps,
+    row: int,
+    difference: np.ndarray,
+    t_norm: TwoSlopeNorm,
+    d_norm: TwoSlopeNorm,
+    first: bool,
+) -> tuple:
+    """One image's five panels; returns the T(X) and the difference images, for the colour bars."""
+    grey = {"cmap": "gray", "vmin": 0.0, "vmax": 1.0}
+    cells[0].imshow(maps.images[row], **grey)
+    cells[1].imshow(maps.adversarial[row], **grey)
+    t_image = cells[2].imshow(maps.t_clean[row], cmap=DIVERGING, norm=t_norm)
+    cells[3].imshow(maps.t_adversarial[row], cmap=DIVERGING, norm=t_norm)
+    d_image = cells[4].imshow(difference[row], cmap=DIVERGING, norm=d_norm)
+    for cell, values in zip(cells[2:], (maps.t_clean[row], maps.t_adversarial[row], difference[row])):
+        _mark_if_zero(cell, values)
+    names = ["clean image", f"{maps.attack}, ε={maps.eps:.3g}", "T(X), clean", "T(X), adversarial",
+             "T(adv) − T(clean)"]  # fmt: skip
+    notes = [f"label {maps.labels[row]}, predicted {maps.pred_clean[row]}", f"predicted {maps.pred_adversarial[row]}",
+             "", "", ""]  # fmt: skip
+    for cell, name, note in zip(cells, names, notes):
+        cell.set_title(f"{name}\n{note}" if first else note, fontsize=9)
+        cell.set_xticks([])
+        cell.set_yticks([])
+    return t_image, d_image
+
+
 def plot_threshold_maps(maps: ThresholdMaps, path: str | Path, title: str) -> Path:
     """Per image: clean image, adversarial image, T(X) clean, T(X) adversarial and their difference."""
     rows = len(maps.labels)
@@ -184,29 +206,8 @@ def plot_threshold_maps(maps: ThresholdMaps, path: str | Path, title: str) -> Pa
     t_norm = _symmetric_norm(maps.t_clean, maps.t_adversarial)
     difference = maps.t_adversarial - maps.t_clean
     d_norm = _symmetric_norm(difference)
-    grey = {"cmap": "gray", "vmin": 0.0, "vmax": 1.0}
     for row in range(rows):
-        label, clean, adv = maps.labels[row], maps.pred_clean[row], maps.pred_adversarial[row]
-        cells = axes[row]
-        cells[0].imshow(maps.images[row], **grey)
-        cells[1].imshow(maps.adversarial[row], **grey)
-        t_image = cells[2].imshow(maps.t_clean[row], cmap=DIVERGING, norm=t_norm)
-        cells[3].imshow(maps.t_adversarial[row], cmap=DIVERGING, norm=t_norm)
-        d_image = cells[4].imshow(difference[row], cmap=DIVERGING, norm=d_norm)
-        for cell, values in zip(cells[2:], (maps.t_clean[row], maps.t_adversarial[row], difference[row])):
-            _mark_if_zero(cell, values)
-        names = [
-            "clean image",
-            f"{maps.attack}, ε={maps.eps:.3g}",
-            "T(X), clean",
-            "T(X), adversarial",
-            "T(adv) − T(clean)",
-        ]
-        notes = [f"label {label}, predicted {clean}", f"predicted {adv}", "", "", ""]
-        for cell, name, note in zip(cells, names, notes):
-            cell.set_title(f"{name}\n{note}" if row == 0 else note, fontsize=9)
-            cell.set_xticks([])
-            cell.set_yticks([])
+        t_image, d_image = _draw_threshold_row(axes[row], maps, row, difference, t_norm, d_norm, first=row == 0)
     fig.colorbar(
         t_image,
         ax=axes[:, 2:4],

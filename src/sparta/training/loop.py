@@ -314,13 +314,7 @@ def set_up(
     """Sync-BN, memory format, optimizer, the resumed state, DDP and compile: a run ready for
     its epochs. It writes nothing (the benchmark builds its training loop with it)."""
     run_dir = Path(config.out)
-    if config.sync_bn and ranks.distributed:
-        if device.type != "cuda":
-            raise SpartaError("--sync-bn needs CUDA: PyTorch's SyncBatchNorm has no CPU implementation")
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    channels_last = uses_channels_last(config, device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in the stub
+    model = _laid_out(config, ranks, device, model)
     optimizer = make_optimizer(config, model)
     start_epoch, step = 0, 0
     if resume and (run_dir / STATE_FILE).exists():  # else no epoch had finished: start again
@@ -329,24 +323,21 @@ def set_up(
     forward = distributed.wrap(model, ranks, device)
     if config.compile:  # torch.compile of a Module returns a Module (OptimizedModule); its stub says Callable
         forward = cast(nn.Module, torch.compile(forward, backend=compile_backend()))
-    return Fit(
-        config,
-        method,
-        schedule,
-        ranks,
-        device,
-        run_dir,
-        loader,
-        test,
-        model,
-        forward,
-        optimizer,
-        channels_last,
-        autocast(device, config.precision),
-        start_epoch,
-        step,
-        facts={**machine_facts(device), "world_size": ranks.world_size},
-    )
+    precision, facts = autocast(device, config.precision), {**machine_facts(device), "world_size": ranks.world_size}
+    channels_last = uses_channels_last(config, device)
+    given = (config, method, schedule, ranks, device, run_dir, loader, test)
+    return Fit(*given, model, forward, optimizer, channels_last, precision, start_epoch, step, facts=facts)
+
+
+def _laid_out(config: TrainConfig, ranks: distributed.Ranks, device: torch.device, model: nn.Module) -> nn.Module:
+    """The model with synchronised BatchNorm under DDP when asked, in channels_last where used."""
+    if config.sync_bn and ranks.distributed:
+        if device.type != "cuda":
+            raise SpartaError("--sync-bn needs CUDA: PyTorch's SyncBatchNorm has no CPU implementation")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if uses_channels_last(config, device):
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in the stub
+    return model
 
 
 def train_batch(fit: Fit, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
