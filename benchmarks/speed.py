@@ -53,7 +53,7 @@ from sparta.fast import compiler_available
 from sparta.runtime import autocast, machine_facts, resolve_device
 from sparta.training import distributed
 from sparta.training.loader import DeviceLoader
-from sparta.training.loop import set_up, train_batch, train_step
+from sparta.training.loop import make_optimizer, set_up, train_batch, train_step
 from sparta.training.methods import METHODS, AttackSetting
 from sparta.training.schedule import SCHEDULES
 
@@ -150,11 +150,6 @@ def make_model(
         name, act, info.num_classes, info.channels, image_size=info.image_size, mean=info.mean, std=info.std, **options
     ).to(device)
     return model.to(memory_format=torch.channels_last) if channels_last else model
-
-
-def sgd(model: nn.Module) -> torch.optim.Optimizer:
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.SGD(trainable, lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY, nesterov=True)
 
 
 # ---- part 0: one site -------------------------------------------------------------------
@@ -255,7 +250,7 @@ def training_step(
     dataset, channels, size = STEP_MODELS[model_name]
     model = make_model(model_name, act, dataset, device, channels_last, regime.fused)
     forward = torch.compile(model) if regime.compile else model
-    optimizer = sgd(model)
+    optimizer = make_optimizer(TrainConfig(lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY), model)
     precision = autocast(device, "auto")
     standard = METHODS.get("standard")
     x = torch.rand(batch, channels, size, size, device=device)

@@ -287,12 +287,16 @@ class Fit:
     model: nn.Module
     forward: nn.Module  # the model as trained: wrapped for DDP, compiled if asked
     optimizer: torch.optim.Optimizer
-    channels_last: bool
     precision: contextlib.AbstractContextManager
     start_epoch: int = 0
     step: int = 0
     eps: float = 0.0  # the last batch's training eps
     facts: dict = dataclasses.field(default_factory=dict)  # machine facts for each checkpoint
+
+    @property
+    def channels_last(self) -> bool:
+        """Whether batches go in as channels_last (`uses_channels_last`)."""
+        return uses_channels_last(self.config, self.device)
 
     @property
     def attack_model(self) -> nn.Module | None:
@@ -324,9 +328,8 @@ def set_up(
     if config.compile:  # torch.compile of a Module returns a Module (OptimizedModule); its stub says Callable
         forward = cast(nn.Module, torch.compile(forward, backend=compile_backend()))
     precision, facts = autocast(device, config.precision), {**machine_facts(device), "world_size": ranks.world_size}
-    channels_last = uses_channels_last(config, device)
     given = (config, method, schedule, ranks, device, run_dir, loader, test)
-    return Fit(*given, model, forward, optimizer, channels_last, precision, start_epoch, step, facts=facts)
+    return Fit(*given, model, forward, optimizer, precision, start_epoch, step, facts=facts)
 
 
 def _laid_out(config: TrainConfig, ranks: distributed.Ranks, device: torch.device, model: nn.Module) -> nn.Module:
