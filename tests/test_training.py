@@ -220,6 +220,46 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     assert epochs == [0, 1, 2]
 
 
+class Stopped(Exception):
+    """Stands for a kill between two batches."""
+
+
+@pytest.mark.parametrize("stop_after", [2, 7])  # batches: inside the first epoch, inside the second
+def test_a_run_stopped_inside_an_epoch_resumes_to_the_same_weights_and_metrics(tmp_path, monkeypatch, stop_after):
+    """With saves inside epochs, a resumed run skips the batches it trained and ends exactly
+    where an unbroken run ends: same weights, same epoch records (running sums carried over)."""
+    from sparta.training import loop
+    from sparta.training.state import load_state
+
+    monkeypatch.setattr(loop, "STATE_SAVE_SECONDS", 0.0)  # save after every batch but an epoch's last
+    config = tiny_config(tmp_path, subset=320, epochs=2, eval_every=0)  # 5 batches of 64 per epoch
+    whole = train(TrainConfig(**{**config.__dict__, "out": str(tmp_path / "whole")}))
+    real, calls = loop.train_batch, []
+
+    def stops(fit, x, y):
+        if len(calls) == stop_after:
+            raise Stopped
+        calls.append(len(y))
+        return real(fit, x, y)
+
+    monkeypatch.setattr(loop, "train_batch", stops)
+    with pytest.raises(Stopped):
+        train(config)
+    model = loop.model_for(config)
+    reached = load_state(tmp_path / "run", model, torch.optim.SGD(model.parameters(), lr=0.1), torch.device("cpu"))
+    assert reached["step"] == stop_after and reached["partial"]["seen"] == 64 * (stop_after % 5)
+    monkeypatch.setattr(loop, "train_batch", real)
+    train(TrainConfig.load(tmp_path / "run"), resume=True)
+    a, b = load_file(whole / "model.safetensors"), load_file(tmp_path / "run" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    records = [
+        [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        for run in (whole, tmp_path / "run")
+    ]
+    keys = ("epoch", "train_loss", "train_acc", "lr", "eps")
+    assert [[r[k] for k in keys] for r in records[0]] == [[r[k] for k in keys] for r in records[1]]
+
+
 def test_divergence_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     """A NaN loss in epoch 2 stops the run; epoch 1's checkpoint stays loadable and resumable."""
     from sparta.training import loop

@@ -7,8 +7,9 @@ OUT/<cell name>. Rerunning a grid walks every cell through these states:
   nothing is trained or evaluated.
 - trained: model.safetensors reached the last epoch; only the missing attacks run.
 - resume: checkpoint.safetensors exists but the run stopped early;
-  ``train(config, resume=True)`` finishes it from its last epoch.
-- restart: config.json but no checkpoint (killed in its first epoch); the run's files
+  ``train(config, resume=True)`` finishes it from its last save (an epoch's end, or
+  inside an epoch).
+- restart: config.json but no checkpoint (killed before its first save); the run's files
   are removed and it trains from scratch.
 - new: nothing there yet.
 

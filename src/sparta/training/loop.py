@@ -1,13 +1,16 @@
 """The one training loop: the only place that calls zero_grad, backward and step.
 
 Per epoch it appends a line to metrics.jsonl, then writes checkpoint.safetensors (the
-resumable state) and model.safetensors (the model alone) atomically.
+resumable state) and model.safetensors (the model alone) atomically. Inside an epoch it
+saves the resumable state every STATE_SAVE_SECONDS too, so a killed run loses minutes, not
+an epoch.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import math
 import time
@@ -292,6 +295,8 @@ class Fit:
     step: int = 0
     eps: float = 0.0  # the last batch's training eps
     facts: dict = dataclasses.field(default_factory=dict)  # machine facts for each checkpoint
+    partial: dict | None = None  # the running sums of an epoch resumed from a save inside it
+    saved_at: float = dataclasses.field(default_factory=time.perf_counter)  # the last state save
 
     @property
     def channels_last(self) -> bool:
@@ -320,16 +325,16 @@ def set_up(
     run_dir = Path(config.out)
     model = _laid_out(config, ranks, device, model)
     optimizer = make_optimizer(config, model)
-    start_epoch, step = 0, 0
-    if resume and (run_dir / STATE_FILE).exists():  # else no epoch had finished: start again
+    reached: dict = {"epoch": 0, "step": 0, "partial": None}
+    if resume and (run_dir / STATE_FILE).exists():  # else nothing was saved: start again
         reached = load_state(run_dir, model, optimizer, device)
-        start_epoch, step = reached["epoch"], reached["step"]
     forward = distributed.wrap(model, ranks, device)
     if config.compile:  # torch.compile of a Module returns a Module (OptimizedModule); its stub says Callable
         forward = cast(nn.Module, torch.compile(forward, backend=compile_backend()))
     precision, facts = autocast(device, config.precision), {**machine_facts(device), "world_size": ranks.world_size}
     given = (config, method, schedule, ranks, device, run_dir, loader, test)
-    return Fit(*given, model, forward, optimizer, precision, start_epoch, step, facts=facts)
+    start = (reached["epoch"], reached["step"])
+    return Fit(*given, model, forward, optimizer, precision, *start, facts=facts, partial=reached["partial"])
 
 
 def _laid_out(config: TrainConfig, ranks: distributed.Ranks, device: torch.device, model: nn.Module) -> nn.Module:
@@ -357,13 +362,22 @@ def train_batch(fit: Fit, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]
     return result
 
 
+# Seconds between saves of the resumable state inside an epoch: what a killed run can lose.
+# Single-process runs only; under torchrun the ranks save at epoch ends (a save inside an
+# epoch would need every rank's running sums at one agreed step).
+STATE_SAVE_SECONDS = 300.0
+
+
 def run_epoch(fit: Fit, epoch: int) -> dict:
-    """One epoch of training; returns its metrics record (summed over ranks)."""
+    """One epoch of training (the rest of it, after a save inside it); returns its metrics
+    record (summed over ranks)."""
     fit.model.train()
-    started = time.perf_counter()
-    loss_sum = correct = seen = 0.0
-    bar = progress(fit.loader.epoch(epoch), total=len(fit.loader), desc=f"epoch {epoch + 1}/{fit.config.epochs}")
-    for x, y in bar:
+    sums, fit.partial = fit.partial or dict.fromkeys(("loss_sum", "correct", "seen", "seconds"), 0.0), None
+    done = fit.step - epoch * len(fit.loader)  # batches trained before a save inside this epoch
+    started = time.perf_counter() - sums["seconds"]
+    batches = itertools.islice(fit.loader.epoch(epoch), done, None)  # the same batches, the same order
+    bar = progress(batches, total=len(fit.loader) - done, desc=f"epoch {epoch + 1}/{fit.config.epochs}")
+    for index, (x, y) in enumerate(bar, start=done + 1):
         x, y = distributed.shard(x, y, fit.ranks)
         try:
             loss, right = train_batch(fit, x, y)
@@ -371,13 +385,25 @@ def run_epoch(fit: Fit, epoch: int) -> dict:
             raise SpartaError(
                 f"training diverged: loss is {err} at epoch {epoch + 1}, step {fit.step}; {_kept(fit.run_dir, epoch)}"
             ) from None
-        loss_sum, correct, seen = loss_sum + loss * len(y), correct + right, seen + len(y)
-        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100 * correct / seen:.1f}%", refresh=False)
+        sums = _add_batch(sums, loss, right, len(y))
+        bar.set_postfix(
+            loss=f"{sums['loss_sum'] / sums['seen']:.4f}",
+            acc=f"{100 * sums['correct'] / sums['seen']:.1f}%",
+            refresh=False,
+        )
+        if index < len(fit.loader):
+            save_inside_epoch(fit, epoch, {**sums, "seconds": time.perf_counter() - started})
     problem = _unsound(fit.model, x, y, fit.precision)
     if problem:
         raise SpartaError(f"training diverged in epoch {epoch + 1}: {problem}; {_kept(fit.run_dir, epoch)}")
-    loss_sum, correct, seen = distributed.sum_across([loss_sum, correct, seen], fit.ranks, fit.device)
-    seconds = time.perf_counter() - started
+    return _epoch_record(fit, epoch, sums, time.perf_counter() - started)
+
+
+def _epoch_record(fit: Fit, epoch: int, sums: dict[str, float], seconds: float) -> dict:
+    """The metrics.jsonl record of a finished epoch, its sums added over ranks."""
+    loss_sum, correct, seen = distributed.sum_across(
+        [sums[k] for k in ("loss_sum", "correct", "seen")], fit.ranks, fit.device
+    )
     return {
         "epoch": epoch,
         "train_loss": loss_sum / seen,
@@ -387,6 +413,26 @@ def run_epoch(fit: Fit, epoch: int) -> dict:
         "seconds": seconds,
         "images_per_s": seen / seconds,
     }
+
+
+def _add_batch(sums: dict[str, float], loss: float, right: int, n: int) -> dict[str, float]:
+    """An epoch's running sums after one more batch of n images."""
+    return {
+        **sums,
+        "loss_sum": sums["loss_sum"] + loss * n,
+        "correct": sums["correct"] + right,
+        "seen": sums["seen"] + n,
+    }
+
+
+def save_inside_epoch(fit: Fit, epoch: int, partial: dict[str, float]) -> None:
+    """Save the resumable state with the epoch's running sums when STATE_SAVE_SECONDS have
+    passed since the last save (single process, sound weights only)."""
+    if fit.ranks.distributed or time.perf_counter() - fit.saved_at < STATE_SAVE_SECONDS:
+        return
+    if not non_finite_tensors(dict(fit.model.state_dict())):
+        save_state(fit.run_dir, fit.model, fit.optimizer, epoch, fit.step, fit.device, partial)
+    fit.saved_at = time.perf_counter()
 
 
 def end_epoch(fit: Fit, epoch: int, record: dict) -> None:
@@ -400,6 +446,7 @@ def end_epoch(fit: Fit, epoch: int, record: dict) -> None:
             handle.write(json.dumps(record) + "\n")
         save_checkpoint(fit.model, fit.run_dir, epoch=epoch + 1, config=json.loads(config.to_json()), **fit.facts)
         save_state(fit.run_dir, fit.model, fit.optimizer, epoch + 1, fit.step, fit.device)
+        fit.saved_at = time.perf_counter()
         if sparta_sites(fit.model):  # the Sparta function, for --sparta-from RUN_DIR
             atomic_write(fit.run_dir / SPARTA_FILE, lambda tmp: export_sparta(fit.model, tmp))
     distributed.barrier(fit.ranks)

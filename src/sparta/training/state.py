@@ -1,7 +1,8 @@
 """The resumable training state in one safetensors file, written atomically.
 
-Holds model weights, optimizer buffers, RNG states and the epoch reached, so a run killed
-at any moment resumes from its last finished epoch with the same result.
+Holds model weights, optimizer buffers, RNG states, the epoch and step reached and, when
+saved inside an epoch, that epoch's running sums; a run killed at any moment resumes from
+the last save (an epoch's end, or a few minutes ago) with the same result.
 """
 
 from __future__ import annotations
@@ -28,9 +29,16 @@ def _rng_states(device: torch.device) -> dict[str, torch.Tensor]:
 
 
 def save_state(
-    run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, step: int, device: torch.device
+    run_dir: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    step: int,
+    device: torch.device,
+    partial: dict[str, float] | None = None,
 ) -> None:
-    """Write the resumable state after an epoch: weights, optimizer buffers, RNG states, epoch and step."""
+    """Write the resumable state: weights, optimizer buffers, RNG states, `epoch` (epochs
+    finished) and `step` (batches trained); inside an epoch, `partial` holds its running sums."""
     tensors = {f"model.{k}": v for k, v in portable_tensors(model.state_dict()).items()}
     opt = optimizer.state_dict()
     for index, buffers in opt["state"].items():
@@ -38,17 +46,17 @@ def save_state(
             if isinstance(value, torch.Tensor):
                 tensors[f"optim.{index}.{key}"] = portable(value)
     tensors.update(_rng_states(device))
-    meta = {"epoch": epoch, "step": step, "param_groups": opt["param_groups"]}
+    meta = {"epoch": epoch, "step": step, "partial": partial, "param_groups": opt["param_groups"]}
     atomic_write(run_dir / STATE_FILE, lambda tmp: save_file(tensors, tmp, metadata={"state": json.dumps(meta)}))
 
 
 def load_state(
     run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device
 ) -> dict[str, Any]:
-    """Restore everything save_state wrote; returns {"epoch", "step"} reached."""
+    """Restore everything save_state wrote; returns {"epoch", "step", "partial"} reached."""
     path = run_dir / STATE_FILE
     if not path.is_file():
-        raise SpartaError(f"cannot resume {run_dir}: no {STATE_FILE} (the run never finished an epoch)")
+        raise SpartaError(f"cannot resume {run_dir}: no {STATE_FILE} (the run stopped before its first save)")
     try:
         with safe_open(str(path), framework="pt") as handle:
             meta = json.loads(handle.metadata()["state"])
@@ -66,4 +74,4 @@ def load_state(
     torch.set_rng_state(tensors["rng.cpu"])
     if device.type == "cuda" and "rng.cuda" in tensors:
         torch.cuda.set_rng_state(tensors["rng.cuda"], device)
-    return {"epoch": meta["epoch"], "step": meta["step"]}
+    return {"epoch": meta["epoch"], "step": meta["step"], "partial": meta.get("partial")}
