@@ -15,8 +15,9 @@ from sparta.attacks import ATTACKS, Attack, create_attack, model_mode
 from sparta.checkpoint import load_checkpoint
 from sparta.config import TrainConfig
 from sparta.errors import SpartaError
+from sparta.eval_progress import AttackProgress, ProgressFile, file_digest
 from sparta.progress import warn
-from sparta.runfiles import EVAL_FILE, EvalRecord, read_eval, record_key, write_eval
+from sparta.runfiles import EVAL_FILE, EVAL_PROGRESS_FILE, MODEL_FILE, EvalRecord, read_eval, record_key, write_eval
 from sparta.stats import binomial_interval
 
 # Evaluation settings (docs/design.md section 5): PGD-20 with step eps/4; CW = PGD-30 on the margin.
@@ -27,17 +28,26 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
 
 
 def correct_mask(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack | None = None, batch_size: int = 500
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    attack: Attack | None = None,
+    batch_size: int = 500,
+    progress: AttackProgress | None = None,
 ) -> torch.Tensor:
-    """Per example: classified correctly after `attack` (clean when None), in eval mode."""
-    masks = []
+    """Per example: classified correctly after `attack` (clean when None), in eval mode.
+    With `progress`, each batch's results are saved and a rerun starts after the last one."""
+    masks = progress.resume() if progress else []
+    started = time.perf_counter()
     with model_mode(model, False):
-        for start in range(0, len(y), batch_size):
+        for start in range(sum(len(mask) for mask in masks), len(y), batch_size):
             xb, yb = x[start : start + batch_size], y[start : start + batch_size]
             if attack is not None:
                 xb = attack.perturb(model, xb, yb)
             with torch.no_grad():
                 masks.append((model(xb).argmax(1) == yb).cpu())
+            if progress:
+                progress.save(masks, time.perf_counter() - started)
     return torch.cat(masks) if masks else torch.zeros(0, dtype=torch.bool)
 
 
@@ -97,12 +107,14 @@ def evaluate(
     batch_size: int = 500,
     seed: int = 0,
     options: dict[str, dict[str, Any]] | None = None,
+    progress: ProgressFile | None = None,
 ) -> list[EvalRecord]:
     """Accuracy of `model` on (x, y) under each attack (and "clean"), at L-inf radius eps.
 
     One record per attack: accuracy, its 95% Clopper-Pearson interval for the test-set
     sample (`ci95`), correct count and n, seconds, and the attack's settings. `options`
     maps an attack name to its settings (e.g. {"pgd": {"steps": 50, "restarts": 5}}).
+    `progress` keeps each attack's finished batches, so a killed evaluation resumes.
     """
     if not len(y):
         raise SpartaError("evaluate needs at least one image")
@@ -117,11 +129,19 @@ def evaluate(
         settings = {**DEFAULT_OPTIONS.get(ATTACKS.canonical(name), {}), **(options or {}).get(name, {})}
         if ATTACKS.canonical(name) in ("autoattack", "square"):
             settings.setdefault("seed", seed)
-        attack = create_attack(name, eps, **settings)
-        started = time.perf_counter()
-        mask = correct_mask(model, x, y, attack, batch_size)
-        records.append(_record(ATTACKS.canonical(name), eps, mask, time.perf_counter() - started, settings=settings))
+        records.append(_attacked(model, x, y, ATTACKS.canonical(name), eps, settings, batch_size, seed, progress))
     return records
+
+
+def _attacked(model, x, y, name, eps, settings, batch_size, seed, progress: ProgressFile | None) -> EvalRecord:
+    """One attack's record; with `progress`, resumed from and saved to its progress file."""
+    attack = create_attack(name, eps, **settings)
+    measures = {"attack": name, "eps": eps, "n": len(y), "settings": settings, "batch_size": batch_size, "seed": seed}
+    saved = progress.attack(measures) if progress else None
+    started = time.perf_counter()
+    mask = correct_mask(model, x, y, attack, batch_size, saved)
+    seconds = time.perf_counter() - started + (saved.seconds_before if saved else 0.0)
+    return _record(name, eps, mask, seconds, settings=settings)
 
 
 def attack_list(attacks: list[str], batch_size: int = 500) -> list[str]:
@@ -230,17 +250,26 @@ def evaluate_run(
     facts = machine_facts(x.device)  # before the attacks: the code that runs them
     eps = config.eps if eps is None else eps
     records: list[EvalRecord] = []
-    for attack in attacks:  # eval.json is rewritten after each attack: a killed eval keeps what ran
+    progress = ProgressFile(run_dir / EVAL_PROGRESS_FILE, file_digest(run_dir / MODEL_FILE))
+    for attack in attacks:  # eval.json is rewritten after each attack, and progress after each batch
         if on_attack:
             on_attack(attack, len(y))
-        records += evaluate(model, x, y, [attack], eps, batch_size, config.seed)
-        merged, kept_out = merge_records(previous.get("results", []), records[-1:])
-        previous = {**previous, "run": str(run_dir), "epoch": meta.get("epoch"), "machine": facts, "results": merged}
-        write_eval(run_dir, previous)
-        _warn_kept_out(run_dir / EVAL_FILE, merged, kept_out)
+        records += evaluate(model, x, y, [attack], eps, batch_size, config.seed, progress=progress)
+        document = {**previous, "run": str(run_dir), "epoch": meta.get("epoch"), "machine": facts}
+        previous = _write_record(run_dir, document, records[-1])
+        progress.clear()
         if on_record:
             on_record(records[-1])
     return records
+
+
+def _write_record(run_dir: Path, document: dict[str, Any], record: EvalRecord) -> dict[str, Any]:
+    """Merge `record` into the eval.json `document` and write it; returns what was written."""
+    merged, kept_out = merge_records(document.get("results", []), [record])
+    document = {**document, "results": merged}
+    write_eval(run_dir, document)
+    _warn_kept_out(run_dir / EVAL_FILE, merged, kept_out)
+    return document
 
 
 def _warn_kept_out(path: Path, merged: list[EvalRecord], kept_out: list[EvalRecord]) -> None:

@@ -18,7 +18,8 @@ MODEL_FILE = "model.safetensors"  # the model alone, with its build spec (sparta
 STATE_FILE = "checkpoint.safetensors"  # model + optimizer + RNG: what --resume continues from
 SPARTA_FILE = "sparta.safetensors"  # the Sparta function, for --sparta-from RUN_DIR
 EVAL_FILE = "eval.json"  # {"results": [records], "sanity": ..., ...}
-RUN_FILES = (CONFIG_FILE, METRICS_FILE, MODEL_FILE, STATE_FILE, EVAL_FILE, SPARTA_FILE)
+EVAL_PROGRESS_FILE = "eval-progress.json"  # the attack in progress, batch by batch (sparta.eval_progress)
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, MODEL_FILE, STATE_FILE, EVAL_FILE, SPARTA_FILE, EVAL_PROGRESS_FILE)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
