@@ -1,5 +1,8 @@
 """sparta eval RUN_DIR: accuracy under attacks on the first N test images; writes eval.json.
 
+Each attack's record goes in when it ends; the attack in progress is saved after every
+batch, so running the same command again after a kill continues where it stopped.
+
 With --sanity it also runs the checks against gradient masking (sparta.sanity), prints
 one PASS/FAIL line per check, stores them in eval.json under "sanity", and exits with 1
 when any check fails.
