@@ -102,7 +102,11 @@ def add_arguments(parser: FlagTable, skip: Iterable[str] = ()) -> None:
     destination is in `skip` (a grid command replaces a few by its own)."""
     skip = set(skip)
     if "resume" not in skip:
-        parser.add_argument("--resume", metavar="RUN_DIR", help="finish a killed run from its last save (each epoch end and every 5 minutes)")
+        parser.add_argument(
+            "--resume",
+            metavar="RUN_DIR",
+            help="finish a killed run from its last save (each epoch end and every 5 minutes)",
+        )
     if "config" not in skip:
         parser.add_argument(
             "--config",
