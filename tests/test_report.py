@@ -198,3 +198,34 @@ def test_each_eps_point_is_the_record_on_the_most_images_under_the_record_key():
     assert records_by_eps(run) == {0.0: records[0], 0.1: records[3]}
     assert missing_eps(run, [0.0, 0.1 + 1e-10, 0.2], 500) == [0.2]
     assert missing_eps(run, [0.0, 0.1], 501) == [0.0, 0.1]
+
+
+def test_site_summaries_tell_a_relu_like_site_from_a_swish_like_one():
+    """beta large with T = 0 is ReLU (nothing from ReLU, nothing negative passed); beta = 1
+    with T = 0 is Swish-1, whose figures follow from x * sigmoid(x) directly."""
+    from sparta.models import build_model
+    from sparta.report.sites import site_summaries
+
+    torch.manual_seed(0)
+    x = torch.rand(8, 1, 28, 28)
+    sharp = site_summaries(build_model("smallcnn", "sparta", 10, 1, image_size=28, beta0=1e4), x)
+    assert [s.site for s in sharp] == ["block1.1", "block1.3", "block2.1", "block2.3"]  # the 2-D head is left out
+    assert all(s.threshold_sd == 0 and s.from_relu < 1e-3 and s.negative_passed < 1e-3 for s in sharp)
+    model = build_model("smallcnn", "sparta", 10, 1, image_size=28, beta0=1.0).eval()
+    soft = site_summaries(model, x)
+    first = model.block1[0](model.normalize(x))  # block1.1's input
+    relu = first.clamp_min(0).sum()
+    swish = first * torch.sigmoid(first)
+    assert soft[0].beta == pytest.approx(1.0)
+    assert soft[0].from_relu == pytest.approx(float((swish - first.clamp_min(0)).abs().sum() / relu), rel=1e-4)
+    assert soft[0].negative_passed == pytest.approx(float(-swish[first < 0].sum() / relu), rel=1e-4)
+
+
+def test_report_says_what_the_sparta_sites_learned(grid, tmp_path):
+    out = tmp_path / "report"
+    assert main(["report", str(grid), "--out", str(out), "--images", "0"]) == 0
+    text = (out / "report.md").read_text()
+    section = text.split("## What the Sparta sites learned")[1].split("## Latest evaluation records")[0]
+    assert "### sparta (mean over 1 seed(s))" in section
+    assert len([line for line in section.splitlines() if line.startswith("| block")]) == 4
+    assert "No Sparta site in: relu." in section

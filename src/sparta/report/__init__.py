@@ -1,7 +1,8 @@
 """`sparta report`: a markdown report with PNG plots over one or more run directories.
 
-Robust accuracy against eps per activation, training curves, and the threshold maps T(X)
-that Sparta predicts for clean and adversarial test images (Guo et al., arXiv:2105.08269).
+Robust accuracy against eps per activation, training curves, the threshold maps T(X)
+that Sparta predicts for clean and adversarial test images (Guo et al., arXiv:2105.08269),
+and what each Sparta site learned: its beta, T's spread and its distance from ReLU.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sparta.report.collect import (
 )
 from sparta.report.markdown import Figures, write_report
 from sparta.report.plots import plot_robust_accuracy, plot_threshold_maps, plot_training_curves
+from sparta.report.sites import run_site_summaries
 from sparta.report.thresholds import run_threshold_maps
 from sparta.runfiles import EvalRecord
 
@@ -85,7 +87,29 @@ def build_report(
     else:
         figures.notes["training"] = ["No per-epoch metrics (metrics.jsonl) in these runs."]
     _add_threshold_maps(figures, groups, out, images, device, data_root)
+    _add_site_summaries(figures, groups, device, data_root)
     return write_report(out, runs, groups, figures)
+
+
+# Clean test images the site summaries are measured on.
+SITE_IMAGES = 200
+
+
+def _add_site_summaries(figures: Figures, groups: dict[str, list[Run]], device: str, data_root: str | None) -> None:
+    """Each Sparta group's site summaries, every seed; one note for the groups without Sparta."""
+    plain = []
+    for label, members in groups.items():
+        try:
+            per_seed = [run_site_summaries(run.path, SITE_IMAGES, device, data_root) for run in members]
+        except SpartaError as err:
+            figures.notes.setdefault("sites", []).append(f"{label}: skipped, {err}")
+            continue
+        if per_seed[0]:
+            figures.sites[label] = per_seed
+        else:
+            plain.append(label)
+    if plain:
+        figures.notes.setdefault("sites", []).append(f"No Sparta site in: {', '.join(plain)}.")
 
 
 def _add_threshold_maps(

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sparta.report.collect import Run, latest_records, run_names
+from sparta.report.sites import SiteSummary
 from sparta.runfiles import atomic_write_text
 
 REPORT_FILE = "report.md"
@@ -20,6 +21,7 @@ class Figures:
     robust: Path | None = None
     training: Path | None = None
     thresholds: list[tuple[str, Path]] = field(default_factory=list)  # (group label, PNG)
+    sites: dict[str, list[list[SiteSummary]]] = field(default_factory=dict)  # group -> per seed, per site
     notes: dict[str, list[str]] = field(default_factory=dict)  # section -> lines
 
 
@@ -55,6 +57,33 @@ def _records_table(runs: Sequence[Run], names: dict[Path, str]) -> list[str]:
     return lines if len(lines) > 2 else ["No evaluation records (eval.json) in these runs."]
 
 
+def _sites_table(per_seed: list[list[SiteSummary]]) -> list[str]:
+    """One row per site: each figure's mean over the group's seeds."""
+    lines = [
+        "| site | beta | T mean | T sd | X sd | \\|Sparta − ReLU\\| / ReLU | negative passed / ReLU |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for index, site in enumerate(per_seed[0]):
+        rows = [seed[index] for seed in per_seed]
+
+        def mean(field: str, rows: list[SiteSummary] = rows) -> float:
+            return sum(getattr(row, field) for row in rows) / len(rows)
+
+        lines.append(
+            f"| {site.site} | {mean('beta'):.2f} | {mean('threshold_mean'):+.3f} | {mean('threshold_sd'):.3f} | "
+            f"{mean('input_sd'):.3f} | {mean('from_relu'):.3f} | {mean('negative_passed'):.3f} |"
+        )
+    return lines
+
+
+def _sites_section(figures: Figures) -> list[str]:
+    """What each group's Sparta sites learned (sparta.report.sites), a table per group."""
+    text = ["## What the Sparta sites learned", ""]
+    for label, per_seed in figures.sites.items():
+        text += [f"### {label} (mean over {len(per_seed)} seed(s))", "", *_sites_table(per_seed), ""]
+    return [*text, *(f"- {line}" for line in figures.notes.get("sites", [])), ""]
+
+
 def render_report(out_dir: Path, runs: Sequence[Run], groups: dict[str, list[Run]], figures: Figures) -> str:
     """The text of report.md: runs, robust accuracy against eps, training curves, threshold maps, records."""
     names = run_names(runs)
@@ -83,6 +112,7 @@ def render_report(out_dir: Path, runs: Sequence[Run], groups: dict[str, list[Run
     text += [
         *(f"- {line}" for line in notes.get("thresholds", [])),
         "",
+        *_sites_section(figures),
         "## Latest evaluation records",
         "",
         *_records_table(runs, names),

@@ -17,6 +17,7 @@ from torch import nn
 from sparta.attacks import create_attack, model_mode
 from sparta.errors import SpartaError
 from sparta.evaluation import DEFAULT_OPTIONS
+from sparta.report.sites import site_inputs
 from sparta.sparta_activation import Sparta
 
 
@@ -45,27 +46,10 @@ def has_sparta(model: nn.Module) -> bool:
 
 def first_site_input(model: nn.Module, x: torch.Tensor) -> tuple[str, Sparta, torch.Tensor]:
     """(name, module, X) of the first Sparta site whose input is an N x C x H x W map."""
-    names: dict[int, str] = {}
-    for name, module in model.named_modules(remove_duplicate=False):
-        if isinstance(module, Sparta):
-            names.setdefault(id(module), name)
-    seen: list[tuple[str, Sparta, torch.Tensor]] = []
-
-    def capture(module: Sparta, inputs: tuple[torch.Tensor, ...]) -> None:
-        if not seen and inputs[0].dim() == 4:
-            seen.append((names[id(module)], module, inputs[0].detach()))
-
-    sites = [m for m in model.modules() if isinstance(m, Sparta)]
-    handles = [m.register_forward_pre_hook(capture) for m in sites]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    if not seen:
+    sites = site_inputs(model, x)
+    if not sites:
         raise SpartaError("no Sparta site of the model receives an N x C x H x W feature map")
-    return seen[0]
+    return sites[0]
 
 
 def _site_map(model: nn.Module, x: torch.Tensor) -> tuple[str, Sparta, torch.Tensor, torch.Tensor]:
