@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The tables of results/cpu/full-fmnist.sh from the cells that have finished (nothing is
-# trained), and the seed-0 model of each finished activation shipped as a pretrained model.
+# trained), the seed-0 model of each finished activation shipped as a pretrained model, and
+# the report of the finished cells.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=results/cpu/full-fmnist
@@ -21,3 +22,7 @@ for act in relu sparta swish frelu pssilu psoftplus; do
 --out RUN_DIR"
   fi
 done
+# The report of the finished cells (those with their AutoAttack record): curves, threshold
+# maps, and what each Sparta site learned (beta, T's spread, distance from ReLU).
+finished=$(for run in $OUT/smallcnn-*-pgd-seed*; do grep -q '"autoattack"' $run/eval.json 2>/dev/null && echo $run; done)
+.venv/bin/sparta report $finished --out $OUT/report --images 4 --device cpu > /dev/null

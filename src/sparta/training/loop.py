@@ -178,7 +178,7 @@ def _prepare_run_dir(config: TrainConfig, resume: bool) -> Path:
         return run_dir
     if (run_dir / CONFIG_FILE).exists() and (run_dir / STATE_FILE).exists():
         raise SpartaError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
-    # (a config.json alone is a run that stopped before its first epoch: it is replaced)
+    # (a config.json alone is a run that stopped before its first save: it is replaced)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / CONFIG_FILE, config.to_json())
     return run_dir
