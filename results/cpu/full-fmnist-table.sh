@@ -24,5 +24,7 @@ for act in relu sparta swish frelu pssilu psoftplus; do
 done
 # The report of the finished cells (those with their AutoAttack record): curves, threshold
 # maps, and what each Sparta site learned (beta, T's spread, distance from ReLU).
-finished=$(for run in $OUT/smallcnn-*-pgd-seed*; do grep -q '"autoattack"' $run/eval.json 2>/dev/null && echo $run; done)
+finished=$(for run in $OUT/smallcnn-*-pgd-seed*; do
+  if grep -q '"autoattack"' $run/eval.json 2>/dev/null; then echo $run; fi
+done)
 .venv/bin/sparta report $finished --out $OUT/report --images 4 --device cpu > /dev/null
