@@ -226,6 +226,6 @@ def test_report_says_what_the_sparta_sites_learned(grid, tmp_path):
     assert main(["report", str(grid), "--out", str(out), "--images", "0"]) == 0
     text = (out / "report.md").read_text()
     section = text.split("## What the Sparta sites learned")[1].split("## Latest evaluation records")[0]
-    assert "### sparta (mean over 1 seed(s))" in section
+    assert "### sparta (mean over 1 seed(s), then their range)" in section
     assert len([line for line in section.splitlines() if line.startswith("| block")]) == 4
     assert "No Sparta site in: relu." in section

@@ -58,29 +58,29 @@ def _records_table(runs: Sequence[Run], names: dict[Path, str]) -> list[str]:
 
 
 def _sites_table(per_seed: list[list[SiteSummary]]) -> list[str]:
-    """One row per site: each figure's mean over the group's seeds."""
+    """One row per site: each figure's mean over the group's seeds, then its range over them."""
+    fields = ("beta", "threshold_mean", "threshold_sd", "input_sd", "from_relu", "negative_passed")
     lines = [
         "| site | beta | T mean | T sd | X sd | \\|Sparta − ReLU\\| / ReLU | negative passed / ReLU |",
         "|---|---|---|---|---|---|---|",
     ]
     for index, site in enumerate(per_seed[0]):
-        rows = [seed[index] for seed in per_seed]
-
-        def mean(field: str, rows: list[SiteSummary] = rows) -> float:
-            return sum(getattr(row, field) for row in rows) / len(rows)
-
-        lines.append(
-            f"| {site.site} | {mean('beta'):.2f} | {mean('threshold_mean'):+.3f} | {mean('threshold_sd'):.3f} | "
-            f"{mean('input_sd'):.3f} | {mean('from_relu'):.3f} | {mean('negative_passed'):.3f} |"
-        )
+        cells = [_mean_and_range([getattr(seed[index], name) for seed in per_seed]) for name in fields]
+        lines.append(f"| {site.site} | {' | '.join(cells)} |")
     return lines
+
+
+def _mean_and_range(values: list[float]) -> str:
+    """'mean' for one seed, 'mean (low to high)' for several."""
+    mean = f"{sum(values) / len(values):.2f}"
+    return mean if len(values) == 1 else f"{mean} ({min(values):.2f} to {max(values):.2f})"
 
 
 def _sites_section(figures: Figures) -> list[str]:
     """What each group's Sparta sites learned (sparta.report.sites), a table per group."""
     text = ["## What the Sparta sites learned", ""]
     for label, per_seed in figures.sites.items():
-        text += [f"### {label} (mean over {len(per_seed)} seed(s))", "", *_sites_table(per_seed), ""]
+        text += [f"### {label} (mean over {len(per_seed)} seed(s), then their range)", "", *_sites_table(per_seed), ""]
     return [*text, *(f"- {line}" for line in figures.notes.get("sites", [])), ""]
 
 
