@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Stage (git add) what results/cpu/full-fmnist.sh has produced, for a commit:
+# - a finished cell (its eval.json has the AutoAttack record): config, metrics, eval records,
+#   the model and its Sparta function; its training state is dropped (not needed any more);
+# - an unfinished cell: the same plus its training state and the attack in progress, so a
+#   fresh clone resumes it where it stopped;
+# - the workers' logs, the tables and the report. Lock files stay out.
+# Model files are ignored by .gitignore (results/**/*.safetensors), hence `git add -f`.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=results/cpu/full-fmnist
+for run in $OUT/smallcnn-*-pgd-seed*; do
+  [ -f "$run/config.json" ] || continue
+  keep="config.json metrics.jsonl eval.json model.safetensors sparta.safetensors"
+  if grep -q '"autoattack"' "$run/eval.json" 2>/dev/null; then
+    git rm -q --cached --ignore-unmatch "$run/checkpoint.safetensors" "$run/eval-progress.json"
+    rm -f "$run/checkpoint.safetensors"
+  else
+    keep="$keep checkpoint.safetensors eval-progress.json"
+  fi
+  for file in $keep; do
+    if [ -f "$run/$file" ]; then git add -f "$run/$file"; fi
+  done
+done
+git add -f $OUT/log-worker*.txt $OUT/table-* $OUT/sanity-*.txt
+if [ -d $OUT/report ]; then git add -f $OUT/report; fi
+git status --short -- $OUT
