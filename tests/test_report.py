@@ -219,6 +219,8 @@ def test_site_summaries_tell_a_relu_like_site_from_a_swish_like_one():
     assert soft[0].beta == pytest.approx(1.0)
     assert soft[0].from_relu == pytest.approx(float((swish - first.clamp_min(0)).abs().sum() / relu), rel=1e-4)
     assert soft[0].negative_passed == pytest.approx(float(-swish[first < 0].sum() / relu), rel=1e-4)
+    model.train()
+    assert site_summaries(model, x) == soft and model.training  # measured in eval mode, mode kept
 
 
 def test_report_says_what_the_sparta_sites_learned(grid, tmp_path):

@@ -133,7 +133,17 @@ def evaluate(
     return records
 
 
-def _attacked(model, x, y, name, eps, settings, batch_size, seed, progress: ProgressFile | None) -> EvalRecord:
+def _attacked(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    name: str,
+    eps: float,
+    settings: dict[str, Any],
+    batch_size: int,
+    seed: int,
+    progress: ProgressFile | None,
+) -> EvalRecord:
     """One attack's record; with `progress`, resumed from and saved to its progress file."""
     attack = create_attack(name, eps, **settings)
     measures = {"attack": name, "eps": eps, "n": len(y), "settings": settings, "batch_size": batch_size, "seed": seed}

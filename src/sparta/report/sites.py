@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sparta.attacks import model_mode
 from sparta.sparta_activation import Sparta
 
 
@@ -54,26 +55,27 @@ def site_inputs(model: nn.Module, x: torch.Tensor) -> list[tuple[str, Sparta, to
 
 
 def site_summaries(model: nn.Module, x: torch.Tensor) -> list[SiteSummary]:
-    """A `SiteSummary` for every Sparta site that sees a feature map, the model in eval mode."""
-    model.eval()
-    summaries = []
-    for name, module, features in site_inputs(model, x):
-        with torch.no_grad():
-            out, threshold = module(features).float(), module.threshold(features).float()
-        features = features.float()
-        relu_mass = features.clamp_min(0).sum().clamp_min(1e-12)
-        summaries.append(
-            SiteSummary(
-                site=name,
-                beta=float(module.beta.detach().mean()),
-                threshold_mean=float(threshold.mean()),
-                threshold_sd=float(threshold.std()),
-                input_sd=float(features.std()),
-                from_relu=float((out - features.clamp_min(0)).abs().sum() / relu_mass),
-                negative_passed=float(-(out * (features < 0)).sum() / relu_mass),
-            )
-        )
-    return summaries
+    """A `SiteSummary` for every Sparta site that sees a feature map, the model in eval mode
+    (its mode is restored afterwards)."""
+    with model_mode(model, False):
+        return [_summary(name, module, features) for name, module, features in site_inputs(model, x)]
+
+
+def _summary(name: str, module: Sparta, features: torch.Tensor) -> SiteSummary:
+    """The figures of one site on its captured input X."""
+    with torch.no_grad():
+        out, threshold = module(features).float(), module.threshold(features).float()
+    features = features.float()
+    relu_mass = features.clamp_min(0).sum().clamp_min(1e-12)
+    return SiteSummary(
+        site=name,
+        beta=float(module.beta.detach().mean()),
+        threshold_mean=float(threshold.mean()),
+        threshold_sd=float(threshold.std()),
+        input_sd=float(features.std()),
+        from_relu=float((out - features.clamp_min(0)).abs().sum() / relu_mass),
+        negative_passed=float(-(out * (features < 0)).sum() / relu_mass),
+    )
 
 
 def run_site_summaries(
