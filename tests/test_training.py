@@ -172,7 +172,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
         "--dataset",
         "digits",
         "--subset",
-        "1024",
+        "512",
         "--act",
         "sparta",
         "--method",
@@ -210,6 +210,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert (killed / "checkpoint.safetensors").exists()
+    assert len((killed / "metrics.jsonl").read_text().splitlines()) < 3, "the kill came after the last epoch"
     done = subprocess.run(
         [sys.executable, "-m", "sparta", "train", "--resume", str(killed)], env=env, capture_output=True, text=True
     )
