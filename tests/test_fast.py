@@ -13,8 +13,9 @@ from sparta.fast import compiled_sparta_function, same_conv, site_path, sparta_f
 
 
 def _args(module: Sparta, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    phi = module.phi
-    return x, phi.conv1.weight, phi.conv1.bias, phi.conv2.weight, phi.conv2.bias, module.log_beta
+    """The pure function's arguments, phi's weights as the module's forward passes them
+    (their gradient scaled by phi_grad_scale)."""
+    return x, *module.phi_weights(), module.log_beta
 
 
 def _value_and_grads(fn, module: Sparta, x: torch.Tensor):

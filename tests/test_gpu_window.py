@@ -3,7 +3,9 @@ including a block cut off by its deadline that resumes from the tars it sent bac
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -83,3 +85,23 @@ def test_tiny_queue_resumes_across_windows_and_completes(tmp_path):
         "claim-a/smallcnn-sparta-pgd-seed0/model.safetensors",
     ]
     assert "next: nothing" in window("--results", str(second), "queue").stdout
+
+
+@pytest.mark.parametrize("accuracy, status", [(0.106, 1), (0.41, 0)])
+def test_the_checks_full_size_training_fails_at_chance(tmp_path, accuracy, status):
+    """The check's 1-epoch Sparta training is a failed step when it ended at chance."""
+    spec = importlib.util.spec_from_file_location("gpu_window", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_window"] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    run_dir = tmp_path / "run"
+    record = json.dumps({"epoch": 0, "train_acc": accuracy})
+    writes_metrics = (
+        "import pathlib, sys; out = pathlib.Path(sys.argv[-1]); out.mkdir(); "
+        f"(out / 'metrics.jsonl').write_text({record!r} + chr(10))"
+    )
+    fake_train = [sys.executable, "-c", writes_metrics]  # called with --out RUN_DIR, as sparta train
+    runner = module.Runner(tmp_path / "logs", env=dict(os.environ), deadline=float("inf"))
+    step = module.left_chance("train", fake_train, run_dir, module.Size(tiny=False), 60)
+    assert step(runner) == status
+    assert f"training accuracy {100 * accuracy:.1f}%" in (tmp_path / "logs" / "train.txt").read_text()

@@ -5,6 +5,14 @@
 Guo et al., "Sparta: Spatially Attentive and Adversarially Robust Activation",
 arXiv:2105.08269. The threshold map T is predicted by a small attention network `phi`;
 its last layer starts at zero, so a fresh Sparta is exactly Swish with slope beta0.
+
+One threshold map serves C/G channels, so the gradient of the pooled phi's weights is a
+sum over C/G times as many terms as a convolution bias's: under SGD, phi would move the
+threshold of every channel at once, C/G times as far per step as a bias moves one
+channel's. In PGD adversarial training from the first step that is enough to close every
+gate of a layer within a few steps and hold the network at chance
+(results/trainability.md), so phi's weight gradients are scaled by G/C (`phi_grad_scale`):
+the function, its input gradient and every exported or frozen phi are unchanged.
 """
 
 from __future__ import annotations
@@ -18,6 +26,15 @@ from sparta.errors import SpartaError
 from sparta.fast import channel_pool, compiled_forward, pooled_phi, same_conv, site_path
 from sparta.fused_site import fused_forward
 from sparta.registry import Registry
+
+
+def scale_gradient(t: torch.Tensor, scale: float) -> torch.Tensor:
+    """t itself (bit for bit) in the forward pass; its gradient times `scale` in the backward."""
+    if scale == 1.0 or not t.requires_grad:
+        return t
+    frozen = t.detach()
+    return frozen + (t - frozen) * scale
+
 
 PHIS: Registry[type[nn.Module]] = Registry("phi kind")
 
@@ -104,6 +121,10 @@ class Sparta(nn.Module):
             compiled path on CUDA as well; False keeps the plain reference, which is also
             the only one that can be differentiated twice; "plain", "fused" or "compiled"
             names a path outright (the compiled one on CPU is for testing it there).
+        phi_grad_scale: factor on the gradient of the pooled phi's weights; None (default)
+            is G/C, one over the channels a threshold map serves, so that phi steps as far
+            as one channel's bias would (see the module docstring); 1.0 gives the
+            unscaled gradient. Values, input gradients and saved weights do not depend on it.
     """
 
     def __init__(
@@ -116,6 +137,7 @@ class Sparta(nn.Module):
         beta0: float = 4.0,
         per_channel_beta: bool = False,
         fused: bool | str | None = None,
+        phi_grad_scale: float | None = None,
     ) -> None:
         super().__init__()
         if channels < 1:
@@ -128,8 +150,11 @@ class Sparta(nn.Module):
             raise SpartaError(f"Sparta kernel_size must be odd and positive, got {kernel_size}")
         if groups < 1 or channels % groups:
             raise SpartaError(f"Sparta groups={groups} must divide channels={channels}")
+        if phi_grad_scale is not None and not (math.isfinite(phi_grad_scale) and phi_grad_scale > 0):
+            raise SpartaError(f"Sparta phi_grad_scale must be a finite number > 0, got {phi_grad_scale}")
         self.channels = channels
         self.groups = groups
+        self.phi_grad_scale = groups / channels if phi_grad_scale is None else float(phi_grad_scale)
         self.phi_kind = PHIS.canonical(phi)
         if isinstance(fused, str) and fused not in SITE_PATHS:
             raise SpartaError(f"Sparta fused must be true, false or one of {', '.join(SITE_PATHS)}; got '{fused}'")
@@ -160,9 +185,15 @@ class Sparta(nn.Module):
             self.phi.eval()
         return self
 
+    def phi_weights(self) -> tuple[torch.Tensor, ...]:
+        """The pooled phi's weights as the forward pass uses them: their gradient scaled by
+        `phi_grad_scale`."""
+        assert isinstance(self.phi, PooledPhi)  # only the pooled phi pools over channels
+        return tuple(scale_gradient(w, self.phi_grad_scale) for w in self.phi.weights())
+
     def threshold(self, x: torch.Tensor) -> torch.Tensor:
         """T(X) broadcast to X's shape (one map per channel)."""
-        t = self.phi(x)
+        t = pooled_phi(channel_pool(x), *self.phi_weights()) if self.phi_kind == "pooled" else self.phi(x)
         if t.shape[1] != x.shape[1]:
             t = t.repeat_interleave(x.shape[1] // t.shape[1], dim=1) if t.shape[1] > 1 else t
         return t
@@ -175,8 +206,7 @@ class Sparta(nn.Module):
             raise SpartaError(f"Sparta expects N x C x H x W (or N x C) input, got shape {tuple(x.shape)}")
         path = site_path(self.fused, x) if self.phi_kind == "pooled" else "plain"
         if path != "plain":
-            assert isinstance(self.phi, PooledPhi)  # the fast paths serve the pooled phi
-            y = FAST_SITES[path](x, *self.phi.weights(), self.log_beta)
+            y = FAST_SITES[path](x, *self.phi_weights(), self.log_beta)
             return y.flatten(1) if flat else y
         beta = self.beta.to(x.dtype)
         if beta.dim():
@@ -185,4 +215,5 @@ class Sparta(nn.Module):
         return y.flatten(1) if flat else y
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, phi={self.phi_kind}, groups={self.groups}"
+        scale = f"{self.phi_grad_scale:.4g}"
+        return f"channels={self.channels}, phi={self.phi_kind}, groups={self.groups}, phi_grad_scale={scale}"
