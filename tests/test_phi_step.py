@@ -94,3 +94,14 @@ def test_an_attack_gradient_does_not_touch_phis_weights(random_sparta):
 def test_a_bad_scale_is_refused(value):
     with pytest.raises(SpartaError, match="phi_grad_scale"):
         Sparta(8, phi_grad_scale=value)
+
+
+def test_the_default_scale_is_one_over_the_channels_a_map_serves():
+    """A pooled phi is channel-agnostic: the scale follows the input it pools (G / C)."""
+    site = Sparta(16, groups=2)
+    for channels, expected in ((16, 2 / 16), (64, 2 / 64)):
+        site.zero_grad(set_to_none=True)
+        site.phi_weights(channels)[3].sum().backward()  # conv2's bias: d/db of sum(b) is 1 per map
+        torch.testing.assert_close(site.phi.conv2.bias.grad, torch.full((2,), expected))
+    assert "phi_grad_scale=G/C" in repr(site)
+    assert "phi_grad_scale=1" in repr(Sparta(16, phi_grad_scale=1.0))

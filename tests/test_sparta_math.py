@@ -57,7 +57,8 @@ def test_threshold_depends_on_input_and_position():
 
 def test_gradcheck_input_and_parameters():
     torch.manual_seed(0)
-    act = Sparta(3, hidden=2, per_channel_beta=True).double()
+    # phi_grad_scale=1.0: the true derivative (by default phi's is scaled on purpose, tests/test_phi_step.py)
+    act = Sparta(3, hidden=2, per_channel_beta=True, phi_grad_scale=1.0).double()
     torch.nn.init.normal_(act.phi.conv2.weight, std=0.5)
     x = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(act, (x,), eps=1e-6, atol=1e-5)

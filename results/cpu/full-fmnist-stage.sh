@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stage (git add) what results/cpu/full-fmnist.sh has produced, for a commit:
+# Stage (git add) what results/cpu/full-fmnist.sh and full-digits.sh have produced, for a commit:
 # - a finished cell (its eval.json has the AutoAttack record): config, metrics, eval records,
 #   the model and its Sparta function; its training state is dropped (not needed any more);
 # - an unfinished cell: the same plus its training state and the attack in progress, so a
@@ -9,7 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=results/cpu/full-fmnist
-for run in $OUT/smallcnn-*-pgd-seed*; do
+OUT2=results/cpu/full-fmnist-scaled  # sparta2 cells, beside links to the ReLU cells
+DIGITS=results/cpu/full-digits       # claim (c) at full data (full-digits.sh)
+for run in $OUT/smallcnn-*-pgd-seed* $OUT2/smallcnn-*-pgd-seed* $DIGITS/*-seed*; do
+  if [ -L "$run" ]; then git add "$run"; continue; fi  # a link to a cell staged under $OUT
   [ -f "$run/config.json" ] || continue
   keep="config.json metrics.jsonl eval.json model.safetensors sparta.safetensors"
   if grep -q '"autoattack"' "$run/eval.json" 2>/dev/null; then
@@ -23,5 +26,8 @@ for run in $OUT/smallcnn-*-pgd-seed*; do
   done
 done
 git add -f $OUT/log-worker*.txt $OUT/table-* $OUT/sanity-*.txt
+for extra in $OUT2/table-* $DIGITS/table.* $DIGITS/log.txt; do
+  if [ -f "$extra" ]; then git add -f "$extra"; fi
+done
 if [ -d $OUT/report ]; then git add -f $OUT/report; fi
-git status --short -- $OUT
+git status --short -- $OUT $OUT2 $DIGITS

@@ -13,6 +13,16 @@ mv $OUT/table.csv $OUT/table-n10000.csv; rm -f $OUT/table.md
 .venv/bin/sparta compare --acts relu,sparta,swish,frelu,pssilu,psoftplus --seeds 5 $TRAIN --attacks autoattack --n 200 \
   --out $OUT --table-only > $OUT/table-autoattack-n200.md
 mv $OUT/table.csv $OUT/table-autoattack-n200.csv; rm -f $OUT/table.md
+# Sparta with phi's gradient scaled (sparta2 cells), paired with the same ReLU cells
+OUT2=results/cpu/full-fmnist-scaled
+if compgen -G "$OUT2/smallcnn-sparta-pgd-seed*/eval.json" > /dev/null; then
+  .venv/bin/sparta compare --acts relu,sparta --seeds 5 $TRAIN --attacks clean,pgd,cw --out $OUT2 --table-only \
+    > $OUT2/table-n10000.md
+  mv $OUT2/table.csv $OUT2/table-n10000.csv; rm -f $OUT2/table.md
+  .venv/bin/sparta compare --acts relu,sparta --seeds 5 $TRAIN --attacks autoattack --n 200 --out $OUT2 \
+    --table-only > $OUT2/table-autoattack-n200.md
+  mv $OUT2/table.csv $OUT2/table-autoattack-n200.csv; rm -f $OUT2/table.md
+fi
 for act in relu sparta swish frelu pssilu psoftplus; do
   run=$OUT/smallcnn-$act-pgd-seed0
   if grep -q '"autoattack"' $run/eval.json 2>/dev/null; then

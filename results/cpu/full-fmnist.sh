@@ -2,7 +2,8 @@
 # Claim (a) on the full Fashion-MNIST training set (60,000 images), on the 2-core CPU machine.
 # SmallCNN, PGD-AT at eps 0.1 with PGD-5 (step 2.5 eps / 5), 5 epochs, eps warm-up over the
 # first epoch; ReLU and Sparta x seeds 0-4, then Swish and FReLU x seeds 0-2 (the issue's
-# comparison), then PSSiLU and parametric Softplus x seeds 0-2 as time allows.
+# comparison), then PSSiLU and parametric Softplus x seeds 0-2 as time allows, with Sparta
+# seeds 0-4 again among them, trained with phi's gradient scaled (sparta2, below).
 # Each cell: train, then clean / PGD-20 / CW on all 10,000 test images, then AutoAttack
 # (standard) on the first 200. Why this budget: results/README.md.
 #
@@ -20,11 +21,15 @@ TRAIN="--dataset fashion-mnist --models smallcnn --methods pgd --eps 0.1 --epoch
   --batch-size 128 --lr 0.05 --eps-warmup-epochs 1 --eval-n 1000 --device cpu"
 QUEUE="relu:0 sparta:0 relu:1 sparta:1 relu:2 sparta:2 relu:3 sparta:3 relu:4 sparta:4
   swish:0 frelu:0 swish:1 frelu:1 swish:2 frelu:2
-  pssilu:0 psoftplus:0 pssilu:1 psoftplus:1 pssilu:2 psoftplus:2"
+  pssilu:0 sparta2:0 sparta2:1 sparta2:2 psoftplus:0 pssilu:1 psoftplus:1 sparta2:3 sparta2:4
+  pssilu:2 psoftplus:2"
+# sparta2: Sparta again, with phi's gradient scaled by G/C (results/trainability.md), in
+# $OUT2 beside links to the ReLU cells, so that one table pairs them.
+OUT2=results/cpu/full-fmnist-scaled
 
-cell() {  # act seed: train + clean/PGD-20/CW on 10k, then AutoAttack on 200
-  $SPARTA compare --acts "$1" --seed "$2" --seeds 1 $TRAIN --attacks clean,pgd,cw --out $OUT
-  $SPARTA compare --acts "$1" --seed "$2" --seeds 1 $TRAIN --attacks autoattack --n 200 --out $OUT
+cell() {  # act seed [out]: train + clean/PGD-20/CW on 10k, then AutoAttack on 200
+  $SPARTA compare --acts "$1" --seed "$2" --seeds 1 $TRAIN --attacks clean,pgd,cw --out "${3:-$OUT}"
+  $SPARTA compare --acts "$1" --seed "$2" --seeds 1 $TRAIN --attacks autoattack --n 200 --out "${3:-$OUT}"
 }
 
 worker() {
@@ -32,7 +37,12 @@ worker() {
     act=${item%:*} seed=${item#*:}
     mkdir "$LOCKS/$act-$seed" 2>/dev/null || continue
     echo "$(date -u +%FT%TZ) worker $1: $act seed $seed"
-    nice -n 19 bash -c "cell $act $seed" || echo "$(date -u +%FT%TZ) worker $1: $act seed $seed FAILED"
+    where=$OUT
+    if [ "$act" = sparta2 ]; then
+      act=sparta where=$OUT2
+      mkdir -p "$OUT2" && ln -sfn "../full-fmnist/smallcnn-relu-pgd-seed$seed" "$OUT2/smallcnn-relu-pgd-seed$seed"
+    fi
+    nice -n 19 bash -c "cell $act $seed $where" || echo "$(date -u +%FT%TZ) worker $1: $act seed $seed FAILED"
   done
 }
 
@@ -44,12 +54,13 @@ background() {  # worker N in a session of its own, niced as a whole
 }
 
 export -f cell worker
-export SPARTA TRAIN OUT LOCKS QUEUE
+export SPARTA TRAIN OUT OUT2 LOCKS QUEUE
 case ${1:-run} in
   run)
     rm -rf "$LOCKS" && mkdir -p "$LOCKS" "$OUT"
-    background 0
-    sleep 5
-    background 1
+    for ((w = 0; w < ${WORKERS:-2}; w++)); do  # WORKERS=1 leaves a core to full-digits.sh
+      background $w
+      sleep 5
+    done
     wait ;;
 esac

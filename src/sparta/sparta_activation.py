@@ -154,7 +154,7 @@ class Sparta(nn.Module):
             raise SpartaError(f"Sparta phi_grad_scale must be a finite number > 0, got {phi_grad_scale}")
         self.channels = channels
         self.groups = groups
-        self.phi_grad_scale = groups / channels if phi_grad_scale is None else float(phi_grad_scale)
+        self.phi_grad_scale = None if phi_grad_scale is None else float(phi_grad_scale)
         self.phi_kind = PHIS.canonical(phi)
         if isinstance(fused, str) and fused not in SITE_PATHS:
             raise SpartaError(f"Sparta fused must be true, false or one of {', '.join(SITE_PATHS)}; got '{fused}'")
@@ -185,15 +185,16 @@ class Sparta(nn.Module):
             self.phi.eval()
         return self
 
-    def phi_weights(self) -> tuple[torch.Tensor, ...]:
-        """The pooled phi's weights as the forward pass uses them: their gradient scaled by
-        `phi_grad_scale`."""
+    def phi_weights(self, channels: int | None = None) -> tuple[torch.Tensor, ...]:
+        """The pooled phi's weights as the forward pass on `channels` channels (default: the
+        site's) uses them: their gradient scaled by `phi_grad_scale` (None: G / channels)."""
         assert isinstance(self.phi, PooledPhi)  # only the pooled phi pools over channels
-        return tuple(scale_gradient(w, self.phi_grad_scale) for w in self.phi.weights())
+        scale = self.groups / (channels or self.channels) if self.phi_grad_scale is None else self.phi_grad_scale
+        return tuple(scale_gradient(w, scale) for w in self.phi.weights())
 
     def threshold(self, x: torch.Tensor) -> torch.Tensor:
         """T(X) broadcast to X's shape (one map per channel)."""
-        t = pooled_phi(channel_pool(x), *self.phi_weights()) if self.phi_kind == "pooled" else self.phi(x)
+        t = pooled_phi(channel_pool(x), *self.phi_weights(x.shape[1])) if self.phi_kind == "pooled" else self.phi(x)
         if t.shape[1] != x.shape[1]:
             t = t.repeat_interleave(x.shape[1] // t.shape[1], dim=1) if t.shape[1] > 1 else t
         return t
@@ -206,7 +207,7 @@ class Sparta(nn.Module):
             raise SpartaError(f"Sparta expects N x C x H x W (or N x C) input, got shape {tuple(x.shape)}")
         path = site_path(self.fused, x) if self.phi_kind == "pooled" else "plain"
         if path != "plain":
-            y = FAST_SITES[path](x, *self.phi_weights(), self.log_beta)
+            y = FAST_SITES[path](x, *self.phi_weights(x.shape[1]), self.log_beta)
             return y.flatten(1) if flat else y
         beta = self.beta.to(x.dtype)
         if beta.dim():
@@ -215,5 +216,5 @@ class Sparta(nn.Module):
         return y.flatten(1) if flat else y
 
     def extra_repr(self) -> str:
-        scale = f"{self.phi_grad_scale:.4g}"
+        scale = "G/C" if self.phi_grad_scale is None else f"{self.phi_grad_scale:g}"
         return f"channels={self.channels}, phi={self.phi_kind}, groups={self.groups}, phi_grad_scale={scale}"
