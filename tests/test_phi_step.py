@@ -90,7 +90,7 @@ def test_an_attack_gradient_does_not_touch_phis_weights(random_sparta):
     assert all(p.grad is None for p in site.parameters())
 
 
-@pytest.mark.parametrize("value", [0.0, -1.0, float("nan"), float("inf")])
+@pytest.mark.parametrize("value", [0.0, -1.0, float("nan"), float("inf"), "abc", True])
 def test_a_bad_scale_is_refused(value):
     with pytest.raises(SpartaError, match="phi_grad_scale"):
         Sparta(8, phi_grad_scale=value)

@@ -150,8 +150,13 @@ class Sparta(nn.Module):
             raise SpartaError(f"Sparta kernel_size must be odd and positive, got {kernel_size}")
         if groups < 1 or channels % groups:
             raise SpartaError(f"Sparta groups={groups} must divide channels={channels}")
-        if phi_grad_scale is not None and not (math.isfinite(phi_grad_scale) and phi_grad_scale > 0):
-            raise SpartaError(f"Sparta phi_grad_scale must be a finite number > 0, got {phi_grad_scale}")
+        if phi_grad_scale is not None and not (
+            isinstance(phi_grad_scale, int | float)
+            and not isinstance(phi_grad_scale, bool)
+            and math.isfinite(phi_grad_scale)
+            and phi_grad_scale > 0
+        ):
+            raise SpartaError(f"Sparta phi_grad_scale must be a finite number > 0, got {phi_grad_scale!r}")
         self.channels = channels
         self.groups = groups
         self.phi_grad_scale = None if phi_grad_scale is None else float(phi_grad_scale)
