@@ -32,15 +32,15 @@ from pathlib import Path
 
 import torch
 
+from sparta.commands._types import option_value
 from sparta.config import TrainConfig
 from sparta.data import dataset_info, load_dataset
-from sparta.models import build_model
 from sparta.runfiles import atomic_write_text
-from sparta.runtime import autocast
+from sparta.runtime import autocast, seed_everything
 from sparta.sparta_activation import Sparta
 from sparta.training import distributed
 from sparta.training.loader import DeviceLoader
-from sparta.training.loop import set_up, take_subset, train_batch
+from sparta.training.loop import model_for, set_up, take_subset, train_batch
 from sparta.training.methods import METHODS
 from sparta.training.schedule import SCHEDULES
 
@@ -63,18 +63,6 @@ def parse_seeds(text: str) -> list[int]:
         low, high = text.split("-")
         return list(range(int(low), int(high) + 1))
     return [int(part) for part in text.split(",")]
-
-
-def parse_options(items: list[str]) -> dict:
-    """--act-option key=value pairs, values read as JSON where they parse (numbers, booleans)."""
-    options = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return options
 
 
 def site_stats(model: torch.nn.Module, x: torch.Tensor) -> list[dict]:
@@ -114,11 +102,8 @@ def run(config: TrainConfig, steps: int, window: int, threshold: float, probe: i
     images, labels = load_dataset(config.dataset, "train")
     images, labels = take_subset(images, labels, config.subset, config.seed)
     loader = DeviceLoader(images, labels, config.batch_size, config.seed, config.augment or info.augment, device)
-    torch.manual_seed(config.seed)
-    model = build_model(
-        config.model, config.act, num_classes=info.num_classes, in_channels=info.channels,
-        image_size=info.image_size, mean=info.mean, std=info.std, share=config.share, **config.act_options,
-    ).to(device)  # fmt: skip
+    seed_everything(config.seed)  # then the model, as `sparta train` builds it
+    model = model_for(config).to(device)
     fit = set_up(
         config, False, METHODS.get(config.method), SCHEDULES.get(config.schedule), distributed.Ranks(),
         device, loader, (images[:0], labels[:0]), model,
@@ -192,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=0.25, help="running accuracy that counts as escaped")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     parser.add_argument("--channels-last", action="store_true")
-    parser.add_argument("--act-option", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--act-option", action="append", default=[], type=option_value, metavar="KEY=VALUE")
     parser.add_argument("--subset", type=int, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--probe", type=int, default=0, help="record site statistics every K steps (0: never)")
@@ -207,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             recipe = {**RECIPES[args.recipe], **({"model": args.model} if args.model else {})}
             config = TrainConfig(
                 **recipe, act=act, seed=seed, precision=args.precision,
-                channels_last=args.channels_last, act_options=parse_options(args.act_option) if act != "relu" else {},
+                channels_last=args.channels_last, act_options=dict(args.act_option) if act != "relu" else {},
                 subset=args.subset, device=args.device, out="/nonexistent",
             )  # fmt: skip
             settings = {"config": dataclasses.asdict(config), "steps": args.steps, "window": args.window,

@@ -294,10 +294,10 @@ def left_chance(name: str, argv: list[str], run_dir: Path, size: Size, seconds: 
 
     def train(runner: Runner) -> int:
         code = runner.call(name, [*argv, "--out", str(run_dir)], size.seconds(seconds))
-        metrics = run_dir / "metrics.jsonl"
-        if code or not metrics.is_file() or not metrics.read_text().strip():
+        last = last_epoch(run_dir)
+        if code or last is None:
             return code or 1
-        accuracy = json.loads(metrics.read_text().splitlines()[-1])["train_acc"]
+        accuracy = last["train_acc"]
         with open(runner.logs / f"{name}.txt", "a") as log:
             log.write(f"training accuracy {100 * accuracy:.1f}% (must reach {100 * LEFT_CHANCE:.0f}%)\n")
         return 0 if size.tiny or accuracy >= LEFT_CHANCE else 1
@@ -329,12 +329,19 @@ def git_commit() -> str:
     return (found.stdout.strip() or "unknown") + ("+changes" if dirty else "")
 
 
-def train_figures(run_dir: Path) -> str:
-    """Training speed and the per-epoch test accuracy of a run's last epoch."""
+def last_epoch(run_dir: Path) -> dict | None:
+    """The metrics.jsonl record of a run's last finished epoch, or None before the first."""
     metrics = run_dir / "metrics.jsonl"
     if not metrics.is_file() or not metrics.read_text().strip():
+        return None
+    return json.loads(metrics.read_text().splitlines()[-1])
+
+
+def train_figures(run_dir: Path) -> str:
+    """Training speed and the per-epoch test accuracy of a run's last epoch."""
+    last = last_epoch(run_dir)
+    if last is None:
         return ""
-    last = json.loads(metrics.read_text().splitlines()[-1])
     text = f"epoch {last['epoch'] + 1}: {last['images_per_s']:.0f} img/s, {last['seconds']:.1f} s"
     if "test_clean" in last:
         text += f", clean {100 * last['test_clean']:.1f}%, PGD-10 {100 * last['test_pgd10']:.1f}%"
