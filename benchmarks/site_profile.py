@@ -2,7 +2,7 @@
 
     python benchmarks/site_profile.py --threads 1 [--shape 64,16,28,28] [--reps 30]
 
-Wraps the calls of `sparta.native_site` (pool, phi, gate and their backward passes) with
+Wraps the calls of `sparta.site.native` (pool, phi, gate and their backward passes) with
 timers, runs forward + backward of one default Sparta site `--reps` times, and prints the
 mean milliseconds per call beside the whole site's and a ReLU's. The rest of the site's
 time is Python, autograd and small torch operations. The native library must be
@@ -19,7 +19,8 @@ from collections.abc import Callable
 
 import torch
 
-from sparta import Sparta, native_site
+from sparta import Sparta
+from sparta.site import native as native_site
 
 PASSES = ("pool", "phi", "gate", "gate_backward", "phi_backward", "pool_backward")
 

@@ -45,12 +45,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from sparta import build_model, create_activation, native_site
+from sparta import build_model, create_activation
 from sparta.config import TrainConfig
 from sparta.data import dataset_info, load_dataset
 from sparta.errors import SpartaError
-from sparta.fast import compiler_available
 from sparta.runtime import autocast, machine_facts, resolve_device
+from sparta.site import compiler_available
+from sparta.site import native as native_site
 from sparta.training import distributed
 from sparta.training.loader import DeviceLoader
 from sparta.training.loop import make_optimizer, set_up, train_batch, train_step

@@ -133,8 +133,8 @@ def site_path_of(config: TrainConfig) -> str:
     """The Sparta site path a run trains with on its device (relu: "-")."""
     if config.act != "sparta":
         return "-"
-    from sparta import native_site
-    from sparta.fast import site_path
+    from sparta.site import native as native_site
+    from sparta.site import site_path
 
     x = torch.zeros(1, 4, 4, 4, device=config.device)
     with autocast(torch.device(config.device), config.precision):

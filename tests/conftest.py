@@ -1,7 +1,8 @@
 """Shared fixtures: a small model trained once per test session on scikit-learn's digits.
 
 The suite runs with one intra-op thread (and so do the processes it starts): its models
-are tiny, and OpenMP's spinning threads slow them down many times on a busy CPU.
+are tiny, and OpenMP's spinning threads slow them down many times on a busy CPU. Without
+CUDA, Triton's kernels run under its interpreter (set before they are first imported).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import torch
 
 os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(1)
+if not torch.cuda.is_available():  # the Triton site's kernels run on CPU tensors, interpreted
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from sparta.checkpoint import load_checkpoint
 from sparta.config import TrainConfig

@@ -8,8 +8,11 @@ C++ compile; on CUDA (when present) with Inductor's Triton kernels.
 import pytest
 import torch
 
-from sparta import Sparta, SpartaError, build_model, create_activation, fast, sparta_activation
-from sparta.fast import compiled_sparta_function, same_conv, site_path, sparta_function
+from sparta import Sparta, SpartaError, build_model, create_activation, site, sparta_activation
+from sparta.site import compiled as compiled_site
+from sparta.site import site_path
+from sparta.site.compiled import compiled_sparta_function
+from sparta.site.reference import same_conv, sparta_function
 
 
 def _args(module: Sparta, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -99,9 +102,8 @@ def cpu_compiler(monkeypatch):
         calls.append(args[0].shape)
         return compiled(*args)
 
-    monkeypatch.setattr(fast, "compiled_sparta_function", lambda backend="inductor": counting)
-    monkeypatch.setattr(fast, "site_path", lambda fused, x: "compiled" if fused else "plain")
-    monkeypatch.setattr(sparta_activation, "site_path", fast.site_path)
+    monkeypatch.setattr(compiled_site, "compiled_sparta_function", lambda backend="inductor": counting)
+    monkeypatch.setattr(sparta_activation, "site_path", lambda fused, x: "compiled" if fused else "plain")
     return calls
 
 
@@ -143,7 +145,7 @@ def test_inside_an_enclosing_compile_the_site_is_plain(monkeypatch, random_spart
     paths = []
 
     def recording(fused, x):
-        paths.append(fast.site_path(fused, x))
+        paths.append(site_path(fused, x))
         return paths[-1]
 
     monkeypatch.setattr(sparta_activation, "site_path", recording)
@@ -171,14 +173,16 @@ def test_fused_needs_pooled_phi():
     assert Sparta(4, phi="depthwise").fused is None  # auto: the plain path for depthwise
 
 
-@pytest.mark.parametrize("path", ["fused", "compiled"])
+@pytest.mark.parametrize("path", ["fused", "compiled", "triton"])
 def test_a_whole_smallcnn_on_each_fast_path_matches_the_plain_one(path, monkeypatch):
     """Stage-shared Sparta, conv and flat sites: loss and all gradients; fused is the CPU default."""
+    if path == "triton" and not site.triton_runs_on(torch.zeros(1)):
+        pytest.skip("the Triton site needs triton (and TRITON_INTERPRET=1 on the CPU)")
     compiled = compiled_sparta_function("aot_eager")
-    monkeypatch.setattr(fast, "compiled_sparta_function", lambda backend="inductor": compiled)
+    monkeypatch.setattr(compiled_site, "compiled_sparta_function", lambda backend="inductor": compiled)
     calls = []
-    site = sparta_activation.FAST_SITES[path]
-    monkeypatch.setitem(sparta_activation.FAST_SITES, path, lambda *args: calls.append(1) or site(*args))
+    real = site.FAST_SITES[path]
+    monkeypatch.setitem(site.FAST_SITES, path, lambda *args: calls.append(1) or real(*args))
     torch.manual_seed(0)
     model = build_model("smallcnn", "sparta", 10, 1, image_size=28)
     sites = [module for module in model.modules() if isinstance(module, Sparta)]
@@ -211,7 +215,7 @@ def test_cuda_fast_path_matches_reference_fp32(channels_last, monkeypatch, rando
     module = random_sparta(64).cuda()
     assert site_path(None, torch.zeros(1, device="cuda")) == "plain"
     assert site_path(True, torch.zeros(1, device="cuda")) == (
-        "compiled" if fast.compiler_available(torch.device("cuda")) else "fused"
+        "triton" if site.triton_runs_on(module.log_beta) else "fused"
     )
     x = torch.randn(8, 64, 16, 16, device="cuda")
     if channels_last:

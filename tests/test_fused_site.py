@@ -2,14 +2,15 @@
 
 Every comparison runs the same module twice, once with fused=False (the reference
 `Sparta.forward`) and once through `FusedSpartaSite`; every test runs with the native
-passes (`sparta.native_site`) and with the torch operations that stand in for them.
+passes (`sparta.site.native`) and with the torch operations that stand in for them.
 """
 
 import pytest
 import torch
 
-from sparta import Sparta, SpartaError, native_site
-from sparta.fused_site import FusedSpartaSite, NativeSpartaSite, fused_forward
+from sparta import Sparta, SpartaError
+from sparta.site import native as native_site
+from sparta.site.fused import FusedSpartaSite, NativeSpartaSite, fused_forward
 
 
 @pytest.fixture(autouse=True, params=["native", "torch-ops"])

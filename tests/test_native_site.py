@@ -8,7 +8,8 @@ import logging
 import pytest
 import torch
 
-from sparta import Sparta, native_site
+from sparta import Sparta
+from sparta.site import native as native_site
 
 
 @pytest.fixture

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from sparta.errors import SpartaError
-from sparta.fast import channel_pool, compiled_forward, pooled_phi, same_conv, site_path
-from sparta.fused_site import fused_forward
 from sparta.registry import Registry
+from sparta.site import SITE_PATHS, run_site, site_path
+from sparta.site.reference import channel_pool, pooled_phi, same_conv
 
 
 def scale_gradient(t: torch.Tensor, scale: float) -> torch.Tensor:
@@ -97,12 +97,6 @@ class DepthwisePhi(nn.Module):
         return self.norm(same_conv(x, self.conv.weight, groups=self.conv.groups))
 
 
-# The same function as Sparta's plain forward, in fewer passes (tests/test_fast.py); with
-# "plain" these are the paths `fast.site_path` picks from and `fused` may name.
-FAST_SITES = {"fused": fused_forward, "compiled": compiled_forward}
-SITE_PATHS = ("plain", *FAST_SITES)
-
-
 class Sparta(nn.Module):
     """Spatially attentive ReLU: x * sigmoid(beta * (x - phi(x))).
 
@@ -114,13 +108,14 @@ class Sparta(nn.Module):
         groups: G threshold maps, each shared by C/G consecutive channels.
         beta0: initial sharpness; larger starts closer to ReLU.
         per_channel_beta: one beta per channel instead of a scalar.
-        fused: how a pooled site runs (`sparta.fast.site_path`): None (default) picks the
+        fused: how a pooled site runs (`sparta.site.site_path`): None (default) picks the
             fastest measured path per device (on CPU the fused autograd function of
-            `sparta.fused_site`, native where `sparta.native_site` builds its library;
-            on CUDA the plain path); True asks for the fused or
-            compiled path on CUDA as well; False keeps the plain reference, which is also
-            the only one that can be differentiated twice; "plain", "fused" or "compiled"
-            names a path outright (the compiled one on CPU is for testing it there).
+            `sparta.site.fused`, native where `sparta.site.native` builds its library;
+            on CUDA the plain path); True asks for the Triton site on CUDA as well;
+            False keeps the plain reference, which is also the only one that can be
+            differentiated twice; "plain", "fused", "compiled" or "triton" names a path
+            outright (the compiled one on CPU, and the Triton one under
+            TRITON_INTERPRET=1, are for testing them there).
         phi_grad_scale: factor on the gradient of the pooled phi's weights; None (default)
             is G/C, one over the channels a threshold map serves, so that phi steps as far
             as one channel's bias would (see the module docstring); 1.0 gives the
@@ -212,7 +207,7 @@ class Sparta(nn.Module):
             raise SpartaError(f"Sparta expects N x C x H x W (or N x C) input, got shape {tuple(x.shape)}")
         path = site_path(self.fused, x) if self.phi_kind == "pooled" else "plain"
         if path != "plain":
-            y = FAST_SITES[path](x, *self.phi_weights(x.shape[1]), self.log_beta)
+            y = run_site(path, x, *self.phi_weights(x.shape[1]), self.log_beta)
             return y.flatten(1) if flat else y
         beta = self.beta.to(x.dtype)
         if beta.dim():

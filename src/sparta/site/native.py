@@ -1,4 +1,4 @@
-"""The fused site's elementwise passes in native code (`native/site.c`), built on first use.
+"""The fused site's elementwise passes in native code (`csrc/site.c`), built on first use.
 
 Eager PyTorch runs each elementwise step of a Sparta site as its own pass over the
 feature map; `site.c` does the site in two passes forward and two backward. It is
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).resolve().parent / "native" / "site.c"
+SOURCE = Path(__file__).resolve().parent / "csrc" / "site.c"
 HEADERS = (SOURCE.with_name("site_body.h"), SOURCE.with_name("phi_body.h"))  # included: in the cache key
 # -march=native: the machine's vector width (AVX2 runs the gate 4x faster than SSE2), so
 # the cache key names the processor too. -ffast-math lets the compiler vectorise exp and

@@ -16,7 +16,7 @@ reference) in fewer passes:
 - phi's two tiny convolutions run on the pooled 2-channel map in channels_last, where
   oneDNN's kernels for 2 and 8 channels are 2-3x faster than in NCHW.
 
-Where the native library of `sparta.native_site` can be built (a C compiler is present),
+Where the native library of `sparta.site.native` can be built (a C compiler is present),
 `NativeSpartaSite` runs the whole site there instead: two passes over the map each way
 and phi's convolutions on zero-bordered planes; this function, in torch operations, is
 its stand-in. Both are checked against the plain reference.
@@ -31,9 +31,9 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import FunctionCtx
 
-from sparta import native_site
 from sparta.errors import SpartaError
-from sparta.fast import channel_pool, pooled_phi
+from sparta.site import native
+from sparta.site.reference import channel_pool, pooled_phi
 
 
 def _phi(pooled: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
@@ -54,7 +54,7 @@ def _beta_view(beta: torch.Tensor, x5: torch.Tensor) -> torch.Tensor:
     return beta.view(1, x5.shape[1], x5.shape[2], 1, 1) if beta.dim() else beta
 
 
-def _engine_needs(parameter: torch.Tensor) -> bool:
+def engine_needs(parameter: torch.Tensor) -> bool:
     """Whether the running backward wants this parameter's gradient.
 
     An attack asks for d loss / d input only (`torch.autograd.grad(loss, x)`), and the
@@ -69,7 +69,7 @@ def _engine_needs(parameter: torch.Tensor) -> bool:
         return True
 
 
-def _refuse_double_backward() -> None:
+def refuse_double_backward() -> None:
     """create_graph=True: a gradient penalty would silently lose this site's term."""
     if torch.is_grad_enabled():
         raise SpartaError(
@@ -115,11 +115,11 @@ class FusedSpartaSite(torch.autograd.Function):
     @staticmethod
     def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         """Gradients for x and the parameters the running backward wants; None for the rest."""
-        _refuse_double_backward()
+        refuse_double_backward()
         x, maximum, threshold, gate, beta = ctx.saved_tensors  # type: ignore[attr-defined]
         pooled_leaf, threshold_graph, parameters = ctx.phi_graph  # type: ignore[attr-defined]
         needs_x, *needs = ctx.needs_input_grad  # type: ignore[attr-defined]
-        wanted = [needed and _engine_needs(parameter) for needed, parameter in zip(needs, parameters)]
+        wanted = [needed and engine_needs(parameter) for needed, parameter in zip(needs, parameters)]
         x5 = _grouped(x, threshold.shape[1])
         grad5 = grad.contiguous().view_as(x5)
         q = torch.mul(grad5, x5)  # then g x s (1 - s): the gradient at the gate's logit over beta
@@ -190,7 +190,7 @@ def _input_backward(
 
 
 class NativeSpartaSite(torch.autograd.Function):
-    """`FusedSpartaSite` computed by the native library (`sparta.native_site`), float32/64 on CPU."""
+    """`FusedSpartaSite` computed by the native library (`sparta.site.native`), float32/64 on CPU."""
 
     @staticmethod
     def forward(
@@ -203,31 +203,31 @@ class NativeSpartaSite(torch.autograd.Function):
         log_beta: torch.Tensor,
     ) -> torch.Tensor:
         x = x.contiguous()
-        pooled, ties = native_site.pool(x)
-        threshold, hidden = native_site.phi(pooled, w1, b1, w2, b2)
+        pooled, ties = native.pool(x)
+        threshold, hidden = native.phi(pooled, w1, b1, w2, b2)
         beta = log_beta.detach().exp().to(x.dtype)
         ctx.save_for_backward(x, pooled, ties, threshold, hidden, beta, w1, w2, log_beta)
-        return native_site.gate(x, threshold, beta)  # the gate is recomputed in backward
+        return native.gate(x, threshold, beta)  # the gate is recomputed in backward
 
     @staticmethod
     def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         """As `FusedSpartaSite.backward`, in the native passes."""
-        _refuse_double_backward()
+        refuse_double_backward()
         x, pooled, ties, threshold, hidden, beta, w1, w2, log_beta = ctx.saved_tensors  # type: ignore[attr-defined]
         needs_x, *needs_weights, needs_beta = ctx.needs_input_grad  # type: ignore[attr-defined]
         # phi's four gradients come from one pass; the engine is asked about its weights
-        want_weights = any(needs_weights) and any(_engine_needs(w) for w in (w1, w2))
-        grad_x, grad_threshold, slope = native_site.gate_backward(grad.contiguous(), x, threshold, beta)
+        want_weights = any(needs_weights) and any(engine_needs(w) for w in (w1, w2))
+        grad_x, grad_threshold, slope = native.gate_backward(grad.contiguous(), x, threshold, beta)
         weight_grads: list[torch.Tensor | None] = [None] * 4
         if needs_x or want_weights:
-            grad_pooled, computed = native_site.phi_backward(
+            grad_pooled, computed = native.phi_backward(
                 pooled, hidden, w1, w2, grad_threshold, input_grad=needs_x, weight_grads=want_weights
             )
             weight_grads = [g if needed else None for g, needed in zip(computed or weight_grads, needs_weights)]
             if grad_pooled is not None:
-                grad_x = native_site.pool_backward(x, pooled, ties, grad_pooled, grad_x)
+                grad_x = native.pool_backward(x, pooled, ties, grad_pooled, grad_x)
         grad_beta = None
-        if needs_beta and _engine_needs(log_beta):
+        if needs_beta and engine_needs(log_beta):
             grad_beta = (slope.sum(dim=0) if beta.dim() else slope.sum()).to(log_beta.dtype) * beta
         return (grad_x if needs_x else None, *weight_grads, grad_beta)
 
@@ -235,5 +235,5 @@ class NativeSpartaSite(torch.autograd.Function):
 def fused_forward(x: torch.Tensor, *parameters: torch.Tensor) -> torch.Tensor:
     """`Sparta.forward` (pooled phi) for a 4-D input, parameters (w1, b1, w2, b2, log_beta):
     natively where the library is built, else in torch operations."""
-    function = NativeSpartaSite if native_site.available(x) else FusedSpartaSite
+    function = NativeSpartaSite if native.available(x) else FusedSpartaSite
     return function.apply(x, *parameters)

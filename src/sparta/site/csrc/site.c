@@ -1,4 +1,4 @@
-/* The elementwise passes of a pooled Sparta site, for the CPU (sparta/native_site.py).
+/* The elementwise passes of a pooled Sparta site, for the CPU (sparta/site/native.py).
 
    y = x * s,  s = sigmoid(beta_c * (x - T[n, g(c)])),  on x: N x C x P (P = H * W, contiguous).
 
