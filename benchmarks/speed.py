@@ -1,12 +1,13 @@
 """Speed: what Sparta costs over ReLU, and how fast sparta's PGD adversarial training runs.
 
 0. One site (`--parts site`): forward + backward of one Sparta activation against one
-   ReLU on the same feature map, for the plain reference and the device's default path.
+   ReLU on the same feature map, for the plain reference and the device's default path
+   (and on CUDA the Triton site).
 1. Sparta's cost in one training step (forward, backward, SGD) of SmallCNN on 28x28 and
    ResNet-18 on 32x32 inputs: time with Sparta over time with ReLU, per regime: eager
    with the plain reference Sparta, eager with the device's default site (on CPU the
-   fused autograd function), Sparta's compiled site and the whole model under
-   torch.compile where Triton is at hand.
+   fused autograd function), Sparta's compiled and Triton sites and the whole model under
+   torch.compile (with the plain and the Triton site) where Triton is at hand.
 2. The loop: PGD-10 adversarial training throughput (training images/s) of sparta's
    machinery (DeviceLoader, METHODS["pgd"] with input-only attack gradients, the
    runtime's autocast, channels_last and torch.compile as `sparta train` applies them)
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import importlib.util
 import json
 import math
 import os
@@ -50,7 +52,7 @@ from sparta.config import TrainConfig
 from sparta.data import dataset_info, load_dataset
 from sparta.errors import SpartaError
 from sparta.runtime import autocast, machine_facts, resolve_device
-from sparta.site import compiler_available
+from sparta.site import compiler_available, triton_runs_on
 from sparta.site import native as native_site
 from sparta.training import distributed
 from sparta.training.loader import DeviceLoader
@@ -141,7 +143,7 @@ class Timer:
 
 
 def make_model(
-    name: str, act: str, dataset: str, device: torch.device, channels_last: bool, fused: bool | None = None
+    name: str, act: str, dataset: str, device: torch.device, channels_last: bool, fused: bool | str | None = None
 ) -> nn.Module:
     """The model `sparta train` builds for this data set; `fused` is Sparta's option."""
     torch.manual_seed(0)
@@ -160,7 +162,7 @@ def make_model(
 SITE_SHAPES = ((64, 16, 28, 28), (128, 32, 24, 24), (32, 64, 32, 32))
 
 
-def site_step(act: str, fused: bool | None, shape: tuple[int, ...], device: torch.device) -> Callable[[], None]:
+def site_step(act: str, fused: bool | str | None, shape: tuple[int, ...], device: torch.device) -> Callable[[], None]:
     """Forward + backward of one activation on a random map, parameters trainable."""
     torch.manual_seed(0)
     module = create_activation(act, shape[1], **({"fused": fused} if act == "sparta" else {})).to(device)
@@ -190,24 +192,33 @@ def native_library(on: bool) -> Iterator[None]:
 
 
 # name, activation, Sparta(fused=...), native library on
-SITE_VARIANTS = (
+SITE_VARIANTS: tuple[tuple[str, str, bool | str | None, bool], ...] = (
     ("relu", "relu", None, True),
     ("plain", "sparta", False, True),
     ("torch_ops", "sparta", None, False),
     ("default", "sparta", None, True),
 )
+TRITON_VARIANT = ("triton", "sparta", "triton", True)  # on CUDA (interpreted on CPU: not a speed)
+SITE_COLUMNS = {"plain": "plain Sparta", "torch_ops": "fused, torch ops", "default": "default Sparta"}
+SITE_COLUMNS["triton"] = "Triton site"
+
+
+def site_variants(device: torch.device) -> tuple[tuple[str, str, bool | str | None, bool], ...]:
+    probe = torch.zeros(1, device=device)
+    return SITE_VARIANTS + ((TRITON_VARIANT,) if device.type == "cuda" and triton_runs_on(probe) else ())
 
 
 def measure_site_cost(timer: Timer) -> list[dict]:
     rows = []
     for shape in SITE_SHAPES:
         row: dict = {"shape": "x".join(map(str, shape))}
-        for name, act, fused, native in SITE_VARIANTS:
+        for name, act, fused, native in site_variants(timer.device):
             log(f"site: {row['shape']}, {name}")
             with native_library(native):
                 row[f"{name}_s"] = timer.seconds_per_step(functools.partial(site_step, act, fused, shape, timer.device))
-        for name in ("plain", "torch_ops", "default"):
-            row[f"{name}_ratio"] = row[f"{name}_s"] / row["relu_s"]
+        for name in SITE_COLUMNS:
+            if f"{name}_s" in row:
+                row[f"{name}_ratio"] = row[f"{name}_s"] / row["relu_s"]
         log(
             f"  relu {row['relu_s'] * 1e3:.2f} ms, plain x{row['plain_ratio']:.1f}, default x{row['default_ratio']:.1f}"
         )
@@ -222,7 +233,7 @@ def measure_site_cost(timer: Timer) -> list[dict]:
 class Regime:
     name: str
     compile: bool
-    fused: bool | None
+    fused: bool | str | None
 
 
 def regimes(device: torch.device, compile_model: bool) -> list[Regime]:
@@ -234,11 +245,14 @@ def regimes(device: torch.device, compile_model: bool) -> list[Regime]:
         ]
     else:
         found = [Regime("eager", False, None)]
-    if compiler_available(device):  # there Sparta's compiled site (fused=True) can be measured
+    if compiler_available(device):  # there the compiled and Triton sites can be measured
         found[0] = Regime("eager, plain Sparta", False, None)
-        found.append(Regime("eager, Sparta fast path (fused=True)", False, True))
+        found.append(Regime("eager, compiled site (fused='compiled')", False, "compiled"))
+        found.append(Regime("eager, Triton site (fused='triton')", False, "triton"))
     if compile_model:
         found.append(Regime("torch.compile(model)", True, None))
+        if compiler_available(device):
+            found.append(Regime("torch.compile(model), Triton site", True, "triton"))
     return found
 
 
@@ -438,14 +452,12 @@ def number(value: float, digits: int = 1, suffix: str = "") -> str:
 
 
 def site_section(sites: list[dict]) -> list[str]:
+    names = [name for name in SITE_COLUMNS if f"{name}_s" in sites[0]]
     rows = [
         [
             r["shape"],
             number(r["relu_s"] * 1e3, 2),
-            *(
-                f"{number(r[f'{name}_s'] * 1e3, 2)} ({number(r[f'{name}_ratio'], 1, 'x')})"
-                for name in ("plain", "torch_ops", "default")
-            ),
+            *(f"{number(r[f'{name}_s'] * 1e3, 2)} ({number(r[f'{name}_ratio'], 1, 'x')})" for name in names),
         ]
         for r in sites
     ]
@@ -455,9 +467,9 @@ def site_section(sites: list[dict]) -> list[str]:
         "",
         "ms, and in brackets the multiple of ReLU's time. plain: `fused=False`; fused, torch ops: the "
         "fused site without the native library (`SPARTA_NATIVE=0`, or no C compiler); default: "
-        "`fused=None`, on CPU the native library where it is built.",
+        '`fused=None`, on CPU the native library where it is built; Triton site: `fused="triton"` (CUDA).',
         "",
-        table(["map", "ReLU", "plain Sparta", "fused, torch ops", "default Sparta"], rows),
+        table(["map", "ReLU", *(SITE_COLUMNS[name] for name in names)], rows),
         "",
         f"Default site / ReLU on {sites[0]['shape']}: **{number(sites[0]['default_ratio'], 1, 'x')}** "
         "(target: at most 3x)",
@@ -548,6 +560,10 @@ def report(
 ) -> str:
     device, sizes = timer.device, timer.sizes
     facts = machine_facts(device)
+    if importlib.util.find_spec("triton") is not None:
+        import triton
+
+        facts["triton"] = triton.__version__
     if device.type == "cpu":
         fast = (
             "fused site (the CPU default), native library"
@@ -555,13 +571,15 @@ def report(
             else "fused site (the CPU default) in torch operations: no native library"
         )
     else:
-        fast = "plain path (fused=True measured beside it)" if compiler_available(device) else "plain path"
+        fast = (
+            "plain path (compiled and Triton sites measured beside it)" if compiler_available(device) else "plain path"
+        )
     out = [
         "# sparta speed",
         "",
         f"- command: `{shlex.join(['python', 'benchmarks/speed.py', *args.argv])}`",
         f"- device: {device.type}, {device_name(device)}; {torch.get_num_threads()} torch threads; "
-        f"torch {facts['torch']}; git {str(facts['git_commit'])[:10]}",
+        f"torch {facts['torch']}; triton {facts.get('triton', 'absent')}; git {str(facts['git_commit'])[:10]}",
         f"- ours: {'bf16 autocast' if device.type == 'cuda' else 'fp32'}, channels_last "
         f"{'on' if channels_last else 'off'}, Sparta {fast}, torch.compile(model) "
         f"{'measured too' if compile_model else 'off'}; baseline: fp32, NCHW, plain Sparta, no compile",

@@ -254,10 +254,16 @@ def check_steps(size: Size, runs: Path, out: Path) -> list[Step]:
         if size.tiny
         else ["--max-minutes", "1"]
     )
+    # every site path on CUDA against the float64 CPU reference, first thing: a table in check.md
+    site_errors = [sys.executable, "benchmarks/site_errors.py", "--out", str(out / "site-errors.md")]
+    site_errors += ["--device", "cpu", "--paths", "plain,fused"] if size.tiny else ["--device", "cuda"]
+    # on the GPU the Triton site's tests run on CUDA too (tiny: on the CPU they are the suite's)
+    marks = "cuda" if size.tiny else "cuda or triton"
     return [
+        Step("site-errors", site_errors, size.seconds(120)),
         Step(
             "cuda-tests",
-            [sys.executable, "-m", "pytest", "-m", "cuda", "-v", "-p", "no:cacheprovider"],
+            [sys.executable, "-m", "pytest", "-m", marks, "-v", "-p", "no:cacheprovider"],
             size.seconds(240),
         ),
         Step("train", left_chance("train", [*SPARTA, "train", *one_epoch], runs / "defaults", size, 150), 150),
@@ -307,9 +313,10 @@ def left_chance(name: str, argv: list[str], run_dir: Path, size: Size, seconds: 
 
 def machine_line(env: dict[str, str]) -> str:
     code = (
-        "import torch, platform; d = torch.cuda.is_available(); "
+        "import torch, platform, importlib.util as u; d = torch.cuda.is_available(); "
         "name = torch.cuda.get_device_name() if d else platform.processor() or 'cpu'; "
-        'print(f"{name}, torch {torch.__version__}, '
+        "t = __import__('triton').__version__ if u.find_spec('triton') else 'absent'; "
+        'print(f"{name}, torch {torch.__version__}, triton {t}, '
         "CUDA {torch.version.cuda if d else 'none'}, Python {platform.python_version()}\")"
     )
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
@@ -401,6 +408,9 @@ def check(args: argparse.Namespace) -> int:
         "\nThe tests, both trainings and the resume ran at the same time (images/s above are "
         "under that load); eval followed training; the speed benchmark ran alone at the end.\n"
     )
+    errors = out / "site-errors.md"
+    if errors.is_file():
+        text += "\n" + errors.read_text()
     speed = out / "speed-step.md"
     if speed.is_file():
         text += "\n## Speed (benchmarks/speed.py --parts step)\n\n" + speed.read_text()

@@ -44,9 +44,10 @@ def test_tiny_check_runs_every_step(tmp_path):
     done = window("check", "--tiny", "--out", str(out))
     assert done.returncode == 0, done.stdout + done.stderr
     summary = (out / "check.md").read_text()
-    for step in ("cuda-tests", "train", "train-compile", "resume", "eval", "eval-autoattack", "speed"):
+    for step in ("site-errors", "cuda-tests", "train", "train-compile", "resume", "eval", "eval-autoattack", "speed"):
         assert f"| {step} | ok |" in summary, summary
     assert "autoattack" in summary and "Sparta's cost" in summary
+    assert "float64 CPU reference" in summary and "| fused | fp32 | channels_last |" in summary
     assert_comes_back(out)
     names = members(out)
     assert "check-runs/defaults/eval.json" in names and "check-runs/logs/train.txt" in names

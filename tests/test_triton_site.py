@@ -14,6 +14,7 @@ import torch
 from sparta import Sparta, SpartaError, site
 from sparta.attacks import create_attack
 
+pytestmark = pytest.mark.triton
 triton_op = pytest.importorskip("sparta.site.triton_op", reason="triton is not installed")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
