@@ -30,4 +30,7 @@ for extra in $OUT2/table-* $DIGITS/table.* $DIGITS/log.txt; do
   if [ -f "$extra" ]; then git add -f "$extra"; fi
 done
 if [ -d $OUT/report ]; then git add -f $OUT/report; fi
-git status --short -- $OUT $OUT2 $DIGITS
+# the one-screen table of results/README.md and its figure, from the records just staged
+.venv/bin/python scripts/results_glance.py > /dev/null
+git add README.md results/README.md results/glance.png
+git status --short -- $OUT $OUT2 $DIGITS results/README.md

@@ -5,7 +5,7 @@
 # comparison), then PSSiLU and parametric Softplus x seeds 0-2 as time allows, with Sparta
 # seeds 0-4 again among them, trained with phi's gradient scaled (sparta2, below).
 # Each cell: train, then clean / PGD-20 / CW on all 10,000 test images, then AutoAttack
-# (standard) on the first 200. Why this budget: results/README.md.
+# (standard) on the first 200. Why this budget: results/claim-a-full.md.
 #
 # Two workers (one thread each, nice 19, each in a session niced as a whole) take cells from one queue in the order
 # relu-s0, sparta-s0, relu-s1, sparta-s1, ... so paired seeds finish together. A worker

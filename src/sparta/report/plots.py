@@ -6,7 +6,7 @@ so they render the same on a headless machine and inside other programs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from matplotlib.ticker import MaxNLocator
 
 from sparta.report.collect import Band
 from sparta.report.thresholds import ThresholdMaps
+from sparta.stats import mean_ci
 
 DPI = 120
 DIVERGING = "RdBu_r"  # blue below 0, red above; white at 0
@@ -223,4 +224,33 @@ def plot_threshold_maps(maps: ThresholdMaps, path: str | Path, title: str) -> Pa
         f"{title}\nT(X) at the first Sparta site '{maps.site}' (input {channels}×{height}×{width}; {shared})",
         fontsize=11,
     )
+    return _save(fig, path)
+
+
+def plot_paired_differences(
+    panels: Mapping[str, Sequence[tuple[str, Sequence[float]]]], path: str | Path, title: str
+) -> Path:
+    """A forest plot: one panel per metric, one row per comparison. Each seed's paired
+    difference (points) is a dot, the mean a diamond with its 95% Student-t interval as a
+    bar (none for a single seed); the line at 0 is "level"."""
+    labels = list(dict.fromkeys(label for rows in panels.values() for label, _ in rows))
+    fig = Figure(figsize=(3.2 * len(panels) + 2.2, 0.42 * len(labels) + 1.3))
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    for ax, (metric, rows) in zip(axes, panels.items(), strict=True):
+        ax.axvline(0.0, color="0.4", linewidth=0.8)
+        for label, values in rows:
+            y = labels.index(label)
+            estimate = mean_ci(values)
+            ax.plot(values, [y] * len(values), "o", color="0.55", markersize=3, fillstyle="none")
+            if estimate.half_width is not None:
+                ax.plot([estimate.low, estimate.high], [y, y], color="C0", linewidth=2)
+            ax.plot([estimate.mean], [y], "D", color="C0", markersize=5)
+        ax.set_title(metric, fontsize=9)
+        ax.set_xlabel("difference (points)", fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(labels)), labels)
+    axes[0].invert_yaxis()
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     return _save(fig, path)

@@ -1,0 +1,271 @@
+"""The one-screen table and the figure that open results/README.md, made from the run records.
+
+    python scripts/results_glance.py            # rewrite the table in results/README.md and results/glance.png
+    python scripts/results_glance.py --check    # exit 1 if the README's table is not what the records give
+
+Each row pairs an arm with its reference seed by seed (same seed, same data order) and
+reads every accuracy from the runs' eval.json: the paired difference in points, mean ±
+95% Student-t half width over the seeds both have, for clean, PGD-20 and AutoAttack
+accuracy. The verdict follows from the robust intervals (PGD-20 and AutoAttack): ahead
+or behind where an interval excludes 0, level where all include it. Nothing is typed in
+by hand, so the table cannot drift from the records (tests/test_results_glance.py
+runs --check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from sparta.report.plots import plot_paired_differences
+from sparta.runfiles import find_record, read_eval_records
+from sparta.stats import Estimate, mean_ci
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"
+START, END = "<!-- glance: start (scripts/results_glance.py) -->", "<!-- glance: end -->"
+SEEDS = range(10)
+READMES = [(RESULTS / "README.md", ""), (ROOT / "README.md", "results/")]  # file, its links' prefix
+
+
+@dataclass(frozen=True)
+class Metric:
+    title: str
+    attack: str
+    n: int
+
+
+@dataclass(frozen=True)
+class Comparison:
+    claim: str
+    setting: str
+    arm: str  # label in the table
+    reference: str
+    arm_runs: str  # run directory under results/, "{seed}" filled in
+    reference_runs: str
+    metrics: tuple[Metric, ...]
+    machine: str
+    details: str  # page under results/
+
+    def runs(self, pattern: str) -> dict[int, Path]:
+        found = {seed: RESULTS / pattern.format(seed=seed) for seed in SEEDS}
+        return {seed: path for seed, path in found.items() if (path / "eval.json").is_file()}
+
+
+FULL_FMNIST = (Metric("clean", "clean", 10000), Metric("PGD-20", "pgd", 10000), Metric("AutoAttack", "autoattack", 200))
+FULL_FMNIST_SETTING = "SmallCNN, Fashion-MNIST, all 60,000 images, PGD-AT eps 0.1, 5 epochs"
+CPU = "2-core CPU"
+FULL_DIGITS = (Metric("clean", "clean", 450), Metric("PGD-20", "pgd", 450), Metric("AutoAttack", "autoattack", 450))
+DIGITS_SETTING = "SmallCNN, digits (1,347 train / 450 test), PGD-AT eps 0.1, 30 epochs"
+SMALL_B = (Metric("clean", "clean", 200), Metric("PGD-20", "pgd", 200), Metric("AutoAttack", "autoattack", 100))
+SMALL_B_SETTING = "ResNet-20, Fashion-MNIST, 3,000 images, 4 epochs (small scale)"
+
+
+def _full_fmnist(act: str, label: str) -> Comparison:
+    return Comparison(
+        "(a)",
+        FULL_FMNIST_SETTING,
+        label,
+        "ReLU",
+        f"cpu/full-fmnist/smallcnn-{act}-pgd-seed{{seed}}",
+        "cpu/full-fmnist/smallcnn-relu-pgd-seed{seed}",
+        FULL_FMNIST,
+        CPU,
+        "claim-a-full.md",
+    )
+
+
+COMPARISONS = (
+    _full_fmnist("sparta", "Sparta"),
+    Comparison(
+        "(a)",
+        FULL_FMNIST_SETTING,
+        "Sparta, phi's gradient scaled",
+        "ReLU",
+        "cpu/full-fmnist-scaled/smallcnn-sparta-pgd-seed{seed}",
+        "cpu/full-fmnist/smallcnn-relu-pgd-seed{seed}",
+        FULL_FMNIST,
+        CPU,
+        "claim-a-full.md",
+    ),
+    _full_fmnist("swish", "Swish"),
+    _full_fmnist("frelu", "FReLU"),
+    _full_fmnist("pssilu", "PSSiLU"),
+    _full_fmnist("psoftplus", "parametric Softplus"),
+    Comparison(
+        "(b)",
+        SMALL_B_SETTING,
+        "Sparta frozen from SmallCNN",
+        "ReLU",
+        "cpu/cross-cnn-smallcnn-resnet20/sparta-frozen-resnet20-fashion-mnist-seed{seed}",
+        "cpu/cross-cnn-smallcnn-resnet20/relu-resnet20-fashion-mnist-seed{seed}",
+        SMALL_B,
+        CPU,
+        "claim-b-small.md",
+    ),
+    Comparison(
+        "(b)",
+        SMALL_B_SETTING,
+        "Sparta frozen from SmallCNN",
+        "Sparta from scratch",
+        "cpu/cross-cnn-smallcnn-resnet20/sparta-frozen-resnet20-fashion-mnist-seed{seed}",
+        "cpu/cross-cnn-smallcnn-resnet20/sparta-scratch-resnet20-fashion-mnist-seed{seed}",
+        SMALL_B,
+        CPU,
+        "claim-b-small.md",
+    ),
+    Comparison(
+        "(c)",
+        DIGITS_SETTING,
+        "Sparta frozen from Fashion-MNIST",
+        "ReLU",
+        "cpu/full-digits/sparta-frozen-smallcnn-digits-seed{seed}",
+        "cpu/full-digits/relu-smallcnn-digits-seed{seed}",
+        FULL_DIGITS,
+        CPU,
+        "claim-c.md",
+    ),
+    Comparison(
+        "(c)",
+        DIGITS_SETTING,
+        "Sparta frozen from Fashion-MNIST",
+        "Sparta from scratch",
+        "cpu/full-digits/sparta-frozen-smallcnn-digits-seed{seed}",
+        "cpu/full-digits/sparta-scratch-smallcnn-digits-seed{seed}",
+        FULL_DIGITS,
+        CPU,
+        "claim-c.md",
+    ),
+)
+
+
+def accuracy(run: Path, metric: Metric) -> float | None:
+    record = find_record(read_eval_records(run), metric.attack, 0.1, metric.n)
+    return None if record is None else 100 * float(record["accuracy"])
+
+
+def paired(comparison: Comparison) -> tuple[dict[str, list[float]], list[int]]:
+    """Per metric, arm minus reference in points, over the seeds on which both arms have every
+    metric that either arm measured at all (one set of seeds for the whole row); and those seeds."""
+    arms, references = comparison.runs(comparison.arm_runs), comparison.runs(comparison.reference_runs)
+    common = sorted(set(arms) & set(references))
+    values = {
+        (seed, metric.title): (accuracy(arms[seed], metric), accuracy(references[seed], metric))
+        for seed in common
+        for metric in comparison.metrics
+    }
+    measured = [m.title for m in comparison.metrics if any(None not in values[s, m.title] for s in common)]
+    seeds = [seed for seed in common if all(None not in values[seed, title] for title in measured)]
+    differences = {title: [values[s, title][0] - values[s, title][1] for s in seeds] for title in measured}  # type: ignore[operator]
+    return ({title: v for title, v in differences.items() if v}, seeds)
+
+
+MIN_SEEDS = 3  # a verdict needs an interval from at least three paired seeds
+
+
+def verdict(differences: dict[str, list[float]]) -> str:
+    robust = {title: mean_ci(values) for title, values in differences.items() if title != "clean" and values}
+    if not robust or min(e.n for e in robust.values()) < MIN_SEEDS:
+        return f"running: under {MIN_SEEDS} paired seeds"
+    robust = {title: e for title, e in robust.items() if e.half_width}  # all seeds equal: no spread to judge
+    if not robust:
+        return "undecided: every seed gave the same difference"
+    ahead = [t for t, e in robust.items() if e.low is not None and e.low > 0]
+    behind = [t for t, e in robust.items() if e.high is not None and e.high < 0]
+    if ahead and not behind:
+        return f"**ahead** ({', '.join(ahead)})"
+    if behind and not ahead:
+        return f"**behind** ({', '.join(behind)})"
+    return "mixed" if ahead else "level"
+
+
+def _cell(values: list[float] | None) -> str:
+    if not values:
+        return "–"
+    estimate: Estimate = mean_ci(values)
+    half = "n/a" if estimate.half_width is None else f"{estimate.half_width:.2f}"
+    return f"{estimate.mean:+.2f} ± {half}"
+
+
+def table(links: str = "") -> tuple[str, dict[str, list[tuple[str, list[float]]]]]:
+    """The markdown table (its page links prefixed with `links`) and the forest plot's panels."""
+    lines = [
+        "| claim | setting | arm − reference | clean | PGD-20 | AutoAttack (n) | seeds | verdict | machine |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    panels: dict[str, list[tuple[str, list[float]]]] = {}
+    previous = None
+    for comparison in COMPARISONS:
+        differences, seeds = paired(comparison)
+        auto = next(m for m in comparison.metrics if m.attack == "autoattack")
+        # claim and setting once per group of rows
+        where = (
+            ""
+            if comparison.setting == previous
+            else f"{comparison.claim} | [{comparison.setting}]({links}{comparison.details})"
+        )
+        previous = comparison.setting
+        lines.append(
+            f"| {where or ' | '} | {comparison.arm} − {comparison.reference} | {_cell(differences.get('clean'))} | "
+            f"{_cell(differences.get('PGD-20'))} | {_cell(differences.get('AutoAttack'))} ({auto.n}) | "
+            f"{len(seeds)} | {verdict(differences)} | {comparison.machine} |"
+        )
+        for title in ("PGD-20", "AutoAttack"):
+            if differences.get(title):
+                label = f"{comparison.claim} {comparison.arm} − {comparison.reference} ({len(seeds)} seeds)"
+                panels.setdefault(title, []).append((label, differences[title]))
+    note = (
+        "\nPaired differences in points, mean ± 95% Student-t half width over the seeds both arms "
+        "have (each accuracy on the same test images for both); clean and PGD-20 on the n of the "
+        "setting's page, AutoAttack (standard) on the first n test images. Verdict from the robust "
+        f"intervals, once {MIN_SEEDS} seeds are paired: ahead or behind where one excludes 0. The intervals "
+        "are over training seeds on one fixed test sample; on 100-200 test images a difference of a "
+        "point or two can also be that sample's. Made by `python scripts/results_glance.py` from the "
+        "runs' eval.json.\n"
+    )
+    return "\n".join(lines) + "\n" + note, panels
+
+
+def replace_between_markers(text: str, block: str) -> str:
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{START}\n{block}{END}{tail}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only compare the README's table with the records")
+    parser.add_argument("--readme", type=Path, help="only this file, its links as from results/ (for tests)")
+    parser.add_argument("--figure", type=Path, default=RESULTS / "glance.png")
+    args = parser.parse_args(argv)
+    targets = [(args.readme, "")] if args.readme else READMES
+    stale = []
+    for readme, links in targets:
+        text = readme.read_text()
+        if START not in text or END not in text:
+            print(f"{readme}: no glance markers ({START} ... {END})", file=sys.stderr)
+            return 1
+        block, panels = table(links)
+        updated = replace_between_markers(text, block)
+        if updated != text:
+            stale.append(readme)
+            if not args.check:
+                readme.write_text(updated)
+    if args.check:
+        for readme in stale:
+            print(f"{readme}: the glance table differs from the records; run scripts/results_glance.py")
+        return 1 if stale else 0
+    order = ("PGD-20", "AutoAttack")
+    plot_paired_differences(
+        {f"{title} minus reference": panels[title] for title in order if title in panels},
+        args.figure,
+        "Paired differences with 95% intervals (dots: seeds)",
+    )
+    print(block)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
