@@ -45,11 +45,37 @@ def pool_kernel(x_ptr, pooled_ptr, ties_ptr, C, P, sn, sc, sp, BC: tl.constexpr,
 
 
 @triton.jit
-def _gate_tile(x_ptr, beta_ptr, beta_stride, n, c, in_group, p, mask, sn, sc, sp, ACC: tl.constexpr):
-    """One tile of x and its channels' beta: the loads every gate pass shares."""
+def _group_block(t_ptr, C, P, G, BP: tl.constexpr, ACC: tl.constexpr):
+    """The program's image n, threshold group g (its `width` channels), pixel block p and
+    T over it: where every gate pass starts."""
+    ng = tl.program_id(0).to(tl.int64)
+    n, g = ng // G, ng % G
+    p = tl.program_id(1) * BP + tl.arange(0, BP)
+    in_map = p < P
+    t = tl.load(t_ptr + ng * P + p, mask=in_map, other=0.0).to(ACC)
+    return ng, n, g, C // G, p, in_map, t
+
+
+@triton.jit
+def _gate_tile(
+    x_ptr, beta_ptr, beta_stride, n, g, width, c0, p, in_map, t, sn, sc, sp, BC: tl.constexpr, ACC: tl.constexpr
+):
+    """The tile of the group's channels from c0: their indices, masks, x, beta and the gate."""
+    local = c0 + tl.arange(0, BC)
+    c = g * width + local
+    in_group = local < width
+    mask = in_group[:, None] & in_map[None, :]
     x = tl.load(x_ptr + n * sn + c[:, None] * sc + p[None, :] * sp, mask=mask, other=0.0).to(ACC)
     beta = tl.load(beta_ptr + c * beta_stride, mask=in_group, other=0.0).to(ACC)
-    return x, beta
+    gate = tl.sigmoid(beta[:, None] * (x - t[None, :]))
+    return c, in_group, mask, x, beta, gate
+
+
+@triton.jit
+def _logit_grad(g_ptr, n, c, p, mask, x, gate, gn, gc, gp, ACC: tl.constexpr):
+    """The incoming gradient g on the tile and q = g x s (1 - s), the gradient at the gate's logit over beta."""
+    grad = tl.load(g_ptr + n * gn + c[:, None] * gc + p[None, :] * gp, mask=mask, other=0.0).to(ACC)
+    return grad, grad * x * gate * (1.0 - gate)
 
 
 @triton.jit
@@ -70,19 +96,11 @@ def gate_kernel(
     ACC: tl.constexpr,
 ):
     """y = x * sigmoid(beta_c * (x - T[n, g(c), p])); y has x's strides."""
-    ng = tl.program_id(0).to(tl.int64)
-    n, g = ng // G, ng % G
-    width = C // G
-    p = tl.program_id(1) * BP + tl.arange(0, BP)
-    in_map = p < P
-    t = tl.load(t_ptr + ng * P + p, mask=in_map, other=0.0).to(ACC)
+    _, n, g, width, p, in_map, t = _group_block(t_ptr, C, P, G, BP, ACC)
     for c0 in range(0, width, BC):
-        local = c0 + tl.arange(0, BC)
-        c = g * width + local
-        in_group = local < width
-        mask = in_group[:, None] & in_map[None, :]
-        x, beta = _gate_tile(x_ptr, beta_ptr, beta_stride, n, c, in_group, p, mask, sn, sc, sp, ACC)
-        gate = tl.sigmoid(beta[:, None] * (x - t[None, :]))
+        c, _, mask, x, _, gate = _gate_tile(
+            x_ptr, beta_ptr, beta_stride, n, g, width, c0, p, in_map, t, sn, sc, sp, BC, ACC
+        )
         tl.store(y_ptr + n * sn + c[:, None] * sc + p[None, :] * sp, (x * gate).to(y_ptr.dtype.element_ty), mask=mask)
 
 
@@ -109,26 +127,15 @@ def gate_reduce_kernel(
     ACC: tl.constexpr,
     WANT_BETA: tl.constexpr,
 ):
-    """grad_T[n, g, p] = -sum_c beta_c q and, per program, sum_p q (x - T) per channel,
-    where q = g x s (1 - s) is the gradient at the gate's logit over beta."""
-    ng = tl.program_id(0).to(tl.int64)
-    n, g = ng // G, ng % G
-    width = C // G
-    block = tl.program_id(1)
-    p = block * BP + tl.arange(0, BP)
-    in_map = p < P
-    t = tl.load(t_ptr + ng * P + p, mask=in_map, other=0.0).to(ACC)
+    """grad_T[n, g, p] = -sum_c beta_c q and, per program, sum_p q (x - T) per channel."""
+    ng, n, g, width, p, in_map, t = _group_block(t_ptr, C, P, G, BP, ACC)
     grad_t = tl.zeros([BP], ACC)
-    row = (n * tl.num_programs(1) + block) * C
+    row = (n * tl.num_programs(1) + tl.program_id(1)) * C
     for c0 in range(0, width, BC):
-        local = c0 + tl.arange(0, BC)
-        c = g * width + local
-        in_group = local < width
-        mask = in_group[:, None] & in_map[None, :]
-        x, beta = _gate_tile(x_ptr, beta_ptr, beta_stride, n, c, in_group, p, mask, sn, sc, sp, ACC)
-        grad = tl.load(g_ptr + n * gn + c[:, None] * gc + p[None, :] * gp, mask=mask, other=0.0).to(ACC)
-        gate = tl.sigmoid(beta[:, None] * (x - t[None, :]))
-        q = grad * x * gate * (1.0 - gate)
+        c, in_group, mask, x, beta, gate = _gate_tile(
+            x_ptr, beta_ptr, beta_stride, n, g, width, c0, p, in_map, t, sn, sc, sp, BC, ACC
+        )
+        _, q = _logit_grad(g_ptr, n, c, p, mask, x, gate, gn, gc, gp, ACC)
         grad_t -= tl.sum(beta[:, None] * q, axis=0)
         if WANT_BETA:
             tl.store(beta_part_ptr + row + c, tl.sum(q * (x - t[None, :]), axis=1), mask=in_group)
@@ -161,25 +168,16 @@ def input_grad_kernel(
 ):
     """d/dx = g s + beta q + grad_mean / C + [x is the max] grad_max / ties (a tie splits
     the max's gradient evenly, as amax's backward does); out has x's strides."""
-    ng = tl.program_id(0).to(tl.int64)
-    n, g = ng // G, ng % G
-    width = C // G
-    p = tl.program_id(1) * BP + tl.arange(0, BP)
-    in_map = p < P
-    t = tl.load(t_ptr + ng * P + p, mask=in_map, other=0.0).to(ACC)
+    _, n, g, width, p, in_map, t = _group_block(t_ptr, C, P, G, BP, ACC)
     best = tl.load(pooled_ptr + n * 2 * P + P + p, mask=in_map, other=0.0).to(ACC)
     grad_mean = tl.load(grad_pooled_ptr + n * 2 * P + p, mask=in_map, other=0.0).to(ACC) / C
     ties = tl.load(ties_ptr + n * P + p, mask=in_map, other=1).to(ACC)
     grad_max = tl.load(grad_pooled_ptr + n * 2 * P + P + p, mask=in_map, other=0.0).to(ACC) / ties
     for c0 in range(0, width, BC):
-        local = c0 + tl.arange(0, BC)
-        c = g * width + local
-        in_group = local < width
-        mask = in_group[:, None] & in_map[None, :]
-        x, beta = _gate_tile(x_ptr, beta_ptr, beta_stride, n, c, in_group, p, mask, sn, sc, sp, ACC)
-        grad = tl.load(g_ptr + n * gn + c[:, None] * gc + p[None, :] * gp, mask=mask, other=0.0).to(ACC)
-        gate = tl.sigmoid(beta[:, None] * (x - t[None, :]))
-        q = grad * x * gate * (1.0 - gate)
+        c, _, mask, x, beta, gate = _gate_tile(
+            x_ptr, beta_ptr, beta_stride, n, g, width, c0, p, in_map, t, sn, sc, sp, BC, ACC
+        )
+        grad, q = _logit_grad(g_ptr, n, c, p, mask, x, gate, gn, gc, gp, ACC)
         result = grad * gate + beta[:, None] * q + grad_mean[None, :]
         result += tl.where(x == best[None, :], grad_max[None, :], 0.0)
         tl.store(out_ptr + n * sn + c[:, None] * sc + p[None, :] * sp, result.to(out_ptr.dtype.element_ty), mask=mask)
