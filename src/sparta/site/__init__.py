@@ -29,10 +29,16 @@ from sparta.site.fused import fused_forward
 log = logging.getLogger(__name__)
 
 
+@functools.cache
+def _triton_installed() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
 def triton_runs_on(x: torch.Tensor) -> bool:
     """The Triton kernels can run on x: triton is installed and x is on CUDA, or on the CPU
-    under Triton's interpreter (`TRITON_INTERPRET=1`)."""
-    if importlib.util.find_spec("triton") is None:
+    under Triton's interpreter (`TRITON_INTERPRET=1`). Asked on every forward of a site
+    that names the path, so the installation is looked up once."""
+    if not _triton_installed():
         return False
     return x.device.type == "cuda" or (x.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1")
 
