@@ -199,8 +199,12 @@ SITE_VARIANTS: tuple[tuple[str, str, bool | str | None, bool], ...] = (
     ("default", "sparta", None, True),
 )
 TRITON_VARIANT = ("triton", "sparta", "triton", True)  # on CUDA (interpreted on CPU: not a speed)
-SITE_COLUMNS = {"plain": "plain Sparta", "torch_ops": "fused, torch ops", "default": "default Sparta"}
-SITE_COLUMNS["triton"] = "Triton site"
+SITE_COLUMNS = {
+    "plain": "plain Sparta",
+    "torch_ops": "fused, torch ops",
+    "default": "default Sparta",
+    "triton": "Triton site",
+}
 
 
 def site_variants(device: torch.device) -> tuple[tuple[str, str, bool | str | None, bool], ...]:

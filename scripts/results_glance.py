@@ -189,16 +189,22 @@ def _cell(values: list[float] | None) -> str:
     return f"{estimate.mean:+.2f} ± {half}"
 
 
-def table(links: str = "") -> tuple[str, dict[str, list[tuple[str, list[float]]]]]:
-    """The markdown table (its page links prefixed with `links`) and the forest plot's panels."""
+Measured = list[tuple[Comparison, dict[str, list[float]], list[int]]]  # comparison, differences, seeds
+
+
+def measure() -> Measured:
+    """Every comparison's paired differences, read from the records once."""
+    return [(comparison, *paired(comparison)) for comparison in COMPARISONS]
+
+
+def table(measured: Measured, links: str = "") -> str:
+    """The markdown table, its page links prefixed with `links`."""
     lines = [
         "| claim | setting | arm − reference | clean | PGD-20 | AutoAttack (n) | seeds | verdict | machine |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | --- |",
     ]
-    panels: dict[str, list[tuple[str, list[float]]]] = {}
     previous = None
-    for comparison in COMPARISONS:
-        differences, seeds = paired(comparison)
+    for comparison, differences, seeds in measured:
         auto = next(m for m in comparison.metrics if m.attack == "autoattack")
         # claim and setting once per group of rows
         where = (
@@ -212,10 +218,6 @@ def table(links: str = "") -> tuple[str, dict[str, list[tuple[str, list[float]]]
             f"{_cell(differences.get('PGD-20'))} | {_cell(differences.get('AutoAttack'))} ({auto.n}) | "
             f"{len(seeds)} | {verdict(differences)} | {comparison.machine} |"
         )
-        for title in ("PGD-20", "AutoAttack"):
-            if differences.get(title):
-                label = f"{comparison.claim} {comparison.arm} − {comparison.reference} ({len(seeds)} seeds)"
-                panels.setdefault(title, []).append((label, differences[title]))
     note = (
         "\nPaired differences in points, mean ± 95% Student-t half width over the seeds both arms "
         "have (each accuracy on the same test images for both); clean and PGD-20 on the n of the "
@@ -225,7 +227,18 @@ def table(links: str = "") -> tuple[str, dict[str, list[tuple[str, list[float]]]
         "point or two can also be that sample's. Made by `python scripts/results_glance.py` from the "
         "runs' eval.json.\n"
     )
-    return "\n".join(lines) + "\n" + note, panels
+    return "\n".join(lines) + "\n" + note
+
+
+def panels(measured: Measured) -> dict[str, list[tuple[str, list[float]]]]:
+    """The forest plot's panels: robust metric -> (row label, per-seed differences)."""
+    found: dict[str, list[tuple[str, list[float]]]] = {}
+    for title in ("PGD-20", "AutoAttack"):
+        for comparison, differences, seeds in measured:
+            if differences.get(title):
+                label = f"{comparison.claim} {comparison.arm} − {comparison.reference} ({len(seeds)} seeds)"
+                found.setdefault(f"{title} minus reference", []).append((label, differences[title]))
+    return found
 
 
 def replace_between_markers(text: str, block: str) -> str:
@@ -241,14 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figure", type=Path, default=RESULTS / "glance.png")
     args = parser.parse_args(argv)
     targets = [(args.readme, "")] if args.readme else READMES
+    measured = measure()
     stale = []
     for readme, links in targets:
         text = readme.read_text()
         if START not in text or END not in text:
             print(f"{readme}: no glance markers ({START} ... {END})", file=sys.stderr)
             return 1
-        block, panels = table(links)
-        updated = replace_between_markers(text, block)
+        updated = replace_between_markers(text, table(measured, links))
         if updated != text:
             stale.append(readme)
             if not args.check:
@@ -257,13 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         for readme in stale:
             print(f"{readme}: the glance table differs from the records; run scripts/results_glance.py")
         return 1 if stale else 0
-    order = ("PGD-20", "AutoAttack")
-    plot_paired_differences(
-        {f"{title} minus reference": panels[title] for title in order if title in panels},
-        args.figure,
-        "Paired differences with 95% intervals (dots: seeds)",
-    )
-    print(block)
+    plot_paired_differences(panels(measured), args.figure, "Paired differences with 95% intervals (dots: seeds)")
+    print(table(measured))
     return 0
 
 
