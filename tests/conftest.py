@@ -7,7 +7,10 @@ CUDA, Triton's kernels run under its interpreter (set before they are first impo
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,6 +24,23 @@ from sparta.checkpoint import load_checkpoint
 from sparta.config import TrainConfig
 from sparta.data import load_dataset
 from sparta.training.loop import train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """A script of the repository (scripts/, benchmarks/) imported as a module from its path."""
+
+    def load(relative: str):
+        path = ROOT / relative
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module  # dataclasses look their module up by name
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 def pytest_collection_modifyitems(config, items):

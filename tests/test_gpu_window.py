@@ -3,7 +3,6 @@ including a block cut off by its deadline that resumes from the tars it sent bac
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -89,12 +88,9 @@ def test_tiny_queue_resumes_across_windows_and_completes(tmp_path):
 
 
 @pytest.mark.parametrize("accuracy, status", [(0.106, 1), (0.41, 0)])
-def test_the_checks_full_size_training_fails_at_chance(tmp_path, accuracy, status):
+def test_the_checks_full_size_training_fails_at_chance(tmp_path, accuracy, status, load_script):
     """The check's 1-epoch Sparta training is a failed step when it ended at chance."""
-    spec = importlib.util.spec_from_file_location("gpu_window", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_window"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
+    module = load_script("scripts/gpu_window.py")
     run_dir = tmp_path / "run"
     record = json.dumps({"epoch": 0, "train_acc": accuracy})
     writes_metrics = (

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,12 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def glance():
-    spec = importlib.util.spec_from_file_location("results_glance", ROOT / "scripts" / "results_glance.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["results_glance"] = module
-    spec.loader.exec_module(module)
-    return module
+def glance(load_script):
+    return load_script("scripts/results_glance.py")
 
 
 def test_the_readme_table_matches_the_records(glance):

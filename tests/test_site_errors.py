@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from sparta import site
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def site_errors():
-    spec = importlib.util.spec_from_file_location("site_errors", ROOT / "benchmarks" / "site_errors.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["site_errors"] = module
-    spec.loader.exec_module(module)
-    return module
+def site_errors(load_script):
+    return load_script("benchmarks/site_errors.py")
 
 
 def test_the_cpu_paths_are_within_tolerance_and_the_table_says_so(site_errors, tmp_path, monkeypatch):
