@@ -5,7 +5,11 @@ feature map; `site.c` does the site in two passes forward and two backward. It i
 compiled once per machine with the system C compiler (`$CC`, else `cc`) into
 `$SPARTA_CACHE/native` (default `~/.cache/sparta/native`), keyed by a hash of the source
 and the flags, and loaded with ctypes: no build step at install time, and no torch
-headers, so the compile takes about a second. Where no compiler works, or with
+headers, so the compile takes about a second. Beside the library a checksum file
+(`site-<hash>.so.sha256`: its size and sha256) is written once it is in place; a library
+that does not match it (cut short by a full disk or a killed copy, or built before the
+checksum existed) is rebuilt, never loaded: mapping a truncated library kills the
+process with SIGBUS, while hashing it is a plain read. Where no compiler works, or with
 `SPARTA_NATIVE=0`, `available()` is False and the fused site uses torch operations
 (same values; tests/test_native_site.py checks both against the plain reference).
 Paper: arXiv:2105.08269.
@@ -16,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import json
 import logging
 import os
 import platform
@@ -62,7 +67,8 @@ def _processor() -> str:
 
 def _build(compiler: str, target: Path) -> None:
     """Compile and link site.c into `target` with the first flag set that works, atomically
-    (a half-written library is never loaded; processes building at once do not collide)."""
+    (a half-written library is never loaded; processes building at once do not collide),
+    then its checksum file, also atomically and only once the library is in place."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         obj, lib = Path(scratch) / "site.o", Path(scratch) / target.name
@@ -77,9 +83,43 @@ def _build(compiler: str, target: Path) -> None:
             except subprocess.CalledProcessError as error:
                 failures.append(error)
                 continue
+            size, digest = _digest(lib)
+            checksum = Path(scratch) / "checksum"
+            checksum.write_text(json.dumps({"size": size, "sha256": digest}) + "\n")
             os.replace(lib, target)
+            os.replace(checksum, _checksum_path(target))
             return
         raise failures[-1]
+
+
+def _checksum_path(target: Path) -> Path:
+    """The checksum file written beside a built library: site-<hash>.so.sha256."""
+    return target.with_name(target.name + ".sha256")
+
+
+def _digest(path: Path) -> tuple[int, str]:
+    """(size, sha256) of a file, read plainly: a truncated library cannot SIGBUS a read."""
+    data = path.read_bytes()
+    return len(data), hashlib.sha256(data).hexdigest()
+
+
+def _damage(target: Path) -> str | None:
+    """What is wrong with a cached library against its checksum file, or None if it matches."""
+    try:
+        expected = json.loads(_checksum_path(target).read_text())
+        size, digest = expected["size"], expected["sha256"]
+        if not isinstance(size, int) or not isinstance(digest, str):
+            raise TypeError
+    except FileNotFoundError:
+        return "no checksum file"
+    except (OSError, ValueError, TypeError, KeyError):
+        return "its checksum file is unreadable"
+    actual_size, actual_digest = _digest(target)
+    if actual_size != size:
+        return f"size {actual_size}, expected {size}"
+    if actual_digest != digest:
+        return "sha256 does not match"
+    return None
 
 
 @functools.cache
@@ -98,6 +138,11 @@ def library() -> ctypes.CDLL | None:
         if not target.exists():
             log.info("building Sparta's native CPU site with %s (once per machine, a few seconds)", compiler)
             _build(compiler, target)
+        elif (problem := _damage(target)) is not None:
+            log.warning("Sparta's native CPU site %s is damaged (%s); rebuilding", target, problem)
+            _build(compiler, target)
+        if (problem := _damage(target)) is not None:  # another process replaced it meanwhile
+            raise OSError(f"{target} does not match its checksum file after building ({problem})")
         return _declare(ctypes.CDLL(str(target)))
     except (OSError, subprocess.SubprocessError) as error:
         detail = getattr(error, "stderr", b"") or b""
