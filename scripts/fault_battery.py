@@ -161,6 +161,73 @@ subprocess.run(
 )
 case("eval a model with NaN weights", ["eval", str(nan), "--attacks", "clean", "--n", "8"])
 
+# the run directory checked as a whole, and counts capped at what exists
+lost = copy("lostmodel")
+(lost / "model.safetensors").unlink()
+case(
+    "--resume with model.safetensors deleted",
+    ["train", "--resume", str(lost)],
+    expect="ok",
+    check=lambda: (lost / "model.safetensors").exists(),
+)
+other = W / "other"
+assert run(["train", *TINY, "--act", "swish", "--out", str(other)])[0] == 0
+swapped = copy("swapped")
+shutil.copy(other / "model.safetensors", swapped / "model.safetensors")
+case("eval a model.safetensors of another run", ["eval", str(swapped), "--attacks", "clean", "--n", "8"])
+case("report --images 100000 (capped)", ["report", str(BASE), "--images", "100000", "--out", str(W / "rep")], "ok")
+case(
+    "transfer --kind cross-cnn without --target-model",
+    ["transfer", "--kind", "cross-cnn", "--source-dataset", "digits", *TINY[2:], "--out", str(W / "tr")],
+    check=lambda: not (W / "tr").exists() or not any((W / "tr").rglob("model.safetensors")),
+)
+
+# writers of one run at once, and eval.json that cannot be written
+both = copy("both")
+slow = subprocess.Popen(
+    [*SP, "eval", str(both), "--attacks", "pgd", "--n", "200", "--batch-size", "4"],
+    stderr=subprocess.PIPE,
+    stdout=subprocess.DEVNULL,
+    text=True,
+    env=ENV,
+)
+slow.stderr.readline()  # "pgd: running ...": the slow evaluation has started
+case(
+    "two evals of one run at once (pgd in the background, fgsm now)",
+    ["eval", str(both), "--attacks", "fgsm", "--n", "16"],
+    expect="ok",
+    check=lambda: (
+        slow.wait() == 0
+        and {(r["attack"], r["n"]) for r in json.loads((both / "eval.json").read_text())["results"]}
+        >= {("pgd", 200), ("fgsm", 16)}
+    ),
+)
+for label, damage in [
+    ("a directory", lambda p: p.mkdir()),
+    ("read-only", lambda p: (p.write_text("{}"), p.chmod(0o444))),
+]:
+    target = copy("evaljson-" + label.replace(" ", "-"))
+    (target / "eval.json").unlink(missing_ok=True)
+    damage(target / "eval.json")
+    case(f"eval.json is {label}", ["eval", str(target), "--attacks", "clean", "--n", "8"])
+
+# a native-site library cut short in the cache (a full disk, a killed copy)
+cache = W / "cache"
+subprocess.run([PY, "-c", "from sparta.site import native; native.library()"], env={**ENV, "SPARTA_CACHE": str(cache)})
+for library in (cache / "native").glob("*.so"):
+    library.write_bytes(library.read_bytes()[:20000])
+ENV_BEFORE, ENV = ENV, {**ENV, "SPARTA_CACHE": str(cache)}
+case(
+    "a truncated native library in the cache",
+    ["train", *TINY, "--act", "sparta", "--out", str(W / "native")],
+    expect="ok",
+    check=lambda: (
+        (W / "native" / "model.safetensors").exists()
+        and all(library.stat().st_size > 20000 for library in (cache / "native").glob("*.so"))
+    ),  # rebuilt
+)
+ENV = ENV_BEFORE
+
 # data files
 idx = W / "idx"
 idx.mkdir()
@@ -183,6 +250,14 @@ for shard in ("3/2", "0/0", "-1/2"):
     case(f"compare --shard {shard}", ["compare", "--acts", "relu", "--shard", shard, "--out", str(W / "c")])
 case("bare sparta", [])
 case("unknown activation", ["train", "--act", "rellu", "--out", str(W / "x8")])
+
+# the Python API (scripts/api_faults.py): tensors and settings of the user's own
+sys.path.insert(0, str(REPO / "scripts"))
+import api_faults  # noqa: E402
+
+for api_case in api_faults.cases():
+    kind, detail = api_faults.outcome(api_case)
+    results.append((f"API: {api_case.name}", kind == "ok", None, kind == "traceback", detail[:110]))
 
 for name, ok, code, _crashed, last in results:
     print(("ok  " if ok else "BAD ") + f"{name:60s} exit {code} {last}")

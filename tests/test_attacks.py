@@ -91,7 +91,7 @@ def test_bad_eps_is_clear(text):
 def test_bad_attack_settings_are_clear():
     with pytest.raises(SpartaError, match="eps must lie in"):
         PGD(2.0)
-    with pytest.raises(SpartaError, match="steps >= 1"):
+    with pytest.raises(SpartaError, match="PGD steps must be a whole number >= 1"):
         PGD(0.1, steps=0)
     with pytest.raises(SpartaError, match="unknown attack 'pgdd'"):
         create_attack("pgdd", 0.1)

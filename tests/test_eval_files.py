@@ -25,8 +25,8 @@ def run_copy(trained_run, tmp_path):
     [
         (["--attacks", ""], "no attack given; choose from: clean, fgsm"),
         (["--attacks", "cw,foo"], "unknown attack 'foo'; choose from: clean,"),
-        (["--attacks", "clean", "--batch-size", "-1"], "batch size must be >= 1"),
-        (["--attacks", "clean", "--batch-size", "0"], "batch size must be >= 1"),
+        (["--attacks", "clean", "--batch-size", "-1"], "batch-size must be >= 1"),
+        (["--attacks", "clean", "--batch-size", "0"], "batch-size must be >= 1"),
         (["--attacks", "clean", "--n", "0"], "--n must be >= 1"),
     ],
 )
@@ -166,8 +166,10 @@ def test_a_folder_that_refuses_writes_is_one_line_and_keeps_eval_json(run_copy, 
     monkeypatch.setattr(runfiles.tempfile, "mkstemp", refused)
     capsys.readouterr()
     assert main(["eval", str(run_copy), "--attacks", "clean,fgsm", "--n", "16"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("sparta: error: Operation not permitted") and str(run_copy) in err
+    output = capsys.readouterr().err
+    expected = f"sparta: error: cannot write {run_copy / 'eval.json'}: Operation not permitted"
+    assert output.strip().splitlines()[-1] == expected
+    assert "running on" not in output  # refused before the first attack
     assert (run_copy / "eval.json").read_text() == before
 
 

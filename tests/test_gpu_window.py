@@ -56,9 +56,9 @@ def test_tiny_check_runs_every_step(tmp_path):
 @pytest.mark.slow
 def test_tiny_queue_resumes_across_windows_and_completes(tmp_path):
     first, second = tmp_path / "results-1", tmp_path / "results-2"
-    # Window 1: claim-a, cut off after 12 seconds.
+    # Window 1: claim-a, cut off after 3 seconds (the tiny block takes about 10).
     done = window(
-        "--results", str(first), "block", "claim-a", "--tiny", "--minutes", "0.2", "--out", str(tmp_path / "w1")
+        "--results", str(first), "block", "claim-a", "--tiny", "--minutes", "0.05", "--out", str(tmp_path / "w1")
     )
     assert done.returncode == 0, done.stderr
     assert "to be continued" in (tmp_path / "w1" / "claim-a.md").read_text()

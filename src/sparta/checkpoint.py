@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -14,7 +14,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from sparta.errors import SpartaError
-from sparta.runfiles import MODEL_FILE, atomic_write
+from sparta.runfiles import CONFIG_FILE, MODEL_FILE, atomic_write
+
+if TYPE_CHECKING:
+    from sparta.config import TrainConfig
 
 
 def portable(tensor: torch.Tensor) -> torch.Tensor:
@@ -79,6 +82,56 @@ def read_checkpoint_header(path: str | os.PathLike) -> dict[str, Any]:
         }
     except (OSError, KeyError, ValueError, RuntimeError, SafetensorError) as err:
         raise SpartaError(f"{file} is not a sparta checkpoint ({type(err).__name__}: {err})") from None
+
+
+# Build-spec keys that name the architecture (the rest of a spec but mean, std and share are
+# activation options). mean and std are the data set's statistics, not the architecture.
+ARCHITECTURE_KEYS = ("name", "activation", "num_classes", "in_channels", "image_size")
+_NOT_OPTIONS = (*ARCHITECTURE_KEYS, "mean", "std", "share")
+
+
+def spec_differences(saved: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
+    """The build-spec keys where a checkpoint's spec differs from the one expected: the
+    architecture, the activation options, and the share mode of a Sparta model. A key an
+    older file does not record is not compared."""
+    keys = [key for key in ARCHITECTURE_KEYS if key in saved]
+    keys += sorted({*saved, *expected} - set(_NOT_OPTIONS))
+    if saved.get("activation") == "sparta" and "share" in saved:
+        keys.append("share")
+    return [key for key in keys if saved.get(key) != expected.get(key)]
+
+
+def _describe(spec: Mapping[str, Any], keys: list[str]) -> str:
+    extra = ", ".join(f"{key}={spec.get(key, 'default')}" for key in keys if key not in ("name", "activation"))
+    return f"a {spec.get('name')} with {spec.get('activation')}" + (f" ({extra})" if extra else "")
+
+
+def check_run_model(run_dir: str | os.PathLike, config: TrainConfig) -> None:
+    """Refuse a run's model.safetensors whose build spec is not the architecture its
+    config.json names (a model file copied from another run): the model would be rebuilt
+    from the file and evaluated, reported or trained on under the other run's name.
+    Nothing to check without a model file, or for a model of your own."""
+    from sparta.config import CUSTOM_MODEL
+    from sparta.models import build_spec_for
+
+    file = Path(run_dir) / MODEL_FILE
+    if config.model == CUSTOM_MODEL or not file.is_file():
+        return
+    named = build_spec_for(config.model, config.act, config.dataset, config.share, **config.act_options)
+    header = read_checkpoint_header(file)
+    saved = header["build_spec"]
+    if saved is None:
+        raise SpartaError(
+            f"{file} holds a model of your own ({header['model_class']}), but "
+            f"{Path(run_dir) / CONFIG_FILE} names {_describe(named, [])}: the model file is another run's"
+        )
+    differ = spec_differences(saved, named)
+    if differ:
+        raise SpartaError(
+            f"{file} holds {_describe(saved, differ)}, but {Path(run_dir) / CONFIG_FILE} names "
+            f"{_describe(named, differ)}: the model file is another run's (copied?); put the run's own "
+            "model back, or train it again"
+        )
 
 
 def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:

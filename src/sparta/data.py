@@ -22,7 +22,7 @@ import urllib.request
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -457,6 +457,17 @@ def load_dataset(name: str, split: str = "train", root: str | os.PathLike[str] |
         raise DataError(f"unknown split {split!r} for {name}; choose from: {', '.join(SPLITS)}")
     folder = dataset_root(name, root)
     return spec.reader(spec, split, _locate(spec, folder, split))
+
+
+def split_size(name: str, split: str = "test", root: str | os.PathLike[str] | None = None) -> int:
+    """How many images a split holds (read once per folder and process), to cap a count
+    of images a user asks for at what exists."""
+    return _split_size(name, split, dataset_root(name, root).resolve())
+
+
+@cache
+def _split_size(name: str, split: str, folder: Path) -> int:
+    return len(load_dataset(name, split, folder)[1])
 
 
 def _md5(path: Path) -> str:

@@ -16,8 +16,19 @@ from sparta.checkpoint import load_checkpoint
 from sparta.config import TrainConfig
 from sparta.errors import SpartaError
 from sparta.eval_progress import AttackProgress, ProgressFile, file_digest
+from sparta.inputs import check_batch, check_classes, check_logits, positive_int
+from sparta.locks import progress_lock, reading_run
 from sparta.progress import warn
-from sparta.runfiles import EVAL_FILE, EVAL_PROGRESS_FILE, MODEL_FILE, EvalRecord, read_eval, record_key, write_eval
+from sparta.runfiles import (
+    EVAL_FILE,
+    EVAL_PROGRESS_FILE,
+    MODEL_FILE,
+    EvalRecord,
+    check_eval_writable,
+    read_eval,
+    record_key,
+    update_eval,
+)
 from sparta.stats import binomial_interval
 
 # Evaluation settings (docs/design.md section 5): PGD-20 with step eps/4; CW = PGD-30 on the margin.
@@ -25,6 +36,17 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "pgd": {"steps": 20, "restarts": 1},
     "cw": {"steps": 30, "restarts": 1},
 }
+
+
+def check_against_model(model: nn.Module, x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """`check_batch`, then one forward of one image (eval mode, no gradients) to learn the
+    model's classes: its output must be 1 x classes and every label one of them."""
+    x, y = check_batch(x, y, model)
+    with model_mode(model, False), torch.no_grad():
+        logits = model(x[:1])
+    check_logits(logits, y[:1])
+    check_classes(y, logits.shape[1])
+    return x, y
 
 
 def correct_mask(
@@ -55,6 +77,7 @@ def accuracy(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack | None = None, batch_size: int = 500
 ) -> float:
     """Fraction of (x, y) classified correctly after `attack` (clean when None), in eval mode."""
+    x, y = check_against_model(model, x, y)
     return correct_mask(model, x, y, attack, batch_size).sum().item() / max(1, len(y))
 
 
@@ -102,7 +125,7 @@ def evaluate(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    attacks: list[str],
+    attacks: list[str] | str,
     eps: float,
     batch_size: int = 500,
     seed: int = 0,
@@ -116,8 +139,7 @@ def evaluate(
     maps an attack name to its settings (e.g. {"pgd": {"steps": 50, "restarts": 5}}).
     `progress` keeps each attack's finished batches, so a killed evaluation resumes.
     """
-    if not len(y):
-        raise SpartaError("evaluate needs at least one image")
+    x, y = check_against_model(model, x, y)
     records: list[EvalRecord] = []
     for name in attack_list(attacks, batch_size):
         torch.manual_seed(seed)
@@ -154,10 +176,12 @@ def _attacked(
     return _record(name, eps, mask, seconds, settings=settings)
 
 
-def attack_list(attacks: list[str], batch_size: int = 500) -> list[str]:
-    """The attacks to run, checked before any runs: known names, each once, in order."""
-    if batch_size < 1:
-        raise SpartaError(f"batch size must be >= 1, got {batch_size}")
+def attack_list(attacks: list[str] | str, batch_size: int = 500) -> list[str]:
+    """The attacks to run, checked before any runs: known names, each once, in order
+    (one name, or a comma list, may be given as a string)."""
+    positive_int("batch size", batch_size)
+    if isinstance(attacks, str):
+        attacks = [name for name in attacks.split(",") if name.strip()]
     choices = f"choose from: clean, {', '.join(ATTACKS.names())}"
     if not attacks:
         raise SpartaError(f"no attack given; {choices}")
@@ -216,18 +240,25 @@ def load_run(
     data_root: str | None = None,
     model: nn.Module | None = None,
 ) -> RunData:
-    """A run's (model, meta, config, x, y): its model and first n test images on `device`.
-    `model`: an instance of the run's architecture (needed for a model of your own)."""
+    """A run's (model, meta, config, x, y): its model and first n test images on `device`
+    (n larger than the test set: all of it, with a note).
+    `model`: an instance of the run's architecture (needed for a model of your own); without
+    it, a model file of another architecture than config.json names is refused."""
+    from sparta.checkpoint import check_run_model
     from sparta.data import load_dataset
+    from sparta.progress import capped
     from sparta.runtime import resolve_device
 
+    if n is not None and n < 1:
+        raise SpartaError(f"--n must be >= 1, got {n}")
     config = TrainConfig.load(Path(run_dir))
+    if model is None:
+        check_run_model(run_dir, config)
     torch_device = resolve_device(device)
     model, meta = load_checkpoint(run_dir, device=str(torch_device), model=model)
     x, y = load_dataset(config.dataset, "test", data_root or config.data_root)
     if n is not None:
-        if n < 1:
-            raise SpartaError(f"--n must be >= 1, got {n}")
+        n = capped(n, len(y), "--n", f"the {len(y)} test images of {config.dataset}")
         x, y = x[:n], y[:n]
     return model, meta, config, x.to(torch_device), y.to(torch_device)
 
@@ -255,31 +286,40 @@ def evaluate_run(
 
     run_dir = Path(run_dir)
     attacks = attack_list(attacks, batch_size)
-    previous = read_eval(run_dir)  # other keys (e.g. "sanity") stay
-    model, meta, config, x, y = load_run(run_dir, n, device, data_root, model)
-    facts = machine_facts(x.device)  # before the attacks: the code that runs them
-    eps = config.eps if eps is None else eps
-    records: list[EvalRecord] = []
-    progress = ProgressFile(run_dir / EVAL_PROGRESS_FILE, file_digest(run_dir / MODEL_FILE))
-    for attack in attacks:  # eval.json is rewritten after each attack, and progress after each batch
-        if on_attack:
-            on_attack(attack, len(y))
-        records += evaluate(model, x, y, [attack], eps, batch_size, config.seed, progress=progress)
-        document = {**previous, "run": str(run_dir), "epoch": meta.get("epoch"), "machine": facts}
-        previous = _write_record(run_dir, document, records[-1])
-        progress.clear()
-        if on_record:
-            on_record(records[-1])
+    read_eval(run_dir)  # a damaged eval.json stops the evaluation before it starts
+    check_eval_writable(run_dir)
+    with reading_run(run_dir), progress_lock(run_dir) as keeps_progress:
+        model, meta, config, x, y = load_run(run_dir, n, device, data_root, model)
+        facts = machine_facts(x.device)  # before the attacks: the code that runs them
+        eps = config.eps if eps is None else eps
+        about = {"run": str(run_dir), "epoch": meta.get("epoch"), "machine": facts}
+        records: list[EvalRecord] = []
+        progress = ProgressFile(run_dir / EVAL_PROGRESS_FILE, file_digest(run_dir / MODEL_FILE))
+        for attack in attacks:  # eval.json takes each record as its attack ends; progress each batch
+            if on_attack:
+                on_attack(attack, len(y))
+            saving = progress if keeps_progress else None
+            records += evaluate(model, x, y, [attack], eps, batch_size, config.seed, progress=saving)
+            _write_record(run_dir, about, records[-1])
+            if saving:
+                saving.clear()
+            if on_record:
+                on_record(records[-1])
     return records
 
 
-def _write_record(run_dir: Path, document: dict[str, Any], record: EvalRecord) -> dict[str, Any]:
-    """Merge `record` into the eval.json `document` and write it; returns what was written."""
-    merged, kept_out = merge_records(document.get("results", []), [record])
-    document = {**document, "results": merged}
-    write_eval(run_dir, document)
-    _warn_kept_out(run_dir / EVAL_FILE, merged, kept_out)
-    return document
+def _write_record(run_dir: Path, about: dict[str, Any], record: EvalRecord) -> None:
+    """Merge `record` into eval.json as it is now on disk (other evaluations of the run may
+    have added theirs meanwhile), with `about` (run, epoch, machine); other keys stay."""
+    kept_out: list[EvalRecord] = []
+
+    def merge(document: dict[str, Any]) -> dict[str, Any]:
+        merged, left = merge_records(document.get("results", []), [record])
+        kept_out.extend(left)
+        return {**document, **about, "results": merged}
+
+    written = update_eval(run_dir, merge)
+    _warn_kept_out(run_dir / EVAL_FILE, written["results"], kept_out)
 
 
 def _warn_kept_out(path: Path, merged: list[EvalRecord], kept_out: list[EvalRecord]) -> None:

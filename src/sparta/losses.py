@@ -16,6 +16,8 @@ import torch
 from torch import nn
 
 from sparta.attacks import check_eps
+from sparta.errors import SpartaError
+from sparta.inputs import check_batch, non_negative_number, positive_int, positive_number
 from sparta.training.methods import METHODS, AttackSetting, madry_step_size, published_attack_bn_mode
 
 
@@ -31,6 +33,13 @@ def _loss(
     beta: float = 6.0,
 ) -> torch.Tensor:
     check_eps(eps)
+    positive_int("steps", steps)
+    if step_size is not None:
+        positive_number("step_size", step_size)
+    non_negative_number("beta", beta)
+    if attack_bn_mode not in (None, "train", "eval"):
+        raise SpartaError(f"attack_bn_mode must be 'train' or 'eval', got {attack_bn_mode!r}")
+    x, y = check_batch(x, y, model)
     mode = attack_bn_mode or published_attack_bn_mode(method)
     setting = AttackSetting(
         eps=eps,

@@ -35,6 +35,16 @@ def say(line: str) -> None:
     LOG.info(line)
 
 
+def capped(count: int, available: int, flag: str, what: str) -> int:
+    """A count of images the user gave, at most the `available` ones; one note (a progress
+    line) when it asked for more, naming the flag and `what` it counts (e.g. "the 450 test
+    images of digits")."""
+    if count <= available:
+        return count
+    say(f"note: {flag} {count} is more than {what}; using {available}")
+    return available
+
+
 def warn(message: str) -> None:
     """A `SpartaWarning` attributed to the caller of the library function that found it."""
     warnings.warn(message, SpartaWarning, stacklevel=3)

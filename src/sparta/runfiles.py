@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -72,6 +73,33 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def write_eval(run_dir: str | Path, document: dict[str, Any]) -> None:
     """Replace the run's eval.json with `document`, atomically (`read_eval` reads it back)."""
     atomic_write_text(Path(run_dir) / EVAL_FILE, json.dumps(document, indent=2))
+
+
+def update_eval(run_dir: str | Path, change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    """Re-read eval.json, apply `change` and write the result, all under the run's eval.json
+    lock: evaluations of one run that end together each keep the other's records."""
+    from sparta.locks import eval_file_lock
+
+    with eval_file_lock(Path(run_dir)):
+        document = change(read_eval(run_dir))
+        write_eval(run_dir, document)
+    return document
+
+
+def check_eval_writable(run_dir: str | Path) -> None:
+    """eval.json can be (re)written: checked before any attack runs, so that a refusal
+    comes before the work, and names eval.json rather than a temporary file."""
+    path = Path(run_dir) / EVAL_FILE
+    if path.is_dir():
+        raise SpartaError(f"{path} is a directory, not a file; move it away to evaluate {run_dir}")
+    if path.exists() and not path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        raise SpartaError(f"{path} is read-only; make it writable (chmod u+w) to add records to it")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{EVAL_FILE}.", dir=run_dir)
+    except OSError as err:
+        raise SpartaError(f"cannot write {path}: {err.strerror or err}") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 class _RecordCore(TypedDict):

@@ -29,8 +29,9 @@ from torch import nn
 from sparta.attacks import check_eps, create_attack, input_gradient, model_mode
 from sparta.errors import SpartaError
 from sparta.evaluation import accuracy, load_run
+from sparta.locks import reading_run
 from sparta.registry import Registry
-from sparta.runfiles import read_eval, write_eval
+from sparta.runfiles import check_eval_writable, read_eval, update_eval
 
 BALL_SLACK = 1e-6  # float rounding allowed on |x_adv - x| <= eps
 ROUNDING = 1e-9  # accuracies are k / n: compare them without float noise
@@ -289,12 +290,14 @@ def check_run(
 ) -> list[CheckResult]:
     """Run every check on a run's model and first n test images; store them in eval.json under "sanity"."""
     run_dir = Path(run_dir)
-    document = read_eval(run_dir) or {"run": str(run_dir), "results": []}  # checked before the checks run
-    model, _, config, x, y = load_run(run_dir, n, device, data_root)
-    eps = config.eps if eps is None else eps
-    settings = (settings or SanitySettings()).for_device(x.device)
-    results = run_sanity_checks(model, x, y, eps, seed=config.seed, settings=settings)
-    document["sanity"] = {
+    read_eval(run_dir)  # a damaged eval.json stops the checks before they run
+    check_eval_writable(run_dir)
+    with reading_run(run_dir):
+        model, _, config, x, y = load_run(run_dir, n, device, data_root)
+        eps = config.eps if eps is None else eps
+        settings = (settings or SanitySettings()).for_device(x.device)
+        results = run_sanity_checks(model, x, y, eps, seed=config.seed, settings=settings)
+    sanity = {
         "eps": eps,
         "n": len(y),
         "seed": config.seed,
@@ -302,5 +305,5 @@ def check_run(
         "settings": dataclasses.asdict(settings),
         "checks": [r.as_dict() for r in results],
     }
-    write_eval(run_dir, document)
+    update_eval(run_dir, lambda document: {"run": str(run_dir), "results": [], **document, "sanity": sanity})
     return results

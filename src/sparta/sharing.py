@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Protocol, cast
 
 import torch
@@ -20,6 +21,7 @@ from torch import nn
 
 from sparta.checkpoint import non_finite_tensors, portable
 from sparta.errors import SpartaError
+from sparta.runfiles import SPARTA_FILE
 from sparta.sparta_activation import Sparta
 
 SHARE_MODES = ("layer", "stage", "network")
@@ -118,8 +120,26 @@ def export_sparta(model: nn.Module, path: str | os.PathLike) -> None:
     save_file(tensors, os.fspath(path), metadata={"sparta": json.dumps(meta)})
 
 
+def sparta_file(path: str | os.PathLike) -> Path:
+    """The Sparta function file a path names: the file itself, or a run directory's
+    sparta.safetensors; a missing one is a one-line error naming what is missing."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / SPARTA_FILE).is_file():
+            raise SpartaError(
+                f"{path} holds no Sparta function ({SPARTA_FILE}): not a run of a Sparta model, "
+                "or one that has not finished an epoch"
+            )
+        return path / SPARTA_FILE
+    if not path.is_file():
+        raise SpartaError(f"Sparta function file {path} does not exist")
+    return path
+
+
 def import_sparta(model: nn.Module, path: str | os.PathLike, freeze: bool = True) -> nn.Module:
-    """Load a Sparta function into `model` (same share mode and stages), optionally frozen."""
+    """Load a Sparta function into `model` (same share mode and stages), optionally frozen.
+    `path` is a Sparta function file or a run directory (its sparta.safetensors)."""
+    path = sparta_file(path)
     try:
         tensors = load_file(os.fspath(path))
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:

@@ -200,6 +200,12 @@ class Sparta(nn.Module):
         return t
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not x.is_floating_point():
+            raise SpartaError(f"Sparta takes floating-point input, got dtype {x.dtype}")
+        own = self.log_beta.dtype
+        if x.dtype != own and not torch.is_autocast_enabled(x.device.type):
+            # e.g. a bf16 map outside autocast: computed in the wider dtype, returned in x's
+            return self.forward(x.to(torch.promote_types(x.dtype, own))).to(x.dtype)
         flat = x.dim() == 2  # after a Linear layer: features as channels on a 1 x 1 map
         if flat:
             x = x[:, :, None, None]

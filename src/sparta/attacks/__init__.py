@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Protocol
 
@@ -64,7 +65,14 @@ def create_attack(name: str, eps: float, **options) -> Attack:
         if "step_size" in options:
             raise SpartaError("give the step size once: alpha or step_size, not both")
         options["step_size"] = options.pop("alpha")
-    return ATTACKS.get(name)(eps, **options)
+    factory = ATTACKS.get(name)
+    try:
+        return factory(eps, **options)
+    except TypeError as err:  # an option the attack does not have: name it
+        unknown = re.search(r"unexpected keyword argument '(\w+)'", str(err))
+        if unknown is None:
+            raise
+        raise SpartaError(f"attack '{name}' has no option '{unknown.group(1)}'") from None
 
 
 __all__ = [

@@ -18,6 +18,11 @@ from torch import nn
 
 from sparta.attacks.threat import check_eps, model_mode
 from sparta.errors import SpartaError
+from sparta.inputs import check_batch, check_classes, check_logits, positive_int
+
+STANDARD_ATTACKS = ("apgd-ce", "apgd-t", "fab-t", "square")
+# Classes an attack needs: the targeted DLR loss reads the 4th largest logit, the untargeted the 3rd.
+CLASSES_NEEDED = {"apgd-t": 4, "fab-t": 4, "apgd-dlr": 3}
 
 
 class _Logits(nn.Module):
@@ -44,23 +49,44 @@ class AutoAttack:
 
     def __post_init__(self) -> None:
         check_eps(self.eps)
-        if self.n_queries is not None and self.n_queries < 1:
-            raise SpartaError(f"Square needs n_queries >= 1, got {self.n_queries}")
+        positive_int("AutoAttack batch_size", self.batch_size)
+        if self.n_queries is not None:
+            positive_int("Square's n_queries", self.n_queries)
+        if self.version not in ("standard", "custom"):
+            raise SpartaError(f"AutoAttack version must be 'standard' or 'custom', got {self.version!r}")
+        if self.version == "custom" and not self.attacks:
+            raise SpartaError('AutoAttack version="custom" needs attacks=(...), the attacks to run')
+
+    def _check_classes(self, num_classes: int) -> None:
+        """The DLR loss compares the largest logits: the targeted one needs 4 classes, the
+        untargeted 3 (Croce & Hein 2020); refuse rather than report a crippled attack."""
+        attacks = STANDARD_ATTACKS if self.version == "standard" else tuple(self.attacks or ())
+        needs = max(CLASSES_NEEDED.get(name, 2) for name in attacks)
+        if num_classes < needs:
+            which = "standard version" if self.version == "standard" else "attacks " + ", ".join(attacks)
+            raise SpartaError(
+                f"AutoAttack's {which} needs at least {needs} classes (its DLR loss compares the largest "
+                f"logits), this model has {num_classes}; "
+                "use AutoAttack(eps, version='custom', attacks=('apgd-ce', 'square'))"
+            )
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Run the package's evaluation on (x, y) in eval mode and check its points lie in the ball and [0, 1]."""
         from pyautoattack import AutoAttack as PackageAutoAttack
 
+        x, y = check_batch(x, y, model)
         device = x.device
         wrapped = _Logits(model)
         with model_mode(model, False):
             with torch.no_grad():
-                num_classes = model(x[:1]).shape[1]
+                logits = model(x[:1])
+            check_logits(logits, y[:1])
+            num_classes = logits.shape[1]
+            check_classes(y, num_classes)
+            self._check_classes(num_classes)
             options: dict[str, list[str]] = {}
             if self.version == "custom":
-                if self.attacks is None:
-                    raise SpartaError('AutoAttack version="custom" needs attacks=(...), the attacks to run')
-                options["attacks"] = list(self.attacks)
+                options["attacks"] = list(self.attacks or ())
             attack = PackageAutoAttack(
                 wrapped, norm="Linf", eps=self.eps, version=self.version, seed=self.seed, device=device, **options
             )

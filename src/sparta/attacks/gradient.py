@@ -9,6 +9,7 @@ from torch import nn
 
 from sparta.attacks.threat import check_eps, input_gradient, model_mode, project, random_start
 from sparta.errors import SpartaError
+from sparta.inputs import check_batch, positive_int, positive_number
 
 
 @dataclass
@@ -29,8 +30,10 @@ class PGD:
 
     def __post_init__(self) -> None:
         check_eps(self.eps)
-        if self.steps < 1 or self.restarts < 1:
-            raise SpartaError(f"PGD needs steps >= 1 and restarts >= 1, got {self.steps} and {self.restarts}")
+        positive_int("PGD steps", self.steps)
+        positive_int("PGD restarts", self.restarts)
+        if self.step_size is not None:
+            positive_number("PGD step size (alpha)", self.step_size)
         if self.loss not in ("ce", "cw"):
             raise SpartaError(f"PGD loss must be 'ce' or 'cw', got '{self.loss}'")
 
@@ -40,13 +43,14 @@ class PGD:
 
     def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x_adv = random_start(x, self.eps) if self.random_init else x.clone()
-        for _ in range(self.steps):
-            grad = input_gradient(model, x_adv, y, self.loss)
+        for step in range(self.steps):
+            grad = input_gradient(model, x_adv, y, self.loss, check=step == 0)
             x_adv = project(x_adv + self.alpha * grad.sign(), x, self.eps)
         return x_adv
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """x_adv for (x, y); with restarts, each example keeps the first restart that breaks it."""
+        x, y = check_batch(x, y, model)
         with model_mode(model, self.training_mode):
             x_adv = self._run(model, x, y)
             if self.restarts == 1:
@@ -78,13 +82,18 @@ class FGSM:
 
     def __post_init__(self) -> None:
         check_eps(self.eps)
+        if self.step_size is not None:
+            positive_number("FGSM step size (alpha)", self.step_size)
+        if self.loss not in ("ce", "cw"):
+            raise SpartaError(f"FGSM loss must be 'ce' or 'cw', got '{self.loss}'")
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One signed-gradient step of `step_size` (default eps) from x or a random start, projected."""
         alpha = self.eps if self.step_size is None else self.step_size
+        x, y = check_batch(x, y, model)
         with model_mode(model, self.training_mode):
             start = random_start(x, self.eps) if self.random_init else x
-            grad = input_gradient(model, start, y, self.loss)
+            grad = input_gradient(model, start, y, self.loss, check=True)
             return project(start + alpha * grad.sign(), x, self.eps).detach()
 
     __call__ = perturb  # attack(model, x, y)

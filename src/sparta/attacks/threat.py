@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparta.errors import SpartaError
+from sparta.inputs import check_logits
 
 
 def parse_eps(value: str | float) -> float:
@@ -66,8 +67,14 @@ def model_mode(model: nn.Module, training: bool) -> Iterator[nn.Module]:
             module.training = mode
 
 
-def input_gradient(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
-    """d loss / d input only: no weight gradients are computed during attack steps."""
+def input_gradient(
+    model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, loss: str, check: bool = False
+) -> torch.Tensor:
+    """d loss / d input only: no weight gradients are computed during attack steps.
+    `check` (an attack's first step): the logits are N x classes and y names classes."""
     x_adv = x_adv.detach().requires_grad_(True)
-    value = LOSSES[loss](model(x_adv), y).sum()
+    logits = model(x_adv)
+    if check:
+        check_logits(logits, y)
+    value = LOSSES[loss](logits, y).sum()
     return torch.autograd.grad(value, x_adv)[0]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 from sparta.commands._types import eps_value, name_list
+from sparta.errors import SpartaError
 from sparta.runfiles import EvalRecord
 
 NAME = "eval"
@@ -35,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="check for gradient masking: eps sweep, stronger PGD, black-box Square, "
         "eps ball and [0, 1]; exit status 1 if a check fails",
     )
-    parser.add_argument("--n", type=int, default=None, help="first N test images (default: all)")
+    parser.add_argument("--n", type=int, default=None, help="first N test images (default and at most: all)")
     parser.add_argument("--eps", type=eps_value, default=None, help="default: the run's training eps")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=500)
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from sparta.evaluation import evaluate_run, worst_case
     from sparta.progress import say
 
+    args.n = _image_count(args)
     attacks = args.attacks if args.attacks is not None else ([] if args.sanity else DEFAULT_ATTACKS)
     if attacks or args.attacks is not None:  # an empty --attacks is an error, not nothing to do
         records = evaluate_run(
@@ -68,6 +70,25 @@ def run(args: argparse.Namespace) -> int:
                 f"(robust only where {', '.join(r['attack'] for r in attacked)} all failed)  n={attacked[0]['n']}"
             )
     return _sanity(args) if args.sanity else 0
+
+
+def _image_count(args: argparse.Namespace) -> int | None:
+    """RUN_DIR a run directory, --batch-size >= 1 and --n >= 1, capped at the run's test set
+    with one note; checked before the model loads (so the attacks and the sanity checks do
+    not note a cap twice)."""
+    from sparta.config import TrainConfig
+    from sparta.data import split_size
+    from sparta.progress import capped
+
+    config = TrainConfig.load(args.run_dir)
+    if args.batch_size < 1:
+        raise SpartaError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.n is None:
+        return None
+    if args.n < 1:
+        raise SpartaError(f"--n must be >= 1, got {args.n}")
+    size = split_size(config.dataset, "test", args.data_root or config.data_root)
+    return capped(args.n, size, "--n", f"the {size} test images of {config.dataset}")
 
 
 def _print_record(record: EvalRecord) -> None:

@@ -16,6 +16,8 @@ from sparta.errors import SpartaError
 
 NAME = "report"
 HELP = "write a markdown report with plots (robust accuracy vs eps, training curves, threshold maps)"
+# Test images of the eps sweep when --n is not given.
+SWEEP_IMAGES = 1000
 
 
 def eps_list(text: str) -> list[float]:
@@ -36,8 +38,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="evaluate PGD-20 at these eps where records are missing, e.g. 0,0.05,0.1,0.15,0.2",
     )
-    parser.add_argument("--n", type=int, default=1000, help="test images for the eps sweep (default: 1000)")
-    parser.add_argument("--images", type=int, default=4, help="test images in the threshold maps (default: 4)")
+    parser.add_argument(
+        "--n",
+        type=int,
+        default=None,
+        help=f"test images for the eps sweep (default: {SWEEP_IMAGES}, or the test set if smaller)",
+    )
+    parser.add_argument(
+        "--images", type=int, default=4, help="test images in the threshold maps (default: 4; at most 32)"
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data-root", default=None)
 
@@ -46,11 +55,17 @@ def run(args: argparse.Namespace) -> int:
     """Find the runs, fill in the eps sweep if asked, and write report.md with its plots."""
     from sparta.report import build_report, fill_eps_sweep, find_runs, run_names
 
-    if args.n < 1:
+    if args.n is not None and args.n < 1:
         raise SpartaError(f"--n must be >= 1, got {args.n}")
     if args.images < 0:
         raise SpartaError(f"--images must be >= 0, got {args.images}")
-    runs = find_runs(args.paths)
+    runs = find_runs(args.paths)  # refuses a run whose model file is another run's
+    if args.n is None:
+        args.n = SWEEP_IMAGES  # each run's test set if smaller (fill_eps_sweep), without a note
+    elif args.eps_sweep:
+        args.n = _capped(args.n, "--n", runs, args.data_root)
+    if args.images:
+        args.images = _capped(args.images, "--images", runs, args.data_root)
     if args.eps_sweep:
         names = run_names(runs)
         for run, record in fill_eps_sweep(runs, args.eps_sweep, args.n, args.device, args.data_root):
@@ -62,3 +77,20 @@ def run(args: argparse.Namespace) -> int:
     path = build_report(runs, args.out, args.images, args.device, args.data_root)
     print(f"wrote {path} ({len(runs)} runs)")
     return 0
+
+
+def _capped(count: int, flag: str, runs, data_root: str | None) -> int:
+    """`count` test images at most the largest test set of the runs' data sets (and, for
+    --images, a threshold-map figure's rows), with one note when it asks for more."""
+    from sparta.data import split_size
+    from sparta.progress import capped
+    from sparta.report import MAX_MAP_IMAGES
+
+    sizes = {
+        run.config.dataset: split_size(run.config.dataset, "test", data_root or run.config.data_root) for run in runs
+    }
+    dataset, size = max(sizes.items(), key=lambda item: item[1])
+    limit, what = size, f"the {size} test images of {dataset}"
+    if flag == "--images" and MAX_MAP_IMAGES < size:
+        limit, what = MAX_MAP_IMAGES, f"the {MAX_MAP_IMAGES} rows a threshold-map figure holds"
+    return capped(count, limit, flag, what)

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from sparta.commands._types import eps_value, option_value
 from sparta.config import TrainConfig
 from sparta.errors import SpartaError
-from sparta.runfiles import read_metrics
+from sparta.runfiles import MODEL_FILE, read_metrics
 
 NAME = "train"
 HELP = "train a model (standard, pgd, fgsm-rs or trades)"
@@ -68,7 +68,7 @@ MEANING = {
     "sparta_from": "import the Sparta function of this run directory or file",
     "freeze_sparta": "keep the imported Sparta function fixed",
     "eval_every": "epochs between quick test evaluations (0: never)",
-    "eval_n": "test images of the quick per-epoch evaluation (clean and PGD-10)",
+    "eval_n": "test images of the quick per-epoch evaluation (clean and PGD-10; at most the test set)",
 }
 
 
@@ -156,7 +156,9 @@ def run(args: argparse.Namespace) -> int:
         run_dir = train(TrainConfig(**{**base, **given}))
     else:
         run_dir = train(TrainConfig(**given))
-    last = read_metrics(run_dir)[-1]
+    if not (run_dir / MODEL_FILE).is_file():  # never report a run as trained without its model
+        raise SpartaError(f"{run_dir} has no {MODEL_FILE} after training; nothing was saved")
+    last = (read_metrics(run_dir) or [{}])[-1]
     shown = {k: round(v, 4) for k, v in last.items() if k.startswith(("test_", "train_"))}
     print(f"trained {run_dir}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
     return 0

@@ -11,10 +11,15 @@ for the decisions (share mode, what each kind changes).
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sparta.commands._grid import add_grid_flags, add_train_flags, base_config, eval_plan, run_cells, seed_list
 from sparta.errors import SpartaError
+
+if TYPE_CHECKING:
+    from sparta.experiments import Cell, EvalPlan, Source
 
 NAME = "transfer"
 HELP = "train relu / sparta-scratch / sparta-frozen on a target CNN or dataset; table with mean ± 95% CI"
@@ -48,14 +53,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_train_flags(parser, skip={"act", "model", "dataset", "sparta_from", "freeze_sparta"})
 
 
-def _source(args: argparse.Namespace):
-    """The Source: read from --source, or trained into OUT/source-<model>-<dataset>-seed<S>.
+def _cells(args: argparse.Namespace, seeds: list[int], plan: EvalPlan) -> tuple[list[Cell], Source, Cell | None]:
+    """(the arm cells, the source, its cell to train first or None), every argument checked
+    before anything trains: the source and targets, the function's fit in the target, and
+    each cell's settings (sparta.experiments.grid.check_cells).
 
-    A source trained here is not evaluated (`sparta eval` it when wanted): the table
-    compares arms on the target only.
+    The source is read from --source, or trained into OUT/source-<model>-<dataset>-seed<S>;
+    until it is, an untrained function of its shape stands in for the fit checks. A source
+    trained here is not evaluated (`sparta eval` it when wanted): the table compares arms
+    on the target only.
     """
-    from sparta.experiments import EvalPlan, read_source, run_grid, source_cell
-    from sparta.experiments.transfer import default_share
+    from sparta.experiments import EvalPlan, arm_cells, read_source, source_cell
+    from sparta.experiments.grid import check_cells
+    from sparta.experiments.transfer import default_share, planned_source, target_config
+    from sparta.runfiles import SPARTA_FILE
+    from sparta.sharing import export_sparta
+    from sparta.training.loop import model_for
 
     given = base_config(args)
     if args.source:
@@ -63,24 +76,36 @@ def _source(args: argparse.Namespace):
             raise SpartaError(f"--share is the source's ({args.source}); drop it")
         if args.act_options is not None and not Path(args.source).is_file():
             raise SpartaError(f"--act-option is taken from the source run {args.source}; drop it")
-        return read_source(args.source, given.act_options)
+        source = read_source(args.source, given.act_options)
+        target = target_config(given, args.kind, source, args.target_model, args.target_dataset)
+        return arm_cells(target, source, seeds, args.out), source, None  # run_grid checks them
     share = args.share or default_share(args.source_model, args.target_model or args.source_model)
     same_data = (args.target_dataset or args.source_dataset) == args.source_dataset
     cell = source_cell(
         given, args.out, args.source_model, args.source_dataset, share, given.data_root if same_data else None
     )
-    run_grid([cell], EvalPlan(()))
-    return read_source(cell.run_dir)
+    source = planned_source(cell)
+    target = target_config(given, args.kind, source, args.target_model, args.target_dataset)
+    check_cells([cell], EvalPlan(()))
+    with tempfile.TemporaryDirectory() as folder:
+        stand_in = Path(folder) / SPARTA_FILE
+        export_sparta(model_for(cell.config), stand_in)
+        try:
+            cells = arm_cells(target, source, seeds, args.out, stand_in=stand_in)
+            check_cells(cells, plan, {str(source.function): str(stand_in)}, note=False)  # run_grid notes
+        except SpartaError as err:  # name the source's function, not its stand-in
+            raise SpartaError(str(err).replace(str(stand_in), f"{source.function} (to be trained)")) from None
+    return cells, source, cell
 
 
 def run(args: argparse.Namespace) -> int:
     """Train the relu, sparta-scratch and sparta-frozen arms on the target, then write their table."""
-    from sparta.experiments import arm_cells, write_table
-    from sparta.experiments.transfer import target_config
+    from sparta.experiments import EvalPlan, read_source, run_grid, write_table
 
     seeds, plan = seed_list(args), eval_plan(args)
-    source = _source(args)
-    target = target_config(base_config(args), args.kind, source, args.target_model, args.target_dataset)
-    cells = arm_cells(target, source, seeds, args.out)
+    cells, source, source_cell = _cells(args, seeds, plan)
+    if source_cell is not None:
+        run_grid([source_cell], EvalPlan(()))
+        read_source(source_cell.run_dir)  # trained to its last epoch, its function written
     title = f"Transfer ({args.kind}) of the Sparta function {source.function}"
     return run_cells(cells, plan, args, lambda: write_table(cells, plan, args.out, title))

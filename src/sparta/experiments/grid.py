@@ -24,20 +24,21 @@ for runs that predate that.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sparta.activations import ACTIVATIONS
 from sparta.attacks import ATTACKS
-from sparta.checkpoint import load_checkpoint, read_checkpoint_header
+from sparta.checkpoint import check_run_model, load_checkpoint, read_checkpoint_header
 from sparta.config import TrainConfig
-from sparta.data import load_dataset
+from sparta.data import split_size
 from sparta.errors import SpartaError
 from sparta.evaluation import evaluate_run
+from sparta.locks import run_lock
 from sparta.models import MODELS
+from sparta.progress import capped
 from sparta.runfiles import (
     CONFIG_FILE,
     MODEL_FILE,
@@ -49,7 +50,7 @@ from sparta.runfiles import (
     read_eval_records,
 )
 from sparta.sharing import export_sparta
-from sparta.training.loop import run_lock, train
+from sparta.training.loop import check_settings, train
 from sparta.training.methods import METHODS
 
 # A restarted cell loses exactly the files a training run writes (runfiles.RUN_FILES).
@@ -90,6 +91,8 @@ class EvalPlan:
             raise SpartaError(f"an attack is listed twice: {', '.join(self.attacks)}")
         if self.n is not None and self.n < 1:
             raise SpartaError(f"--n must be >= 1, got {self.n}")
+        if self.batch_size < 1:
+            raise SpartaError(f"--eval-batch-size must be >= 1, got {self.batch_size}")
 
 
 def canonical_attack(name: str) -> str:
@@ -174,7 +177,7 @@ def cell_state(cell: Cell, plan: EvalPlan, n: int) -> str:
             "use another --out or remove that directory"
         )
     missing = missing_attacks(cell, plan, n)
-    if not missing:
+    if not missing and (plan.attacks or epochs_done(run_dir) >= cell.config.epochs):
         return "done"  # every result is there, whether or not the weights were kept
     if epochs_done(run_dir) >= cell.config.epochs:
         return "trained"
@@ -205,15 +208,39 @@ def _clear_run(run_dir: Path) -> None:
         (run_dir / name).unlink(missing_ok=True)
 
 
-@functools.cache
-def _test_set_size(dataset: str, data_root: str | None) -> int:
-    return len(load_dataset(dataset, "test", data_root)[1])
-
-
 def eval_size(config: TrainConfig, plan: EvalPlan) -> int:
     """The n that eval.json records carry for this plan: n = None or n > the test set means all."""
-    size = _test_set_size(config.dataset, config.data_root)
+    size = split_size(config.dataset, "test", config.data_root)
     return size if plan.n is None else min(plan.n, size)
+
+
+def check_cells(
+    cells: Sequence[Cell], plan: EvalPlan, stand_ins: Mapping[str, str] | None = None, note: bool = True
+) -> None:
+    """Whatever would stop the grid partway, checked for every cell before any trains: a
+    directory holding other settings, results without a model, a model file of another
+    architecture, and every check `train` makes of the settings of the cells still to
+    train (data set and subset, schedule, model, the Sparta function imported). `stand_ins`
+    maps a `sparta_from` not written yet (a transfer source still to train) to a file of
+    the same function shape to check it with. A --n above a data set's test set gets a note
+    (unless `note` is False: a caller that checks the cells before `run_grid` does again)."""
+    checked: set[str] = set()
+    for dataset, root in dict.fromkeys((cell.config.dataset, cell.config.data_root) for cell in cells):
+        if plan.n is not None and note:
+            size = split_size(dataset, "test", root)
+            capped(plan.n, size, "--n", f"the {size} test images of {dataset}")
+    for cell in cells:
+        state = cell_state(cell, plan, eval_size(cell.config, plan))
+        check_run_model(cell.run_dir, cell.config)
+        if state not in ("new", "restart", "resume"):
+            continue
+        config = cell.config
+        if config.sparta_from and stand_ins and config.sparta_from in stand_ins:
+            config = dataclasses.replace(config, sparta_from=stand_ins[config.sparta_from])
+        key = dataclasses.replace(config, seed=0, out="").to_json()  # the seed changes no check
+        if key not in checked:
+            checked.add(key)
+            check_settings(config)
 
 
 def run_cell(cell: Cell, plan: EvalPlan) -> str:
@@ -251,5 +278,6 @@ def run_grid(cells: Sequence[Cell], plan: EvalPlan, log: Log = print) -> None:
     names = [cell.name for cell in cells]
     if len(set(names)) != len(names):
         raise SpartaError(f"two cells share a name: {', '.join(sorted(n for n in names if names.count(n) > 1))}")
+    check_cells(cells, plan)
     for index, cell in enumerate(cells, start=1):
         log(f"[{index}/{len(cells)}] {cell.name}: {run_cell(cell, plan)}")

@@ -39,6 +39,7 @@ from typing import Any
 from safetensors import SafetensorError, safe_open
 
 from sparta.activations import ACTIVATIONS
+from sparta.checkpoint import check_run_model
 from sparta.config import TrainConfig
 from sparta.errors import SpartaError
 from sparta.experiments.grid import Cell, cell_name, epochs_done, export_function, for_activation
@@ -84,6 +85,7 @@ def read_source(path: str | Path, act_options: dict[str, Any] | None = None) -> 
     config = TrainConfig.load(path)
     if ACTIVATIONS.canonical(config.act) != "sparta":
         raise SpartaError(f"{path} is a '{config.act}' run; a transfer source must use Sparta")
+    check_run_model(path, config)
     if epochs_done(path) < config.epochs:
         raise SpartaError(f"{path} has not finished training ({epochs_done(path)} of {config.epochs} epochs)")
     function = path / SPARTA_FILE
@@ -96,6 +98,12 @@ def default_share(source_model: str, target_model: str) -> str:
     """'stage' when both models have the same stage names, else 'network' (fits any CNN)."""
     names = [list(model_stages(build_model(m, "relu", image_size=32))) for m in (source_model, target_model)]
     return "stage" if names[0] == names[1] else "network"
+
+
+def planned_source(cell: Cell) -> Source:
+    """The Source that the source cell `cell` will be once trained (read_source of its directory)."""
+    config = cell.config
+    return Source(cell.run_dir / SPARTA_FILE, config.share, dict(config.act_options), config.model, config.dataset)
 
 
 def source_cell(
@@ -160,9 +168,16 @@ def target_config(base: TrainConfig, kind: str, source: Source, model: str | Non
 
 
 def arm_cells(
-    target: TrainConfig, source: Source, seeds: Sequence[int], out: str | Path, arms: Sequence[str] = tuple(ARMS)
+    target: TrainConfig,
+    source: Source,
+    seeds: Sequence[int],
+    out: str | Path,
+    arms: Sequence[str] = tuple(ARMS),
+    stand_in: Path | None = None,
 ) -> list[Cell]:
-    """Cells for arms x seeds on the target; checks first that the function fits the target."""
+    """Cells for arms x seeds on the target; checks first that the function fits the target.
+    `stand_in`: a function file of the source's shape to check with while the source's own
+    is not written yet (a source still to train)."""
     cells = []
     for arm in (ARMS.canonical(a) for a in arms):
         for seed in seeds:
@@ -171,6 +186,7 @@ def arm_cells(
             cells.append(Cell(name, config.validate(), {"arm": arm, "model": target.model, "dataset": target.dataset}))
     for cell in cells:
         if cell.config.sparta_from:
-            model_for(cell.config)  # raises a one-line SpartaError when stages or shapes differ
+            checked = cell.config if stand_in is None else dataclasses.replace(cell.config, sparta_from=str(stand_in))
+            model_for(checked)  # raises a one-line SpartaError when stages or shapes differ
             break
     return cells

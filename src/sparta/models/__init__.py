@@ -101,6 +101,15 @@ def build_model(
     return model
 
 
+def build_spec_for(
+    name: str, activation: str, dataset: str, share: str = "stage", **options: object
+) -> dict[str, object]:
+    """The build spec `build_model(name, activation, dataset=dataset, share=share, **options)`
+    records, without building the model (to compare with a checkpoint's)."""
+    facts = _input_facts(dataset, None, None, None, None, None)
+    return _build_spec(MODELS.canonical(name), registered_activation(activation) or activation, facts, share, options)
+
+
 def _build_spec(name: str, activation: str, facts: tuple, share: str, options: dict[str, object]) -> dict[str, object]:
     """Everything needed to rebuild the model from a file; checkpoints store it."""
     num_classes, in_channels, image_size, mean, std = facts

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sparta.errors import SpartaError
+from sparta.progress import capped
 from sparta.report.collect import (
     Run,
     find_runs,
@@ -93,6 +94,9 @@ def build_report(
 
 # Clean test images the site summaries are measured on.
 SITE_IMAGES = 200
+# Rows of a threshold-map figure at most (one image each): more is unreadable, and past
+# about 200 rows the PNG is taller than the renderer allows.
+MAX_MAP_IMAGES = 32
 
 
 def _add_site_summaries(figures: Figures, groups: dict[str, list[Run]], device: str, data_root: str | None) -> None:
@@ -121,6 +125,7 @@ def _add_threshold_maps(
     if images < 1:
         notes.append("Threshold maps not drawn (--images 0).")
         return
+    images = capped(images, MAX_MAP_IMAGES, "--images", f"the {MAX_MAP_IMAGES} rows a threshold-map figure holds")
     for index, (label, members) in enumerate(groups.items()):
         run = members[0]
         try:
@@ -142,6 +147,7 @@ def _add_threshold_maps(
 
 
 __all__ = [
+    "MAX_MAP_IMAGES",
     "Figures",
     "Run",
     "build_report",

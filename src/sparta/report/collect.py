@@ -62,9 +62,14 @@ class Band:
 
 
 def read_run(path: str | Path) -> Run:
-    """Read one run directory; metrics and eval records may be missing (empty lists)."""
+    """Read one run directory; metrics and eval records may be missing (empty lists). A
+    model file of another architecture than config.json names is refused."""
+    from sparta.checkpoint import check_run_model
+
     path = Path(path)
-    return Run(path, TrainConfig.load(path), read_metrics(path), read_eval_records(path))
+    config = TrainConfig.load(path)
+    check_run_model(path, config)
+    return Run(path, config, read_metrics(path), read_eval_records(path))
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Run]:

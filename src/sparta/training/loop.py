@@ -23,16 +23,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparta.attacks import PGD, model_mode
-from sparta.checkpoint import non_finite_tensors, save_checkpoint
+from sparta.checkpoint import check_run_model, non_finite_tensors, read_checkpoint_header, save_checkpoint
 from sparta.config import CUSTOM_MODEL, TrainConfig
-from sparta.data import dataset_info, load_dataset
+from sparta.data import dataset_info, load_dataset, split_size
 from sparta.errors import SpartaError
 from sparta.evaluation import accuracy
+from sparta.locks import run_lock
 from sparta.models import build_model
-from sparta.progress import progress, say, warn
+from sparta.progress import capped, progress, say, warn
 from sparta.runfiles import (
     CONFIG_FILE,
     METRICS_FILE,
+    MODEL_FILE,
     SPARTA_FILE,
     STATE_FILE,
     atomic_write,
@@ -42,7 +44,7 @@ from sparta.runfiles import (
 from sparta.runtime import autocast, compile_backend, machine_facts, resolve_device, seed_everything
 from sparta.sharing import export_sparta, import_sparta, sparta_sites
 from sparta.training import distributed
-from sparta.training.loader import DeviceLoader
+from sparta.training.loader import AUGMENTATIONS, DeviceLoader
 from sparta.training.methods import METHODS, AttackSetting, Method
 from sparta.training.schedule import SCHEDULES, eps_at
 from sparta.training.state import load_state, save_state
@@ -50,12 +52,16 @@ from sparta.training.state import load_state, save_state
 
 def take_subset(images: torch.Tensor, labels: torch.Tensor, n: int | None, seed: int):
     """The first n of a seeded shuffle: the same subset for every activation and method."""
-    if n is not None and n > len(labels):
-        raise SpartaError(f"subset {n} is larger than the training set ({len(labels)} images)")
+    _check_subset(n, len(labels))
     if n is None or n == len(labels):
         return images, labels
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:n]
     return images[order], labels[order]
+
+
+def _check_subset(n: int | None, available: int) -> None:
+    if n is not None and n > available:
+        raise SpartaError(f"subset {n} is larger than the training set ({available} images)")
 
 
 def model_for(config: TrainConfig, model: nn.Module | None = None) -> nn.Module:
@@ -81,8 +87,7 @@ def model_for(config: TrainConfig, model: nn.Module | None = None) -> nn.Module:
             **config.act_options,
         )
     if config.sparta_from:
-        source = Path(config.sparta_from)
-        import_sparta(model, source / SPARTA_FILE if source.is_dir() else source, freeze=config.freeze_sparta)
+        import_sparta(model, config.sparta_from, freeze=config.freeze_sparta)
     return model
 
 
@@ -133,39 +138,6 @@ def train_step(
     return value, int((logits.argmax(1) == y).sum().item())
 
 
-_HELD: set[Path] = set()  # run directories this process holds the lock of (the lock is re-entrant)
-
-
-@contextlib.contextmanager
-def run_lock(run_dir: Path, wait: bool = False):
-    """One writer per run directory: an advisory lock that the system drops with its
-    process, so a killed run never leaves it stuck. `wait`: block until the other writer
-    ends (grid cells that several --shard processes reach), else fail at once."""
-    key = Path(run_dir).resolve()
-    if key in _HELD:
-        yield
-        return
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(run_dir / ".lock", "a")
-    except OSError as err:
-        raise SpartaError(f"cannot write the run directory {run_dir}: {err.strerror or err}") from None
-    with handle:
-        try:
-            import fcntl
-
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except ImportError:  # no fcntl (Windows): no lock
-            pass
-        except OSError:
-            raise SpartaError(f"another sparta process is writing {run_dir}; wait for it to end") from None
-        _HELD.add(key)
-        try:
-            yield
-        finally:
-            _HELD.discard(key)
-
-
 def _prepare_run_dir(config: TrainConfig, resume: bool) -> Path:
     run_dir = Path(config.out)
     if resume:
@@ -188,6 +160,68 @@ def _keep_metrics_before(run_dir: Path, epoch: int) -> None:
     """Drop lines a killed run wrote for epochs it did not checkpoint."""
     kept = [record for record in read_metrics(run_dir) if record["epoch"] < epoch]
     atomic_write_text(run_dir / METRICS_FILE, "".join(json.dumps(record) + "\n" for record in kept))
+
+
+def resume_point(config: TrainConfig) -> str:
+    """What `--resume` of the run `config.out` continues from, checked before any data is
+    read: "state" (checkpoint.safetensors: the last save), "finished" (a model.safetensors
+    of the last epoch whose training state is gone: nothing to train) or "start" (only
+    config.json: the run stopped before its first save and starts from epoch 1).
+    A model file of another architecture, an unfinished model without its training state,
+    and a run whose epochs are recorded but whose model and state are both gone are refused."""
+    run_dir = Path(config.out)
+    check_run_model(run_dir, config)
+    if (run_dir / STATE_FILE).is_file():
+        return "state"
+    again = f"train it again with `sparta train --config {run_dir} --out NEW_DIR`"
+    if (run_dir / MODEL_FILE).is_file():
+        epoch = int(read_checkpoint_header(run_dir)["meta"].get("epoch", 0))
+        if epoch >= config.epochs:
+            return "finished"
+        raise SpartaError(
+            f"cannot resume {run_dir}: {STATE_FILE} (optimizer and RNG state) is missing and "
+            f"{MODEL_FILE} holds epoch {epoch} of {config.epochs}; `sparta eval` the model as it is, or {again}"
+        )
+    finished = read_metrics(run_dir)
+    if finished:
+        raise SpartaError(
+            f"cannot resume {run_dir}: {METRICS_FILE} records {len(finished)} finished epoch(s), but neither "
+            f"{MODEL_FILE} nor {STATE_FILE} is there (deleted, or not copied with the run); {again}"
+        )
+    return "start"
+
+
+def check_settings(config: TrainConfig) -> None:
+    """Every check `train` makes of a config before it writes anything, without training:
+    the settings, the data set and subset, the schedule's first step, the model and the
+    Sparta function it imports. A grid runs it on each cell before the first one trains."""
+    config = dataclasses.replace(config).validate()
+    size = split_size(config.dataset, "train", config.data_root)
+    _check_subset(config.subset, size)
+    images = config.subset or size
+    if (config.augment or "none") not in AUGMENTATIONS:
+        raise SpartaError(f"unknown augmentation '{config.augment}'; choose from: {', '.join(AUGMENTATIONS)}")
+    _check_schedule(config, SCHEDULES.get(config.schedule), images // min(config.batch_size, images))
+    model_for(config)
+
+
+def _loader(config: TrainConfig, device: torch.device) -> DeviceLoader:
+    """The batches of the training (sub)set; a subset larger than the data set is refused."""
+    images, labels = load_dataset(config.dataset, "train", config.data_root)
+    images, labels = take_subset(images, labels, config.subset, config.seed)
+    augment = config.augment or dataset_info(config.dataset).augment
+    return DeviceLoader(images, labels, config.batch_size, config.seed, augment, device)
+
+
+def _check_schedule(config: TrainConfig, schedule: Callable[[float], float], batches: int) -> None:
+    """Refuse a run whose schedule gives its first step no learning rate (too few steps)."""
+    total_steps = config.epochs * batches
+    if not schedule(1 / total_steps) > 0:
+        raise SpartaError(
+            f"{config.epochs} epoch(s) of {batches} batch(es) give {total_steps} step(s), and "
+            f"the {config.schedule} schedule's learning rate is 0 at the first: the model would "
+            "not train; use more epochs, a smaller --batch-size or --schedule constant"
+        )
 
 
 def train(config: TrainConfig, resume: bool = False, model: nn.Module | None = None) -> Path:
@@ -215,23 +249,19 @@ def train(config: TrainConfig, resume: bool = False, model: nn.Module | None = N
 def _train(config, resume, method, schedule, ranks, device, own_model=None) -> Path:
     run_dir = Path(config.out)
     # Everything that can refuse the settings runs before the run directory is touched.
-    images, labels = load_dataset(config.dataset, "train", config.data_root)
-    images, labels = take_subset(images, labels, config.subset, config.seed)
+    if resume and resume_point(config) == "finished":
+        say(f"{run_dir} finished its {config.epochs} epoch(s) (its {STATE_FILE} is gone): nothing to resume")
+        return run_dir
+    loader = _loader(config, device)
     test_x, test_y = load_dataset(config.dataset, "test", config.data_root)
+    if config.eval_every and config.eval_n != TrainConfig.eval_n and ranks.is_main:  # the default means "at most"
+        capped(config.eval_n, len(test_y), "--eval-n", f"the {len(test_y)} test images of {config.dataset}")
     test_x, test_y = test_x[: config.eval_n], test_y[: config.eval_n]
     test_x, test_y = (
         test_x[ranks.rank :: ranks.world_size].to(device),
         test_y[ranks.rank :: ranks.world_size].to(device),
     )
-    augment = config.augment or dataset_info(config.dataset).augment
-    loader = DeviceLoader(images, labels, config.batch_size, config.seed, augment, device)
-    total_steps = config.epochs * len(loader)
-    if not schedule(1 / total_steps) > 0:
-        raise SpartaError(
-            f"{config.epochs} epoch(s) of {len(loader)} batch(es) give {total_steps} step(s), and "
-            f"the {config.schedule} schedule's learning rate is 0 at the first: the model would "
-            "not train; use more epochs, a smaller --batch-size or --schedule constant"
-        )
+    _check_schedule(config, schedule, len(loader))
     seed_everything(config.seed + ranks.rank)  # ranks draw different attack starts
     model = model_for(config, own_model).to(device)
     if own_model is not None:
@@ -447,9 +477,26 @@ def end_epoch(fit: Fit, epoch: int, record: dict) -> None:
         save_checkpoint(fit.model, fit.run_dir, epoch=epoch + 1, config=json.loads(config.to_json()), **fit.facts)
         save_state(fit.run_dir, fit.model, fit.optimizer, epoch + 1, fit.step, fit.device)
         fit.saved_at = time.perf_counter()
-        if sparta_sites(fit.model):  # the Sparta function, for --sparta-from RUN_DIR
-            atomic_write(fit.run_dir / SPARTA_FILE, lambda tmp: export_sparta(fit.model, tmp))
+        _save_function(fit)
     distributed.barrier(fit.ranks)
+
+
+def _save_function(fit: Fit) -> None:
+    """The Sparta function of a model with Sparta sites, for --sparta-from RUN_DIR."""
+    if sparta_sites(fit.model):
+        atomic_write(fit.run_dir / SPARTA_FILE, lambda tmp: export_sparta(fit.model, tmp))
+
+
+def _restore_model_file(fit: Fit) -> None:
+    """A run resumed from a state that had finished every epoch trains nothing, so no epoch
+    end writes model.safetensors: when that file was lost, write it (and the Sparta
+    function) from the state just loaded."""
+    if not fit.ranks.is_main or (fit.run_dir / MODEL_FILE).is_file():
+        return
+    config = json.loads(fit.config.to_json())
+    save_checkpoint(fit.model, fit.run_dir, epoch=fit.start_epoch, config=config, **fit.facts)
+    _save_function(fit)
+    say(f"re-wrote {fit.run_dir / MODEL_FILE} from {STATE_FILE} (epoch {fit.start_epoch})")
 
 
 def _fit(fit: Fit) -> Path:
@@ -460,6 +507,7 @@ def _fit(fit: Fit) -> Path:
     for epoch in range(fit.start_epoch, fit.config.epochs):
         record = run_epoch(fit, epoch)
         end_epoch(fit, epoch, record)
+    _restore_model_file(fit)
     if fit.ranks.is_main and record:
         warn_if_at_chance(fit.run_dir, record["train_acc"], dataset_info(fit.config.dataset).num_classes)
     return fit.run_dir

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparta.attacks import FGSM, PGD, model_mode, project
+from sparta.inputs import check_logits
 from sparta.registry import Registry
 
 
@@ -56,6 +57,7 @@ METHODS: Registry[Method] = Registry("training method")
 def standard(model, x, y, setting):
     """Cross-entropy on clean inputs (no attack)."""
     logits = model(x)
+    check_logits(logits, y)
     return F.cross_entropy(logits.float(), y), logits
 
 
@@ -66,6 +68,7 @@ def pgd_at(model, x, y, setting):
         attack = PGD(setting.eps, steps=setting.steps, step_size=setting.step_size, training_mode=setting.bn_training)
         x = attack.perturb(setting.target(model), x, y)
     logits = model(x)
+    check_logits(logits, y)
     return F.cross_entropy(logits.float(), y), logits
 
 
@@ -76,6 +79,7 @@ def fgsm_rs(model, x, y, setting):
         attack = FGSM(setting.eps, step_size=1.25 * setting.eps, random_init=True, training_mode=setting.bn_training)
         x = attack.perturb(setting.target(model), x, y)
     logits = model(x)
+    check_logits(logits, y)
     return F.cross_entropy(logits.float(), y), logits
 
 
@@ -106,6 +110,7 @@ def trades(model, x, y, setting):
     else:
         x_adv = x
     logits, logits_adv = model(x), model(x_adv)  # separate passes: BatchNorm sees each alone
+    check_logits(logits, y)
     natural = F.cross_entropy(logits.float(), y)
     robust = F.kl_div(F.log_softmax(logits_adv.float(), dim=1), F.softmax(logits.float(), dim=1), reduction="batchmean")
     return natural + setting.trades_beta * robust, logits

@@ -18,7 +18,7 @@ from torch import nn
 
 from sparta.checkpoint import like_parameter, portable, portable_tensors
 from sparta.errors import SpartaError
-from sparta.runfiles import STATE_FILE, atomic_write
+from sparta.runfiles import CONFIG_FILE, STATE_FILE, atomic_write
 
 
 def _rng_states(device: torch.device) -> dict[str, torch.Tensor]:
@@ -63,7 +63,13 @@ def load_state(
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except (OSError, KeyError, ValueError, RuntimeError, SafetensorError) as err:
         raise SpartaError(f"cannot resume from {path}: {type(err).__name__}: {err}") from None
-    model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
+    try:
+        model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
+    except RuntimeError as err:
+        detail = " ".join(line.strip() for line in str(err).strip().splitlines()[1:])
+        raise SpartaError(
+            f"{path} does not match the model {run_dir / CONFIG_FILE} names (another run's file?): {detail[:300]}"
+        ) from None
     params = [p for group in optimizer.param_groups for p in group["params"]]
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():

@@ -1,0 +1,92 @@
+"""Processes that share a run directory: evaluations side by side keep each other's records,
+an evaluation never runs beside the run's training, and eval.json is checked before work."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sparta.errors import SpartaError
+from sparta.evaluation import evaluate_run
+from sparta.locks import reading_run, run_lock
+from sparta.runfiles import read_eval_records
+
+HOLD = (
+    "import sys, time; from pathlib import Path; import sparta.locks as locks\n"
+    "with getattr(locks, sys.argv[2])(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)"
+)
+
+
+@pytest.fixture()
+def run(trained_run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(trained_run, copy)
+    (copy / "eval.json").unlink(missing_ok=True)
+    return copy
+
+
+def hold(run_dir: Path, lock: str) -> subprocess.Popen:
+    """Another process holding `lock` ("run_lock": training, "reading_run": an evaluation)."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir), lock], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_two_evaluations_at_once_both_land_in_eval_json(run):
+    slow = subprocess.Popen(
+        [sys.executable, "-m", "sparta", "eval", str(run), "--attacks", "pgd", "--n", "200", "--batch-size", "8"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    assert "pgd: running" in slow.stderr.readline()  # the slow one has loaded the run and started
+    fast = evaluate_run(run, ["fgsm"], n=32)  # starts and ends while the slow one attacks
+    assert slow.wait(timeout=300) == 0, slow.stderr.read()
+    records = {(r["attack"], r["n"]): r for r in read_eval_records(run)}
+    assert set(records) == {("pgd", 200), ("fgsm", 32)}
+    assert records["fgsm", 32]["accuracy"] == fast[0]["accuracy"]
+
+
+def test_an_evaluation_is_refused_while_the_run_trains(run):
+    holder = hold(run, "run_lock")
+    try:
+        with pytest.raises(SpartaError, match="is being trained by another sparta process"):
+            evaluate_run(run, ["clean"], n=8, on_attack=lambda *_: pytest.fail("an attack started"))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert evaluate_run(run, ["clean"], n=8)[0]["n"] == 8  # a killed trainer leaves no lock behind
+
+
+def test_training_is_refused_while_the_run_is_evaluated(run):
+    from sparta.config import TrainConfig
+    from sparta.training.loop import train
+
+    holder = hold(run, "reading_run")
+    try:
+        with pytest.raises(SpartaError, match="another sparta process is writing or evaluating"):
+            train(TrainConfig.load(run), resume=True)
+        with reading_run(run):  # evaluations share the run
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with run_lock(run):
+        with reading_run(run):  # a process that trains may evaluate its own run (a grid cell)
+            pass
+
+
+@pytest.mark.parametrize("damage", ["directory", "read-only"])
+def test_an_unwritable_eval_json_is_refused_before_any_attack(run, damage):
+    path = run / "eval.json"
+    if damage == "directory":
+        path.mkdir()
+    else:
+        path.write_text(json.dumps({"results": []}))
+        path.chmod(0o444)
+    with pytest.raises(SpartaError, match=r"eval\.json is (a directory|read-only)"):
+        evaluate_run(run, ["pgd"], n=8, on_attack=lambda *_: pytest.fail("an attack started"))
+    assert path.is_dir() if damage == "directory" else path.read_text() == json.dumps({"results": []})
