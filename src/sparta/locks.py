@@ -65,24 +65,26 @@ def _flock(run_dir: Path, name: str, shared: bool = False, wait: bool = True) ->
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: Path, wait: bool = False) -> Iterator[None]:
+def _or_refuse(run_dir: Path, shared: bool, wait: bool, refusal: str) -> Iterator[None]:
+    """Hold the run's `.lock`; when another process holds it (and not waiting), `refusal`."""
+    try:
+        with _flock(run_dir, RUN_LOCK, shared=shared, wait=wait):
+            yield
+    except Busy:
+        raise SpartaError(refusal) from None
+
+
+def run_lock(run_dir: Path, wait: bool = False) -> contextlib.AbstractContextManager[None]:
     """One writer per run directory (training). `wait`: block until the other process ends
     (grid cells that several --shard processes reach), else fail at once."""
-    try:
-        with _flock(run_dir, RUN_LOCK, shared=False, wait=wait):
-            yield
-    except Busy:
-        raise SpartaError(f"another sparta process is writing or evaluating {run_dir}; wait for it to end") from None
+    busy = f"another sparta process is writing or evaluating {run_dir}; wait for it to end"
+    return _or_refuse(run_dir, shared=False, wait=wait, refusal=busy)
 
 
-@contextlib.contextmanager
-def reading_run(run_dir: Path) -> Iterator[None]:
+def reading_run(run_dir: Path) -> contextlib.AbstractContextManager[None]:
     """An evaluation of the run: beside other evaluations, never beside its training."""
-    try:
-        with _flock(run_dir, RUN_LOCK, shared=True, wait=False):
-            yield
-    except Busy:
-        raise SpartaError(f"{run_dir} is being trained by another sparta process; evaluate it when that ends") from None
+    busy = f"{run_dir} is being trained by another sparta process; evaluate it when that ends"
+    return _or_refuse(run_dir, shared=True, wait=False, refusal=busy)
 
 
 @contextlib.contextmanager
