@@ -106,6 +106,25 @@ def test_rerun_with_the_source_dir_skips_everything(cross_dataset, capsys):
     assert capsys.readouterr().out.count("done, skipped") == 3
 
 
+def test_a_transfer_folder_copied_elsewhere_stays_checkable(cross_dataset, tmp_path, monkeypatch, capsys):
+    """config.json records the source relative to the run directory, not as a path of the
+    machine that ran it: a copy of the folder (another machine, a clone) finds its source."""
+    import shutil
+
+    frozen = cross_dataset / "sparta-frozen-smallcnn-digits-seed0"
+    recorded = json.loads((frozen / "config.json").read_text())["sparta_from"]
+    assert recorded == "../source-smallcnn-fashion-mnist-seed0/sparta.safetensors"
+    copy = tmp_path / "elsewhere" / "transfer"
+    shutil.copytree(cross_dataset, copy)
+    loaded = TrainConfig.load(copy / frozen.name)
+    assert loaded.sparta_from == str(copy / "source-smallcnn-fashion-mnist-seed0" / "sparta.safetensors")
+    monkeypatch.chdir(tmp_path / "elsewhere")  # paths given relative to another working directory
+    argv = ["transfer", "--kind", "cross-dataset", "--source", "transfer/source-smallcnn-fashion-mnist-seed0"]
+    capsys.readouterr()
+    assert main([*argv, "--target-dataset", "digits", "--seeds", "1", *TINY, "--out", "transfer"]) == 0
+    assert capsys.readouterr().out.count("done, skipped") == 3
+
+
 def test_stage_shared_function_does_not_fit_another_cnn_but_network_shared_does(cross_dataset, tmp_path):
     source = read_source(cross_dataset / "source-smallcnn-fashion-mnist-seed0")
     target = target_config(TrainConfig(dataset="digits"), "cross-cnn", source, "resnet34", None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,13 @@ class TrainConfig:
     freeze_sparta: bool = False
     eval_every: int = 1  # epochs between quick test evaluations (0: never)
     eval_n: int = 1000  # test images in the quick per-epoch evaluation
+
+    def __post_init__(self) -> None:
+        # One spelling of the imported function's path whatever the working directory;
+        # config.json records it relative to the run directory (to_json), so a run and its
+        # source stay checkable wherever the folder that holds both is copied.
+        if isinstance(self.sparta_from, str) and self.sparta_from:
+            self.sparta_from = os.path.abspath(self.sparta_from)
 
     def validate(self) -> TrainConfig:
         """Check every setting (one clear error each) and fill the method-dependent default
@@ -166,8 +174,15 @@ class TrainConfig:
         return madry_step_size(self.eps, self.attack_steps) if self.attack_step_size is None else self.attack_step_size
 
     def to_json(self) -> str:
-        """The settings as config.json text (sorted keys), as a run directory stores them."""
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+        """The settings as config.json text (sorted keys), as a run directory stores them;
+        `sparta_from` relative to the run directory (`out`), as `read` takes it back."""
+        values = dataclasses.asdict(self)
+        if isinstance(self.sparta_from, str) and self.sparta_from and self.out:
+            try:
+                values["sparta_from"] = os.path.relpath(self.sparta_from, os.path.abspath(self.out))
+            except ValueError:  # another drive (Windows): no relative path exists
+                pass
+        return json.dumps(values, indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -195,6 +210,9 @@ class TrainConfig:
             raise SpartaError(f"{file} is not valid JSON: {err}") from None
         if not isinstance(values, dict):
             raise SpartaError(f"{file} must hold a JSON object of settings, got {type(values).__name__}")
+        source = values.get("sparta_from")
+        if isinstance(source, str) and source and not os.path.isabs(source):  # relative to the run directory
+            values["sparta_from"] = os.path.join(file.parent, source)
         missing = [key for key in RECORDED_SETTINGS if key not in values]
         if missing:  # a default here would silently train or evaluate something else
             raise SpartaError(

@@ -11,6 +11,7 @@ for the decisions (share mode, what each kind changes).
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -92,7 +93,7 @@ def _cells(args: argparse.Namespace, seeds: list[int], plan: EvalPlan) -> tuple[
         export_sparta(model_for(cell.config), stand_in)
         try:
             cells = arm_cells(target, source, seeds, args.out, stand_in=stand_in)
-            check_cells(cells, plan, {str(source.function): str(stand_in)}, note=False)  # run_grid notes
+            check_cells(cells, plan, {os.path.abspath(source.function): str(stand_in)}, note=False)  # run_grid notes
         except SpartaError as err:  # name the source's function, not its stand-in
             raise SpartaError(str(err).replace(str(stand_in), f"{source.function} (to be trained)")) from None
     return cells, source, cell
