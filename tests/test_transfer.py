@@ -103,7 +103,9 @@ def test_rerun_with_the_source_dir_skips_everything(cross_dataset, capsys):
         )
         == 0
     )
-    assert capsys.readouterr().out.count("done, skipped") == 3
+    output = capsys.readouterr().out
+    assert output.count("done, skipped") == 3
+    assert "frozen function: bit-identical to the source's in all 1 trained frozen cells" in output
 
 
 def test_a_transfer_folder_copied_elsewhere_stays_checkable(cross_dataset, tmp_path, monkeypatch, capsys):
@@ -123,6 +125,34 @@ def test_a_transfer_folder_copied_elsewhere_stays_checkable(cross_dataset, tmp_p
     capsys.readouterr()
     assert main([*argv, "--target-dataset", "digits", "--seeds", "1", *TINY, "--out", "transfer"]) == 0
     assert capsys.readouterr().out.count("done, skipped") == 3
+
+
+def test_the_frozen_function_is_checked_bit_identical_to_its_source(cross_dataset, tmp_path, capsys):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from sparta.experiments.transfer import frozen_function_change
+
+    frozen = cross_dataset / "sparta-frozen-smallcnn-digits-seed0"
+    assert frozen_function_change(frozen) is None
+    copy = tmp_path / "transfer"
+    shutil.copytree(cross_dataset, copy)
+    function = load_file(copy / frozen.name / "sparta.safetensors")
+    name = next(k for k in sorted(function) if k.endswith("log_beta"))
+    function[name] = function[name] + 1e-6  # the smallest drift counts
+    save_file(function, copy / frozen.name / "sparta.safetensors")
+    assert (
+        frozen_function_change(copy / frozen.name)
+        == f"1 of {len(function)} tensors differ from the source's (first: {name})"
+    )
+    source = copy / "source-smallcnn-fashion-mnist-seed0"
+    argv = ["transfer", "--kind", "cross-dataset", "--source", str(source), "--target-dataset", "digits"]
+    capsys.readouterr()
+    assert main([*argv, "--seeds", "1", *TINY, "--out", str(copy)]) == 0
+    assert "frozen function CHANGED in 1 of 1 frozen cells" in capsys.readouterr().err
+    with pytest.raises(SpartaError, match="did not train with a frozen imported Sparta function"):
+        frozen_function_change(copy / "sparta-scratch-smallcnn-digits-seed0")
 
 
 def test_stage_shared_function_does_not_fit_another_cnn_but_network_shared_does(cross_dataset, tmp_path):

@@ -102,6 +102,8 @@ def _cells(args: argparse.Namespace, seeds: list[int], plan: EvalPlan) -> tuple[
 def run(args: argparse.Namespace) -> int:
     """Train the relu, sparta-scratch and sparta-frozen arms on the target, then write their table."""
     from sparta.experiments import EvalPlan, read_source, run_grid, write_table
+    from sparta.experiments.transfer import frozen_function_report
+    from sparta.progress import warn
 
     seeds, plan = seed_list(args), eval_plan(args)
     cells, source, source_cell = _cells(args, seeds, plan)
@@ -109,4 +111,12 @@ def run(args: argparse.Namespace) -> int:
         run_grid([source_cell], EvalPlan(()))
         read_source(source_cell.run_dir)  # trained to its last epoch, its function written
     title = f"Transfer ({args.kind}) of the Sparta function {source.function}"
-    return run_cells(cells, plan, args, lambda: write_table(cells, plan, args.out, title))
+
+    def table() -> str:
+        text = write_table(cells, plan, args.out, title)
+        line = frozen_function_report(cells)  # the claim rests on the function not moving
+        if line and "CHANGED" in line:
+            warn(line)
+        return f"{text}\n{line}" if line and "CHANGED" not in line else text
+
+    return run_cells(cells, plan, args, table)

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors import SafetensorError, safe_open
 
 from sparta.activations import ACTIVATIONS
@@ -190,3 +191,40 @@ def arm_cells(
             model_for(checked)  # raises a one-line SpartaError when stages or shapes differ
             break
     return cells
+
+
+def frozen_function_change(run_dir: str | Path) -> str | None:
+    """For a run trained with a frozen imported function: None when every tensor of its
+    source's function file is bit-identical in the run's function (RUN/sparta.safetensors),
+    else what differs. The claim rests on the function not having moved in training."""
+    from safetensors.torch import load_file
+
+    from sparta.sharing import sparta_file
+
+    config = TrainConfig.load(run_dir)
+    if not (config.freeze_sparta and config.sparta_from):
+        raise SpartaError(f"{run_dir} did not train with a frozen imported Sparta function")
+    source = load_file(sparta_file(config.sparta_from))
+    if not (Path(run_dir) / SPARTA_FILE).is_file():
+        export_function(Path(run_dir))
+    kept = load_file(Path(run_dir) / SPARTA_FILE)
+    missing = sorted(set(source) - set(kept))
+    if missing:
+        return f"{len(missing)} of the source's tensors are not in the run's function (first: {missing[0]})"
+    moved = sorted(name for name in source if not torch.equal(source[name], kept[name]))
+    if moved:
+        return f"{len(moved)} of {len(source)} tensors differ from the source's (first: {moved[0]})"
+    return None
+
+
+def frozen_function_report(cells: Sequence[Cell]) -> str | None:
+    """One line on the frozen cells trained so far: their function bit-identical to the
+    source's, or which cell's is not (None when no frozen cell has trained yet)."""
+    frozen = [c for c in cells if c.config.freeze_sparta and epochs_done(c.run_dir) >= c.config.epochs]
+    if not frozen:
+        return None
+    changed = [(cell.name, change) for cell in frozen if (change := frozen_function_change(cell.run_dir))]
+    if not changed:
+        return f"frozen function: bit-identical to the source's in all {len(frozen)} trained frozen cells"
+    name, change = changed[0]
+    return f"frozen function CHANGED in {len(changed)} of {len(frozen)} frozen cells (first: {name}: {change})"
