@@ -59,6 +59,7 @@ FULL_FMNIST_SETTING = "SmallCNN, Fashion-MNIST, all 60,000 images, PGD-AT eps 0.
 CPU = "2-core CPU"
 FULL_DIGITS = (Metric("clean", "clean", 450), Metric("PGD-20", "pgd", 450), Metric("AutoAttack", "autoattack", 450))
 DIGITS_SETTING = "SmallCNN, digits (1,347 train / 450 test), PGD-AT eps 0.1, 30 epochs"
+FULL_B_SETTING = "ResNet-20, Fashion-MNIST, all 60,000 images, PGD-AT eps 0.1, 5 epochs"
 SMALL_B = (Metric("clean", "clean", 200), Metric("PGD-20", "pgd", 200), Metric("AutoAttack", "autoattack", 100))
 SMALL_B_SETTING = "ResNet-20, Fashion-MNIST, 3,000 images, 4 epochs (small scale)"
 
@@ -94,6 +95,28 @@ COMPARISONS = (
     _full_fmnist("frelu", "FReLU"),
     _full_fmnist("pssilu", "PSSiLU"),
     _full_fmnist("psoftplus", "parametric Softplus"),
+    Comparison(
+        "(b)",
+        FULL_B_SETTING,
+        "Sparta frozen from SmallCNN",
+        "ReLU",
+        "cpu/full-cross-cnn/sparta-frozen-resnet20-fashion-mnist-seed{seed}",
+        "cpu/full-cross-cnn/relu-resnet20-fashion-mnist-seed{seed}",
+        FULL_FMNIST,
+        CPU,
+        "claim-b.md",
+    ),
+    Comparison(
+        "(b)",
+        FULL_B_SETTING,
+        "Sparta frozen from SmallCNN",
+        "Sparta from scratch",
+        "cpu/full-cross-cnn/sparta-frozen-resnet20-fashion-mnist-seed{seed}",
+        "cpu/full-cross-cnn/sparta-scratch-resnet20-fashion-mnist-seed{seed}",
+        FULL_FMNIST,
+        CPU,
+        "claim-b.md",
+    ),
     Comparison(
         "(b)",
         SMALL_B_SETTING,

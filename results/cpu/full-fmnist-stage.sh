@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stage (git add) what results/cpu/full-fmnist.sh and full-digits.sh have produced, for a commit:
+# Stage (git add) what results/cpu/full-fmnist.sh, full-digits.sh and full-cross-cnn.sh have produced, for a commit:
 # - a finished cell (its eval.json has the AutoAttack record): config, metrics, eval records,
 #   the model and its Sparta function; its training state is dropped (not needed any more);
 # - an unfinished cell: the same plus its training state and the attack in progress, so a
@@ -11,7 +11,8 @@ cd "$(dirname "$0")/../.."
 OUT=results/cpu/full-fmnist
 OUT2=results/cpu/full-fmnist-scaled  # sparta2 cells, beside links to the ReLU cells
 DIGITS=results/cpu/full-digits       # claim (c) at full data (full-digits.sh)
-for run in $OUT/smallcnn-*-pgd-seed* $OUT2/smallcnn-*-pgd-seed* $DIGITS/*-seed*; do
+CROSS=results/cpu/full-cross-cnn     # claim (b) at full data (full-cross-cnn.sh)
+for run in $OUT/smallcnn-*-pgd-seed* $OUT2/smallcnn-*-pgd-seed* $DIGITS/*-seed* $CROSS/*-seed*; do
   if [ -L "$run" ]; then git add "$run"; continue; fi  # a link to a cell staged under $OUT
   [ -f "$run/config.json" ] || continue
   keep="config.json metrics.jsonl eval.json model.safetensors sparta.safetensors"
@@ -26,11 +27,11 @@ for run in $OUT/smallcnn-*-pgd-seed* $OUT2/smallcnn-*-pgd-seed* $DIGITS/*-seed*;
   done
 done
 git add -f $OUT/log-worker*.txt $OUT/table-* $OUT/sanity-*.txt
-for extra in $OUT2/table-* $DIGITS/table.* $DIGITS/log.txt; do
+for extra in $OUT2/table-* $DIGITS/table.* $DIGITS/log.txt $CROSS/table.* $CROSS/log.txt; do
   if [ -f "$extra" ]; then git add -f "$extra"; fi
 done
 if [ -d $OUT/report ]; then git add -f $OUT/report; fi
 # the one-screen table of results/README.md and its figure, from the records just staged
 .venv/bin/python scripts/results_glance.py > /dev/null
 git add README.md results/README.md results/glance.png
-git status --short -- $OUT $OUT2 $DIGITS results/README.md
+git status --short -- $OUT $OUT2 $DIGITS $CROSS results/README.md
