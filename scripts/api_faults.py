@@ -140,6 +140,12 @@ def cases() -> list[Case]:
             lambda: _attack("autoattack", x[:4], y[:4] % 3, model=tiny_model(3)),
             ("AutoAttack", "classes"),
         ),
+        Case(
+            "evaluate: load_pretrained's (model, record) as the model",
+            lambda: _evaluate(x, y, model=(tiny_model(), {})),
+            ("model must be a torch.nn.Module", "(model, record)"),
+        ),
+        Case("pgd: a model that is not a Module", lambda: _attack("pgd", x, y, model=lambda t: t), ("nn.Module",)),
         # attack settings
         Case("pgd alpha=-0.05", lambda: _attack("pgd", x, y, alpha=-0.05), ("step",)),
         Case("pgd step_size=nan", lambda: _attack("pgd", x, y, step_size=float("nan")), ("step",)),

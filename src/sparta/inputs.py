@@ -22,6 +22,9 @@ from sparta.errors import SpartaError
 
 def model_dtype_device(model: nn.Module) -> tuple[torch.dtype | None, torch.device | None]:
     """The dtype and device of the model's first floating parameter (None for a model without one)."""
+    if not isinstance(model, nn.Module):
+        hint = " (load_pretrained and load_checkpoint return (model, record))" if isinstance(model, tuple) else ""
+        raise SpartaError(f"model must be a torch.nn.Module, got {type(model).__name__}{hint}")
     for parameter in model.parameters():
         if parameter.is_floating_point():
             return parameter.dtype, parameter.device
