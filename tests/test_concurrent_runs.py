@@ -42,7 +42,10 @@ def test_two_evaluations_at_once_both_land_in_eval_json(run):
         stdout=subprocess.DEVNULL,
         text=True,
     )
-    assert "pgd: running" in slow.stderr.readline()  # the slow one has loaded the run and started
+    started = [slow.stderr.readline()]
+    while started[-1] and "pgd: running" not in started[-1]:  # past any warning printed first
+        started.append(slow.stderr.readline())
+    assert "pgd: running" in started[-1], started  # the slow one has loaded the run and started
     fast = evaluate_run(run, ["fgsm"], n=32)  # starts and ends while the slow one attacks
     assert slow.wait(timeout=300) == 0, slow.stderr.read()
     records = {(r["attack"], r["n"]): r for r in read_eval_records(run)}
