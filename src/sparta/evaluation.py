@@ -16,7 +16,7 @@ from sparta.checkpoint import load_checkpoint
 from sparta.config import TrainConfig
 from sparta.errors import SpartaError
 from sparta.eval_progress import AttackProgress, ProgressFile, file_digest
-from sparta.inputs import check_batch, check_classes, check_logits, positive_int
+from sparta.inputs import check_batch, check_probe, positive_int
 from sparta.locks import progress_lock, reading_run
 from sparta.progress import warn
 from sparta.runfiles import (
@@ -24,8 +24,7 @@ from sparta.runfiles import (
     EVAL_PROGRESS_FILE,
     MODEL_FILE,
     EvalRecord,
-    check_eval_writable,
-    read_eval,
+    check_eval_file,
     record_key,
     update_eval,
 )
@@ -43,9 +42,7 @@ def check_against_model(model: nn.Module, x: Any, y: Any) -> tuple[torch.Tensor,
     model's classes: its output must be 1 x classes and every label one of them."""
     x, y = check_batch(x, y, model)
     with model_mode(model, False), torch.no_grad():
-        logits = model(x[:1])
-    check_logits(logits, y[:1])
-    check_classes(y, logits.shape[1])
+        check_probe(model(x[:1]), y)
     return x, y
 
 
@@ -286,8 +283,7 @@ def evaluate_run(
 
     run_dir = Path(run_dir)
     attacks = attack_list(attacks, batch_size)
-    read_eval(run_dir)  # a damaged eval.json stops the evaluation before it starts
-    check_eval_writable(run_dir)
+    check_eval_file(run_dir)  # a damaged or unwritable eval.json stops it before it starts
     with reading_run(run_dir), progress_lock(run_dir) as keeps_progress:
         model, meta, config, x, y = load_run(run_dir, n, device, data_root, model)
         facts = machine_facts(x.device)  # before the attacks: the code that runs them

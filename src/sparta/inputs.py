@@ -91,6 +91,14 @@ def check_logits(logits: Any, y: torch.Tensor) -> None:
     check_classes(y, logits.shape[1])
 
 
+def check_probe(logits: Any, y: torch.Tensor) -> int:
+    """The model's logits for the batch's first image are 1 x classes, and every label of
+    the batch is one of those classes; returns the class count."""
+    check_logits(logits, y[:1])
+    check_classes(y, logits.shape[1])
+    return logits.shape[1]
+
+
 def check_classes(y: torch.Tensor, classes: int) -> None:
     """Every label lies in 0..classes-1 (one min/max of the labels)."""
     low, high = torch.stack(torch.aminmax(y)).tolist()

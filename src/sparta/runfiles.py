@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from sparta.errors import SpartaError
+from sparta.locks import eval_file_lock
 
 # The run directory's files (docs/design.md section 7), named here and nowhere else.
 CONFIG_FILE = "config.json"  # the TrainConfig that made the run
@@ -78,17 +79,17 @@ def write_eval(run_dir: str | Path, document: dict[str, Any]) -> None:
 def update_eval(run_dir: str | Path, change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
     """Re-read eval.json, apply `change` and write the result, all under the run's eval.json
     lock: evaluations of one run that end together each keep the other's records."""
-    from sparta.locks import eval_file_lock
-
     with eval_file_lock(Path(run_dir)):
         document = change(read_eval(run_dir))
         write_eval(run_dir, document)
     return document
 
 
-def check_eval_writable(run_dir: str | Path) -> None:
-    """eval.json can be (re)written: checked before any attack runs, so that a refusal
-    comes before the work, and names eval.json rather than a temporary file."""
+def check_eval_file(run_dir: str | Path) -> None:
+    """eval.json is well-formed (`read_eval`) and can be (re)written: checked before any
+    attack runs, so that a refusal comes before the work, and names eval.json rather than
+    a temporary file."""
+    read_eval(run_dir)
     path = Path(run_dir) / EVAL_FILE
     if path.is_dir():
         raise SpartaError(f"{path} is a directory, not a file; move it away to evaluate {run_dir}")

@@ -31,7 +31,7 @@ from sparta.errors import SpartaError
 from sparta.evaluation import accuracy, load_run
 from sparta.locks import reading_run
 from sparta.registry import Registry
-from sparta.runfiles import check_eval_writable, read_eval, update_eval
+from sparta.runfiles import check_eval_file, update_eval
 
 BALL_SLACK = 1e-6  # float rounding allowed on |x_adv - x| <= eps
 ROUNDING = 1e-9  # accuracies are k / n: compare them without float noise
@@ -290,8 +290,7 @@ def check_run(
 ) -> list[CheckResult]:
     """Run every check on a run's model and first n test images; store them in eval.json under "sanity"."""
     run_dir = Path(run_dir)
-    read_eval(run_dir)  # a damaged eval.json stops the checks before they run
-    check_eval_writable(run_dir)
+    check_eval_file(run_dir)  # a damaged or unwritable eval.json stops the checks before they run
     with reading_run(run_dir):
         model, _, config, x, y = load_run(run_dir, n, device, data_root)
         eps = config.eps if eps is None else eps

@@ -18,7 +18,7 @@ from torch import nn
 
 from sparta.attacks.threat import check_eps, model_mode
 from sparta.errors import SpartaError
-from sparta.inputs import check_batch, check_classes, check_logits, positive_int
+from sparta.inputs import check_batch, check_probe, positive_int
 
 STANDARD_ATTACKS = ("apgd-ce", "apgd-t", "fab-t", "square")
 # Classes an attack needs: the targeted DLR loss reads the 4th largest logit, the untargeted the 3rd.
@@ -79,10 +79,7 @@ class AutoAttack:
         wrapped = _Logits(model)
         with model_mode(model, False):
             with torch.no_grad():
-                logits = model(x[:1])
-            check_logits(logits, y[:1])
-            num_classes = logits.shape[1]
-            check_classes(y, num_classes)
+                num_classes = check_probe(model(x[:1]), y)
             self._check_classes(num_classes)
             options: dict[str, list[str]] = {}
             if self.version == "custom":
