@@ -217,14 +217,9 @@ def frozen_function_change(run_dir: str | Path) -> str | None:
     return None
 
 
-def frozen_function_report(cells: Sequence[Cell]) -> str | None:
-    """One line on the frozen cells trained so far: their function bit-identical to the
-    source's, or which cell's is not (None when no frozen cell has trained yet)."""
+def frozen_function_changes(cells: Sequence[Cell]) -> tuple[int, list[str]]:
+    """(how many frozen cells have finished training, one line per such cell whose
+    function is not bit-identical to its source's)."""
     frozen = [c for c in cells if c.config.freeze_sparta and epochs_done(c.run_dir) >= c.config.epochs]
-    if not frozen:
-        return None
-    changed = [(cell.name, change) for cell in frozen if (change := frozen_function_change(cell.run_dir))]
-    if not changed:
-        return f"frozen function: bit-identical to the source's in all {len(frozen)} trained frozen cells"
-    name, change = changed[0]
-    return f"frozen function CHANGED in {len(changed)} of {len(frozen)} frozen cells (first: {name}: {change})"
+    changed = [f"{cell.name}: {change}" for cell in frozen if (change := frozen_function_change(cell.run_dir))]
+    return len(frozen), changed
