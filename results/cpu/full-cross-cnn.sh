@@ -19,6 +19,7 @@
 # stopped: finished cells are only read, a killed training resumes from its last save.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source results/cpu/background.sh
 export OMP_NUM_THREADS=1
 OUT=results/cpu/full-cross-cnn
 SPARTA=".venv/bin/sparta"
@@ -40,6 +41,6 @@ export SPARTA TRANSFER OUT
 case ${1:-run} in
   run)
     mkdir -p "$OUT"
-    setsid bash -c "echo 19 > /proc/self/autogroup 2>/dev/null; nice -n 19 bash -c worker" >> "$OUT/log.txt" 2>&1 &
+    niced_session "$OUT/log.txt" worker
     wait ;;
 esac

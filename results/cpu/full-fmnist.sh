@@ -13,6 +13,7 @@
 # resumes every unfinished cell from its last epoch.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source results/cpu/background.sh
 export OMP_NUM_THREADS=1
 OUT=results/cpu/full-fmnist
 LOCKS=$OUT/.locks
@@ -46,20 +47,13 @@ worker() {
   done
 }
 
-background() {  # worker N in a session of its own, niced as a whole
-  # Linux groups processes by session for scheduling (autogroup): `nice` alone only ranks a
-  # worker against its own session, and a worker started with setsid then takes a full
-  # share of the CPU from the user's tests. Niceing the session's group makes it yield.
-  setsid bash -c "echo 19 > /proc/self/autogroup 2>/dev/null; worker $1" >> "$OUT/log-worker$1.txt" 2>&1 &
-}
-
 export -f cell worker
 export SPARTA TRAIN OUT OUT2 LOCKS QUEUE
 case ${1:-run} in
   run)
     rm -rf "$LOCKS" && mkdir -p "$LOCKS" "$OUT"
     for ((w = 0; w < ${WORKERS:-2}; w++)); do  # WORKERS=1 leaves a core to full-digits.sh
-      background $w
+      niced_session "$OUT/log-worker$w.txt" "worker $w"
       sleep 5
     done
     wait ;;

@@ -1,0 +1,8 @@
+# Sourced by the background experiment scripts (full-fmnist.sh, full-digits.sh,
+# full-cross-cnn.sh): run one of their exported functions in a session of its own, niced
+# as a whole. Linux groups processes by session for scheduling (autogroup): `nice` alone
+# only ranks a process against its own session, and one started with setsid then takes a
+# full share of the CPU from the user's tests. Niceing the session's group makes it yield.
+niced_session() {  # LOG COMMAND: run the bash command line COMMAND at nice 19, output appended to LOG
+  setsid bash -c 'echo 19 > /proc/self/autogroup 2>/dev/null; exec nice -n 19 bash -c "$0"' "$2" >> "$1" 2>&1 &
+}
