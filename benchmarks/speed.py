@@ -275,7 +275,7 @@ def training_step(
     x = torch.rand(batch, channels, size, size, device=device)
     x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
     y = torch.randint(0, 10, (batch,), device=device)
-    setting = AttackSetting(eps=0.0, steps=1, step_size=0.0)
+    setting = AttackSetting(eps=0.0, steps=1, step_size=0.0, checked=True)  # as the loop's own batches
     model.train()
 
     def step() -> None:

@@ -259,7 +259,9 @@ def panels(measured: Measured) -> dict[str, list[tuple[str, list[float]]]]:
     for title in ("PGD-20", "AutoAttack"):
         for comparison, differences, seeds in measured:
             if differences.get(title):
-                label = f"{comparison.claim} {comparison.arm} − {comparison.reference} ({len(seeds)} seeds)"
+                scale = ", small scale" if "(small scale)" in comparison.setting else ""
+                count = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
+                label = f"{comparison.claim} {comparison.arm} − {comparison.reference} ({count}{scale})"
                 found.setdefault(f"{title} minus reference", []).append((label, differences[title]))
     return found
 

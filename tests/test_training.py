@@ -488,3 +488,35 @@ def test_a_sparta_function_with_nan_is_refused_on_import(tmp_path):
     save_file(tensors, tmp_path / "bad.safetensors")
     with pytest.raises(SpartaError, match="holds NaN or infinite values"):
         import_sparta(build_model("smallcnn", "sparta", in_channels=1, image_size=16), tmp_path / "bad.safetensors")
+
+
+@pytest.mark.parametrize("method", ["pgd", "fgsm-rs", "trades"])
+def test_a_training_step_of_the_loop_syncs_with_the_host_once(monkeypatch, method):
+    """The loop's batches were checked when the data set loaded, so a step skips the
+    per-batch checks: one host sync (loss and correct count together), none for the gate;
+    the same method called with an unchecked setting still checks its batch."""
+    from sparta.training.loop import attack_setting, train_step
+
+    torch.manual_seed(0)
+    model = build_model("smallcnn", "sparta", num_classes=10, in_channels=1, image_size=16).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, y = torch.rand(8, 1, 16, 16), torch.randint(0, 10, (8,))
+    config = TrainConfig(method=method, eps=0.1, attack_steps=3).validate()
+    syncs = []
+    for name in ("item", "tolist", "__bool__", "__int__", "__float__"):
+        real = getattr(torch.Tensor, name)
+
+        def counting(self, *args, _real=real, _name=name, **kwargs):
+            syncs.append(_name)
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    setting = attack_setting(config, 1.0)
+    assert setting.checked and setting.eps == pytest.approx(0.1)
+    loss, right = train_step(model, optimizer, METHODS.get(method), x, y, setting, torch.autocast("cpu", enabled=False))
+    assert syncs == ["tolist"] and 0 <= right <= 8 and loss > 0
+    syncs.clear()
+    unchecked = AttackSetting(eps=0.1, steps=3, step_size=0.03)
+    with pytest.raises(SpartaError, match=r"labels must lie in 0\.\.9"):
+        METHODS.get(method)(model, x, torch.full((8,), 12), unchecked)
+    assert syncs  # the unchecked path looked at the labels

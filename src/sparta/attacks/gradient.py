@@ -41,18 +41,23 @@ class PGD:
     def alpha(self) -> float:
         return self.eps / 4 if self.step_size is None else self.step_size
 
-    def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, check: bool) -> torch.Tensor:
         x_adv = random_start(x, self.eps) if self.random_init else x.clone()
         for step in range(self.steps):
-            grad = input_gradient(model, x_adv, y, self.loss, check=step == 0)
+            grad = input_gradient(model, x_adv, y, self.loss, check=check and step == 0)
             x_adv = project(x_adv + self.alpha * grad.sign(), x, self.eps)
         return x_adv
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """x_adv for (x, y); with restarts, each example keeps the first restart that breaks it."""
-        x, y = check_batch(x, y, model)
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, checked: bool = False) -> torch.Tensor:
+        """x_adv for (x, y); with restarts, each example keeps the first restart that breaks it.
+
+        `checked`: the caller vouches that x is in [0, 1] and y in the model's classes (the
+        training loop, whose data set was checked when it loaded), which skips the batch's
+        checks and the two host syncs they cost."""
+        if not checked:
+            x, y = check_batch(x, y, model)
         with model_mode(model, self.training_mode):
-            x_adv = self._run(model, x, y)
+            x_adv = self._run(model, x, y, check=not checked)
             if self.restarts == 1:
                 return x_adv.detach()
             with torch.no_grad():
@@ -60,7 +65,7 @@ class PGD:
             for _ in range(self.restarts - 1):
                 if bool(broken.all()):
                     break
-                candidate = self._run(model, x, y)
+                candidate = self._run(model, x, y, check=False)
                 with torch.no_grad():
                     newly = (model(candidate).argmax(1) != y) & ~broken
                 x_adv = torch.where(newly[:, None, None, None], candidate, x_adv)
@@ -87,13 +92,15 @@ class FGSM:
         if self.loss not in ("ce", "cw"):
             raise SpartaError(f"FGSM loss must be 'ce' or 'cw', got '{self.loss}'")
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """One signed-gradient step of `step_size` (default eps) from x or a random start, projected."""
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, checked: bool = False) -> torch.Tensor:
+        """One signed-gradient step of `step_size` (default eps) from x or a random start, projected.
+        `checked` skips the batch's checks, as for PGD."""
         alpha = self.eps if self.step_size is None else self.step_size
-        x, y = check_batch(x, y, model)
+        if not checked:
+            x, y = check_batch(x, y, model)
         with model_mode(model, self.training_mode):
             start = random_start(x, self.eps) if self.random_init else x
-            grad = input_gradient(model, start, y, self.loss, check=True)
+            grad = input_gradient(model, start, y, self.loss, check=not checked)
             return project(start + alpha * grad.sign(), x, self.eps).detach()
 
     __call__ = perturb  # attack(model, x, y)

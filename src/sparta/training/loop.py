@@ -129,13 +129,14 @@ def train_step(
     """One optimisation step: the loss (checked finite before any update) and correct count."""
     with precision:
         loss, logits = method(forward, x, y, setting)
-    value = loss.item()
+    correct = (logits.detach().argmax(1) == y).sum()
+    value, right = torch.stack((loss.detach().float(), correct.float())).tolist()  # the step's one host sync
     if not math.isfinite(value):
         raise Diverged(value)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return value, int((logits.argmax(1) == y).sum().item())
+    return value, int(right)
 
 
 def _prepare_run_dir(config: TrainConfig, resume: bool) -> Path:
@@ -292,7 +293,8 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
 
 def attack_setting(config: TrainConfig, epochs_done: float, attack_model: nn.Module | None = None) -> AttackSetting:
     """The training attack after `epochs_done` epochs: eps on its warm-up ramp, and the step
-    size scaled with it (the same number of steps crosses the same share of the ball)."""
+    size scaled with it (the same number of steps crosses the same share of the ball). For
+    the loop's own batches, checked once when the data set loaded (`checked`)."""
     eps = eps_at(config, epochs_done)
     step_size = config.step_size * (eps / config.eps if config.eps > 0 else 1.0)
     return AttackSetting(
@@ -302,6 +304,7 @@ def attack_setting(config: TrainConfig, epochs_done: float, attack_model: nn.Mod
         bn_training=config.attack_bn_training,
         trades_beta=config.trades_beta,
         attack_model=attack_model,
+        checked=True,
     )
 
 

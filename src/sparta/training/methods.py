@@ -28,6 +28,9 @@ class AttackSetting:
     bn_training: bool = True  # BatchNorm mode while crafting the attack
     trades_beta: float = 6.0
     attack_model: nn.Module | None = None  # the bare model when training goes through DDP
+    # The batch is the training loop's own: its data set's images and labels were checked
+    # when it loaded, so the step skips the per-batch checks and the host syncs they cost.
+    checked: bool = False
 
     def target(self, model: nn.Module) -> nn.Module:
         """The module attacks differentiate: never a DDP wrapper, whose reducer expects weight grads."""
@@ -57,7 +60,7 @@ METHODS: Registry[Method] = Registry("training method")
 def standard(model, x, y, setting):
     """Cross-entropy on clean inputs (no attack)."""
     logits = model(x)
-    check_logits(logits, y)
+    check_logits(logits, y, labels_checked=setting.checked)
     return F.cross_entropy(logits.float(), y), logits
 
 
@@ -66,9 +69,9 @@ def pgd_at(model, x, y, setting):
     """PGD adversarial training (Madry et al. 2018): cross-entropy on PGD examples."""
     if setting.eps > 0:
         attack = PGD(setting.eps, steps=setting.steps, step_size=setting.step_size, training_mode=setting.bn_training)
-        x = attack.perturb(setting.target(model), x, y)
+        x = attack.perturb(setting.target(model), x, y, checked=setting.checked)
     logits = model(x)
-    check_logits(logits, y)
+    check_logits(logits, y, labels_checked=setting.checked or setting.eps > 0)  # the attack checked them
     return F.cross_entropy(logits.float(), y), logits
 
 
@@ -77,9 +80,9 @@ def fgsm_rs(model, x, y, setting):
     """FGSM with a random start and step 1.25 eps (Wong et al. 2020), cross-entropy on its examples."""
     if setting.eps > 0:
         attack = FGSM(setting.eps, step_size=1.25 * setting.eps, random_init=True, training_mode=setting.bn_training)
-        x = attack.perturb(setting.target(model), x, y)
+        x = attack.perturb(setting.target(model), x, y, checked=setting.checked)
     logits = model(x)
-    check_logits(logits, y)
+    check_logits(logits, y, labels_checked=setting.checked or setting.eps > 0)  # the attack checked them
     return F.cross_entropy(logits.float(), y), logits
 
 
@@ -110,7 +113,7 @@ def trades(model, x, y, setting):
     else:
         x_adv = x
     logits, logits_adv = model(x), model(x_adv)  # separate passes: BatchNorm sees each alone
-    check_logits(logits, y)
+    check_logits(logits, y, labels_checked=setting.checked)
     natural = F.cross_entropy(logits.float(), y)
     robust = F.kl_div(F.log_softmax(logits_adv.float(), dim=1), F.softmax(logits.float(), dim=1), reduction="batchmean")
     return natural + setting.trades_beta * robust, logits
