@@ -1,15 +1,17 @@
-"""The one-screen table and the figure that open results/README.md, made from the run records.
+"""The one-screen table and the figure that open results/README.md, and the per-seed tables
+of each claim's page, made from the run records.
 
-    python scripts/results_glance.py            # rewrite the table in results/README.md and results/glance.png
-    python scripts/results_glance.py --check    # exit 1 if the README's table is not what the records give
+    python scripts/results_glance.py            # rewrite the tables and results/glance.png
+    python scripts/results_glance.py --check    # exit 1 if a table is not what the records give
 
 Each row pairs an arm with its reference seed by seed (same seed, same data order) and
 reads every accuracy from the runs' eval.json: the paired difference in points, mean ±
 95% Student-t half width over the seeds both have, for clean, PGD-20 and AutoAttack
 accuracy. The verdict follows from the robust intervals (PGD-20 and AutoAttack): ahead
-or behind where an interval excludes 0, level where all include it. Nothing is typed in
-by hand, so the table cannot drift from the records (tests/test_results_glance.py
-runs --check).
+or behind where an interval excludes 0, level where all include it. Each page of a claim
+(results/claim-*.md) carries, between its own markers, every arm's accuracy and every
+paired difference seed by seed, with CW-30 beside them. Nothing is typed in by hand, so
+no table can drift from the records (tests/test_results_glance.py runs --check).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sparta.stats import Estimate, mean_ci
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 START, END = "<!-- glance: start (scripts/results_glance.py) -->", "<!-- glance: end -->"
+PAGE_START, PAGE_END = "<!-- per-seed: start (scripts/results_glance.py) -->", "<!-- per-seed: end -->"
 SEEDS = range(10)
 READMES = [(RESULTS / "README.md", ""), (ROOT / "README.md", "results/")]  # file, its links' prefix
 
@@ -266,10 +269,128 @@ def panels(measured: Measured) -> dict[str, list[tuple[str, list[float]]]]:
     return found
 
 
-def replace_between_markers(text: str, block: str) -> str:
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{START}\n{block}{END}{tail}"
+def replace_between_markers(text: str, block: str, start: str = START, end: str = END) -> str:
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{block}{end}{tail}"
+
+
+# ---------------------------------------------------------------------------------------
+# The per-seed tables of each claim's page
+
+
+def page_metrics(comparison: Comparison) -> tuple[Metric, ...]:
+    """The glance's metrics with CW-30 (on the PGD-20 images) before AutoAttack."""
+    pgd = next(m for m in comparison.metrics if m.attack == "pgd")
+    head = tuple(m for m in comparison.metrics if m.attack != "autoattack")
+    return (*head, Metric("CW-30", "cw", pgd.n), *(m for m in comparison.metrics if m.attack == "autoattack"))
+
+
+def seed_span(seeds: list[int]) -> str:
+    """0, 1, 2, 3, 5 as "0-3, 5"."""
+    spans: list[list[int]] = []
+    for seed in seeds:
+        if spans and seed == spans[-1][-1] + 1:
+            spans[-1].append(seed)
+        else:
+            spans.append([seed])
+    return ", ".join(str(s[0]) if len(s) == 1 else f"{s[0]}-{s[-1]}" for s in spans)
+
+
+def per_seed_cell(values: dict[int, float], signed: bool) -> str:
+    """mean ± 95% half width, then each seed's value in seed order."""
+    if not values:
+        return "–"
+    estimate = mean_ci(list(values.values()))
+    form = "{:+.2f}" if signed else "{:.2f}"
+    half = "n/a" if estimate.half_width is None else f"{estimate.half_width:.2f}"
+    return f"{form.format(estimate.mean)} ± {half} ({', '.join(form.format(v) for v in values.values())})"
+
+
+def seeds_column(per_metric: dict[str, dict[int, float]]) -> str:
+    """The seeds behind a row: one span if every metric has the same, else one per metric."""
+    spans = {title: seed_span(sorted(values)) for title, values in per_metric.items() if values}
+    if not spans:
+        return "–"
+    if len(set(spans.values())) == 1:
+        return next(iter(spans.values()))
+    return "; ".join(f"{title} {span}" for title, span in spans.items())
+
+
+def arm_accuracies(comparison: Comparison, pattern: str) -> dict[str, dict[int, float]]:
+    """Per metric, seed -> accuracy (%) of the runs `pattern` names that have it."""
+    runs = comparison.runs(pattern)
+    found: dict[str, dict[int, float]] = {}
+    for metric in page_metrics(comparison):
+        values = {seed: accuracy(run, metric) for seed, run in sorted(runs.items())}
+        found[metric.title] = {seed: v for seed, v in values.items() if v is not None}
+    return found
+
+
+def paired_by_metric(comparison: Comparison) -> dict[str, dict[int, float]]:
+    """Per metric, seed -> arm minus reference in points, on each seed both arms have it."""
+    arm = arm_accuracies(comparison, comparison.arm_runs)
+    reference = arm_accuracies(comparison, comparison.reference_runs)
+    return {
+        title: {seed: arm[title][seed] - reference[title][seed] for seed in arm[title] if seed in reference[title]}
+        for title in arm
+    }
+
+
+def page_block(comparisons: list[Comparison]) -> str:
+    """Accuracy per arm, then the paired differences with their verdict, for one page."""
+    metrics = page_metrics(comparisons[0])
+    header = " | ".join(f"{m.title}, n = {m.n:,}" for m in metrics)
+    rule = "|---" * (len(metrics) + 2) + "|"
+    arms: dict[str, tuple[Comparison, str]] = {}  # references first: ReLU, then Sparta from scratch
+    for comparison in comparisons:
+        arms.setdefault(comparison.reference, (comparison, comparison.reference_runs))
+    for comparison in comparisons:
+        arms.setdefault(comparison.arm, (comparison, comparison.arm_runs))
+    lines = [f"| arm: accuracy (%) | {header} | seeds |", rule]
+    for label, (comparison, pattern) in arms.items():
+        values = arm_accuracies(comparison, pattern)
+        cells = " | ".join(per_seed_cell(values[m.title], signed=False) for m in metrics)
+        lines.append(f"| {label} | {cells} | {seeds_column(values)} |")
+    lines += ["", f"| arm − reference (points) | {header} | seeds | verdict |", rule + "---|"]
+    for comparison in comparisons:
+        differences = paired_by_metric(comparison)
+        cells = " | ".join(per_seed_cell(differences[m.title], signed=True) for m in metrics)
+        decided = verdict({title: list(v.values()) for title, v in differences.items() if v})
+        lines.append(
+            f"| {comparison.arm} − {comparison.reference} | {cells} | {seeds_column(differences)} | {decided} |"
+        )
+    note = (
+        "\nMean ± 95% Student-t half width over seeds, then each seed's value in seed order; a "
+        "difference pairs the two arms on the same seed (same data order, same test images). "
+        "The verdict reads the robust columns (PGD-20, CW-30, AutoAttack) as in the glance table. "
+        "Made by `python scripts/results_glance.py` from the runs' eval.json.\n"
+    )
+    return "\n".join(lines) + "\n" + note
+
+
+def update_pages(blocks: dict[Path, str], write: bool) -> list[Path]:
+    """The pages whose per-seed block differs from `blocks` (rewritten if `write`); a page
+    without the markers keeps its own text."""
+    stale = []
+    for page, block in blocks.items():
+        text = page.read_text()
+        if PAGE_START not in text or PAGE_END not in text:
+            continue
+        updated = replace_between_markers(text, block, PAGE_START, PAGE_END)
+        if updated != text:
+            stale.append(page)
+            if write:
+                page.write_text(updated)
+    return stale
+
+
+def page_blocks() -> dict[Path, str]:
+    """Each claim page -> its per-seed block."""
+    pages: dict[str, list[Comparison]] = {}
+    for comparison in COMPARISONS:
+        pages.setdefault(comparison.details, []).append(comparison)
+    return {RESULTS / page: page_block(comparisons) for page, comparisons in pages.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,9 +412,11 @@ def main(argv: list[str] | None = None) -> int:
             stale.append(readme)
             if not args.check:
                 readme.write_text(updated)
+    if not args.readme:
+        stale += update_pages(page_blocks(), write=not args.check)
     if args.check:
         for readme in stale:
-            print(f"{readme}: the glance table differs from the records; run scripts/results_glance.py")
+            print(f"{readme}: a table differs from the records; run scripts/results_glance.py")
         return 1 if stale else 0
     plot_paired_differences(panels(measured), args.figure, "Paired differences with 95% intervals (dots: seeds)")
     print(table(measured))

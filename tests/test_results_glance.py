@@ -64,3 +64,43 @@ def test_the_forest_plot_takes_single_seed_rows(tmp_path):
         "title",
     )
     assert path.is_file() and path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_each_claim_page_carries_its_per_seed_tables(glance):
+    """claim (a)'s page holds ReLU's five seeds and Sparta's paired differences, from the records."""
+    text = (ROOT / "results" / "claim-a-full.md").read_text()
+    block = glance.page_blocks()[ROOT / "results" / "claim-a-full.md"]
+    assert block in text
+    assert "| ReLU | 83.90 ± 0.09 (83.88, 83.98, 83.80, 83.97, 83.86) |" in block
+    assert "| Sparta − ReLU | +0.01 ± 0.11 (-0.04, -0.02, +0.13, -0.08, +0.07) |" in block
+    assert block.index("| ReLU |") < block.index("| Sparta |")  # references first
+
+
+def test_a_changed_page_number_is_caught_and_rewritten(glance, tmp_path):
+    page = tmp_path / "claim.md"
+    block = "| ReLU | 83.90 ± 0.09 (83.88, 83.98) |\n"
+    page.write_text(f"# c\n\n{glance.PAGE_START}\n{block.replace('83.90', '84.90')}{glance.PAGE_END}\ntail\n")
+    assert glance.update_pages({page: block}, write=False) == [page]
+    assert "84.90" in page.read_text()  # --check writes nothing
+    assert glance.update_pages({page: block}, write=True) == [page]
+    assert glance.update_pages({page: block}, write=False) == []
+    assert page.read_text().endswith(f"{block}{glance.PAGE_END}\ntail\n")
+    unmarked = tmp_path / "plain.md"
+    unmarked.write_text("no markers\n")
+    assert glance.update_pages({unmarked: block}, write=True) == [] and unmarked.read_text() == "no markers\n"
+
+
+@pytest.mark.parametrize(
+    ("seeds", "expected"), [([0, 1, 2, 3, 4], "0-4"), ([0, 2, 3, 7], "0, 2-3, 7"), ([5], "5"), ([], "")]
+)
+def test_seed_spans_are_compact(glance, seeds, expected):
+    assert glance.seed_span(seeds) == expected
+
+
+def test_the_seeds_column_names_each_metric_where_they_differ(glance):
+    same = {"clean": {0: 1.0, 1: 2.0}, "PGD-20": {0: 1.0, 1: 2.0}}
+    assert glance.seeds_column(same) == "0-1"
+    differ = {"clean": {s: 1.0 for s in range(10)}, "AutoAttack": {s: 1.0 for s in range(5)}, "CW-30": {}}
+    assert glance.seeds_column(differ) == "clean 0-9; AutoAttack 0-4"
+    assert glance.per_seed_cell({0: 1.0, 1: -0.5}, signed=True).endswith("(+1.00, -0.50)")
+    assert glance.per_seed_cell({}, signed=False) == "–"
