@@ -21,6 +21,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from sparta.config import TrainConfig
+from sparta.errors import SpartaError
+from sparta.experiments.transfer import frozen_function_change
 from sparta.report.plots import plot_paired_differences
 from sparta.runfiles import find_record, read_eval_records
 from sparta.stats import Estimate, mean_ci
@@ -337,6 +340,34 @@ def paired_by_metric(comparison: Comparison) -> dict[str, dict[int, float]]:
     }
 
 
+def frozen_line(comparison: Comparison) -> str | None:
+    """For an arm of frozen imported functions, whether each measured cell's function is
+    still bit-identical to its source's (experiments.transfer.frozen_function_change);
+    None for other arms, and once per arm (the first comparison that names it)."""
+    runs = comparison.runs(comparison.arm_runs)
+    frozen = {seed: run for seed, run in runs.items() if TrainConfig.load(run).freeze_sparta}
+    if not frozen or comparison != next((c for c in COMPARISONS if c.arm_runs == comparison.arm_runs), comparison):
+        return None
+    identical, changed, unkept = [], [], []
+    for seed, run in frozen.items():
+        try:
+            change = frozen_function_change(run)
+        except SpartaError:  # the source's function file is not there
+            unkept.append(seed)
+            continue
+        (changed if change else identical).append(seed)
+    parts = []
+    if identical:
+        parts.append(
+            f"bit-identical to its source's in {len(identical)} of {len(frozen)} cells (seeds {seed_span(identical)})"
+        )
+    if changed:
+        parts.append(f"**changed** from its source's in seeds {seed_span(changed)}")
+    if unkept:
+        parts.append(f"not checkable in seeds {seed_span(unkept)}: the source's function was not kept")
+    return f"\n{comparison.arm}: the frozen function is {'; '.join(parts)}."
+
+
 def page_block(comparisons: list[Comparison]) -> str:
     """Accuracy per arm, then the paired differences with their verdict, for one page."""
     metrics = page_metrics(comparisons[0])
@@ -360,6 +391,7 @@ def page_block(comparisons: list[Comparison]) -> str:
         lines.append(
             f"| {comparison.arm} − {comparison.reference} | {cells} | {seeds_column(differences)} | {decided} |"
         )
+    lines += [line for comparison in comparisons if (line := frozen_line(comparison))]
     note = (
         "\nMean ± 95% Student-t half width over seeds, then each seed's value in seed order; a "
         "difference pairs the two arms on the same seed (same data order, same test images). "

@@ -104,3 +104,35 @@ def test_the_seeds_column_names_each_metric_where_they_differ(glance):
     assert glance.seeds_column(differ) == "clean 0-9; AutoAttack 0-4"
     assert glance.per_seed_cell({0: 1.0, 1: -0.5}, signed=True).endswith("(+1.00, -0.50)")
     assert glance.per_seed_cell({}, signed=False) == "–"
+
+
+def test_the_page_says_whether_each_frozen_function_stayed_bit_identical(glance, tmp_path):
+    """A frozen cell whose function file equals its source's counts as identical; one
+    tensor moved by 1e-6 is named as changed; a cell whose source is gone is not checkable."""
+    from safetensors.torch import load_file, save_file
+
+    from sparta import build_model
+    from sparta.config import TrainConfig
+    from sparta.sharing import export_sparta
+
+    source = tmp_path / "source.safetensors"
+    export_sparta(build_model("smallcnn", "sparta", num_classes=10, in_channels=1, share="network"), source)
+    for seed in range(3):
+        run = tmp_path / f"frozen-seed{seed}"
+        run.mkdir()
+        origin = source if seed < 2 else tmp_path / "lost.safetensors"
+        config = TrainConfig(out=str(run), act="sparta", sparta_from=str(origin), freeze_sparta=True)
+        (run / "config.json").write_text(config.to_json())
+        (run / "eval.json").write_text('{"results": []}')
+        tensors = load_file(source)
+        if seed == 1:
+            name = sorted(tensors)[0]
+            tensors[name] = tensors[name] + 1e-6
+        save_file(tensors, run / "sparta.safetensors")
+    comparison = glance.Comparison(
+        "(b)", "s", "frozen", "ReLU", str(tmp_path / "frozen-seed{seed}"), str(tmp_path / "relu-seed{seed}"),
+        glance.SMALL_B, "cpu", "p.md",
+    )  # fmt: skip
+    line = glance.frozen_line(comparison)
+    assert "in 1 of 3 cells (seeds 0)" in line and "**changed** from its source's in seeds 1" in line
+    assert "not checkable in seeds 2" in line
