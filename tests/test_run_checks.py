@@ -281,3 +281,29 @@ def test_counts_below_one_are_refused_before_any_work(copy_run, tmp_path, capsys
     run = copy_run("relu")
     refused(capsys, [part.format(run=run, tmp=tmp_path) for part in command], named)
     assert not (tmp_path / "r").exists() and not (run / "eval.json").exists()
+
+
+def test_each_checkpoint_records_which_site_implementation_trained_it(runs):
+    """A result says which code computed it: the commit, and for Sparta the site's path."""
+    from sparta.site import native
+
+    sparta_meta = read_checkpoint_header(runs["sparta"])["meta"]
+    expected = "fused-native" if native.library() is not None else "fused-torch"
+    assert sparta_meta["sparta_site"] == expected
+    assert "git_commit" in sparta_meta
+    assert "sparta_site" not in read_checkpoint_header(runs["relu"])["meta"]
+
+
+def test_site_paths_name_every_path_a_model_takes():
+    import torch
+
+    from sparta.sparta_activation import site_paths
+
+    cpu = torch.device("cpu")
+    model = build_model("smallcnn", "sparta", num_classes=10, in_channels=1, image_size=16)
+    assert site_paths(model, cpu) in ("fused-native", "fused-torch")
+    model.block1[1].fused = False  # one site on the reference path
+    assert site_paths(model, cpu).startswith("fused-") and site_paths(model, cpu).endswith(",plain")
+    assert site_paths(build_model("smallcnn", "sparta", num_classes=10, in_channels=1, phi="depthwise"), cpu) == "plain"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert site_paths(build_model("smallcnn", "sparta", num_classes=10, in_channels=1), cpu) == "plain"

@@ -24,7 +24,7 @@ from torch import nn
 
 from sparta.errors import SpartaError
 from sparta.registry import Registry
-from sparta.site import SITE_PATHS, run_site, site_path
+from sparta.site import SITE_PATHS, path_label, run_site, site_path
 from sparta.site.reference import channel_pool, pooled_phi, same_conv
 
 
@@ -224,3 +224,16 @@ class Sparta(nn.Module):
     def extra_repr(self) -> str:
         scale = "G/C" if self.phi_grad_scale is None else f"{self.phi_grad_scale:g}"
         return f"channels={self.channels}, phi={self.phi_kind}, groups={self.groups}, phi_grad_scale={scale}"
+
+
+def site_paths(model: nn.Module, device: torch.device) -> str | None:
+    """Which implementation the model's Sparta sites run on `device` in the current autocast
+    state (e.g. "fused-native"; several joined by ","), or None without Sparta sites:
+    recorded with each checkpoint, so a result says which code computed it."""
+    paths = set()
+    for module in model.modules():
+        if isinstance(module, Sparta):
+            probe = torch.empty(1, module.channels, 1, 1, device=device, dtype=module.log_beta.dtype)
+            pooled = module.phi_kind == "pooled"
+            paths.add(path_label(site_path(module.fused, probe), probe) if pooled else "plain")
+    return ",".join(sorted(paths)) or None

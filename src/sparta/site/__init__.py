@@ -103,9 +103,18 @@ def site_path(fused: bool | str | None, x: torch.Tensor) -> str:
     return CUDA_DEFAULT if fused is None else "fused"
 
 
+def path_label(path: str, x: torch.Tensor) -> str:
+    """The path as a run records it: "fused" split into its native and torch-operation forms."""
+    if path != "fused":
+        return path
+    from sparta.site import native
+
+    return "fused-native" if native.available(x) else "fused-torch"
+
+
 def run_site(path: str, x: torch.Tensor, *parameters: torch.Tensor) -> torch.Tensor:
     """The site's value on a 4-D x by a path other than plain, parameters (w1, b1, w2, b2, log_beta)."""
     return FAST_SITES[path](x, *parameters)
 
 
-__all__ = ["FAST_SITES", "SITE_PATHS", "compiler_available", "run_site", "site_path", "triton_runs_on"]
+__all__ = ["FAST_SITES", "SITE_PATHS", "compiler_available", "path_label", "run_site", "site_path", "triton_runs_on"]

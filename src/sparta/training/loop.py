@@ -43,6 +43,7 @@ from sparta.runfiles import (
 )
 from sparta.runtime import autocast, compile_backend, machine_facts, resolve_device, seed_everything
 from sparta.sharing import export_sparta, import_sparta, sparta_sites
+from sparta.sparta_activation import site_paths
 from sparta.training import distributed
 from sparta.training.loader import AUGMENTATIONS, DeviceLoader
 from sparta.training.methods import METHODS, AttackSetting, Method
@@ -365,6 +366,10 @@ def set_up(
     if config.compile:  # torch.compile of a Module returns a Module (OptimizedModule); its stub says Callable
         forward = cast(nn.Module, torch.compile(forward, backend=compile_backend()))
     precision, facts = autocast(device, config.precision), {**machine_facts(device), "world_size": ranks.world_size}
+    with precision:
+        sites = site_paths(model, device)
+    if sites:
+        facts["sparta_site"] = f"{sites}, compiled model" if config.compile else sites
     given = (config, method, schedule, ranks, device, run_dir, loader, test)
     start = (reached["epoch"], reached["step"])
     return Fit(*given, model, forward, optimizer, precision, *start, facts=facts, partial=reached["partial"])
