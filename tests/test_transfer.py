@@ -182,7 +182,8 @@ def test_network_shared_function_fits_any_cnn(tmp_path):
     assert source.function == (run / "sparta.safetensors").resolve() and source.share == "network"
     target = target_config(TrainConfig(), "cross-cnn", source, "resnet34", None)
     cells = arm_cells(target, source, [0, 1], tmp_path / "out")
-    assert [c.labels["arm"] for c in cells] == [a for a in ARMS for _ in (0, 1)]
+    # seed by seed, so an experiment stopped part-way leaves paired seeds
+    assert [(c.labels["arm"], c.config.seed) for c in cells] == [(a, s) for s in (0, 1) for a in ARMS]
     frozen = cells[-1].config
     assert frozen.freeze_sparta and frozen.sparta_from == str(source.function) and frozen.share == "network"
     assert frozen.model == "resnet34" and frozen.act_options == {"hidden": 2} and cells[0].config.act_options == {}

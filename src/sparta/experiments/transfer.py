@@ -176,12 +176,14 @@ def arm_cells(
     arms: Sequence[str] = tuple(ARMS),
     stand_in: Path | None = None,
 ) -> list[Cell]:
-    """Cells for arms x seeds on the target; checks first that the function fits the target.
-    `stand_in`: a function file of the source's shape to check with while the source's own
-    is not written yet (a source still to train)."""
+    """Cells for arms x seeds on the target, seed by seed (every arm of seed 0, then of seed
+    1, ...: an experiment stopped part-way leaves paired seeds, not one arm's seeds alone);
+    checks first that the function fits the target. `stand_in`: a function file of the
+    source's shape to check with while the source's own is not written yet (a source still
+    to train)."""
     cells = []
-    for arm in (ARMS.canonical(a) for a in arms):
-        for seed in seeds:
+    for seed in seeds:
+        for arm in (ARMS.canonical(a) for a in arms):
             name = cell_name(arm, target.model, target.dataset, seed=seed)
             config = dataclasses.replace(ARMS.get(arm)(target, source), seed=seed, out=str(Path(out) / name))
             cells.append(Cell(name, config.validate(), {"arm": arm, "model": target.model, "dataset": target.dataset}))
