@@ -26,9 +26,10 @@ def test_cells_change_one_setting_each_and_the_baseline_is_the_compare_cell(tmp_
     base = TrainConfig(**TINY)
     cells = ablation_cells(base, str(tmp_path), {"phi": ["depthwise"], "share": ["network"]}, seeds=[0, 1])
     compare = grid_cells(base, tmp_path, ["sparta"], seeds=[0, 1])
-    assert [c.name for c in cells[:2]] == [c.name for c in compare]
-    assert [c.config for c in cells[:2]] == [c.config for c in compare]
-    depthwise, network = cells[2], cells[4]
+    baseline = cells[::3]  # seed by seed: baseline, phi, share for seed 0, then seed 1
+    assert [c.name for c in baseline] == [c.name for c in compare]
+    assert [c.config for c in baseline] == [c.config for c in compare]
+    depthwise, network = cells[1], cells[2]
     assert depthwise.name == "smallcnn-sparta_phi-depthwise-standard-seed0"
     assert depthwise.config.act_options == {"phi": "depthwise"} and depthwise.config.share == "stage"
     assert network.config.act_options == {} and network.config.share == "network"

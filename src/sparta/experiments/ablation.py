@@ -92,12 +92,13 @@ def variants(levels: Mapping[str, Sequence[Any]], base: TrainConfig) -> list[Var
 def ablation_cells(
     base: TrainConfig, out: str, levels: Mapping[str, Sequence[Any]], seeds: Sequence[int]
 ) -> list[Cell]:
-    """Cells for the baseline and each variant x seeds; the model and method are the base's."""
+    """Cells for the baseline and each variant x seeds, seed by seed (a run stopped part-way
+    leaves paired seeds); the model and method are the base's."""
     base = for_activation(base, "sparta")
-    cells = []
-    for variant in variants(levels, base):
-        act = "sparta" if variant.factor is None else f"sparta_{variant.factor}-{variant.value}"
-        for seed in seeds:
+    cells, chosen = [], variants(levels, base)
+    for seed in seeds:
+        for variant in chosen:
+            act = "sparta" if variant.factor is None else f"sparta_{variant.factor}-{variant.value}"
             name = cell_name(base.model, act, base.method, seed=seed)
             config = dataclasses.replace(variant.apply(base), seed=seed, out=f"{out}/{name}").validate()
             value = "" if variant.factor is None else str(variant.value)

@@ -123,7 +123,9 @@ def grid_cells(
     models: Sequence[str] | None = None,
     methods: Sequence[str] | None = None,
 ) -> list[Cell]:
-    """Cells for models x methods x acts x seeds, in that nesting order (rows keep the given order)."""
+    """Cells for models x methods x seeds x acts, in that nesting order: every activation of
+    seed 0 before seed 1, so a grid stopped part-way leaves paired seeds (rows keep the
+    given order of activations)."""
     models = [MODELS.canonical(m) for m in (models or [base.model])]
     methods = [METHODS.canonical(m) for m in (methods or [base.method])]
     acts = [ACTIVATIONS.canonical(a) for a in acts]
@@ -135,8 +137,8 @@ def grid_cells(
     cells = []
     for model in models:
         for method in methods:
-            for act in acts:
-                for seed in seeds:
+            for seed in seeds:
+                for act in acts:
                     name = cell_name(model, act, method, seed=seed)
                     config = dataclasses.replace(
                         for_activation(base, act), model=model, method=method, seed=seed, out=str(Path(out) / name)
