@@ -1,7 +1,8 @@
 """sparta transfer: reuse a trained Sparta function, frozen, in another CNN or on another dataset.
 
-Three arms x seeds on the target: relu, sparta-scratch, sparta-frozen (the source's
-function imported and frozen); one table as in `sparta compare`. The source is a Sparta
+Three arms x seeds on the target, trained seed by seed: relu, sparta-scratch,
+sparta-frozen (the source's function imported and frozen); one table as in `sparta
+compare`, and whether each frozen cell's function stayed bit-identical to the source's. The source is a Sparta
 run directory or function file (--source), or is trained first into OUT/source-... from
 --source-model and --source-dataset. Training flags are those of `sparta train` and
 apply to the target arms and to a source trained here. See sparta.experiments.transfer
