@@ -356,15 +356,18 @@ def frozen_line(comparison: Comparison) -> str | None:
             unkept.append(seed)
             continue
         (changed if change else identical).append(seed)
+
+    def seeds(found: list[int]) -> str:
+        return f"seed{'s' if len(found) != 1 else ''} {seed_span(found)}"
+
     parts = []
     if identical:
-        parts.append(
-            f"bit-identical to its source's in {len(identical)} of {len(frozen)} cells (seeds {seed_span(identical)})"
-        )
+        cells = f"{len(frozen)} cell{'s' if len(frozen) != 1 else ''}"
+        parts.append(f"bit-identical to its source's in {len(identical)} of {cells} ({seeds(identical)})")
     if changed:
-        parts.append(f"**changed** from its source's in seeds {seed_span(changed)}")
+        parts.append(f"**changed** from its source's in {seeds(changed)}")
     if unkept:
-        parts.append(f"not checkable in seeds {seed_span(unkept)}: the source's function was not kept")
+        parts.append(f"not checkable in {seeds(unkept)}: the source's function was not kept")
     return f"\n{comparison.arm}: the frozen function is {'; '.join(parts)}."
 
 

@@ -134,5 +134,5 @@ def test_the_page_says_whether_each_frozen_function_stayed_bit_identical(glance,
         glance.SMALL_B, "cpu", "p.md",
     )  # fmt: skip
     line = glance.frozen_line(comparison)
-    assert "in 1 of 3 cells (seeds 0)" in line and "**changed** from its source's in seeds 1" in line
-    assert "not checkable in seeds 2" in line
+    assert "in 1 of 3 cells (seed 0)" in line and "**changed** from its source's in seed 1" in line
+    assert "not checkable in seed 2" in line
