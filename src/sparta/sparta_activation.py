@@ -199,6 +199,11 @@ class Sparta(nn.Module):
             t = t.repeat_interleave(x.shape[1] // t.shape[1], dim=1) if t.shape[1] > 1 else t
         return t
 
+    def site_path(self, x: torch.Tensor) -> str:
+        """The implementation this site runs on a 4-D x (`sparta.site.site_path`); a
+        depthwise phi has only the plain one."""
+        return site_path(self.fused, x) if self.phi_kind == "pooled" else "plain"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not x.is_floating_point():
             raise SpartaError(f"Sparta takes floating-point input, got dtype {x.dtype}")
@@ -211,7 +216,7 @@ class Sparta(nn.Module):
             x = x[:, :, None, None]
         if x.dim() != 4 or x.shape[1] % self.groups:
             raise SpartaError(f"Sparta expects N x C x H x W (or N x C) input, got shape {tuple(x.shape)}")
-        path = site_path(self.fused, x) if self.phi_kind == "pooled" else "plain"
+        path = self.site_path(x)
         if path != "plain":
             y = run_site(path, x, *self.phi_weights(x.shape[1]), self.log_beta)
             return y.flatten(1) if flat else y
@@ -234,6 +239,5 @@ def site_paths(model: nn.Module, device: torch.device) -> str | None:
     for module in model.modules():
         if isinstance(module, Sparta):
             probe = torch.empty(1, module.channels, 1, 1, device=device, dtype=module.log_beta.dtype)
-            pooled = module.phi_kind == "pooled"
-            paths.add(path_label(site_path(module.fused, probe), probe) if pooled else "plain")
+            paths.add(path_label(module.site_path(probe), probe))
     return ",".join(sorted(paths)) or None
