@@ -210,12 +210,13 @@ def verdict(differences: dict[str, list[float]]) -> str:
     return "mixed" if ahead else "level"
 
 
-def _cell(values: list[float] | None) -> str:
+def _cell(values: list[float] | None, form: str = "{:+.2f}") -> str:
+    """mean ± 95% Student-t half width of `values` ("n/a" for one value, "–" for none)."""
     if not values:
         return "–"
     estimate: Estimate = mean_ci(values)
     half = "n/a" if estimate.half_width is None else f"{estimate.half_width:.2f}"
-    return f"{estimate.mean:+.2f} ± {half}"
+    return f"{form.format(estimate.mean)} ± {half}"
 
 
 Measured = list[tuple[Comparison, dict[str, list[float]], list[int]]]  # comparison, differences, seeds
@@ -304,10 +305,8 @@ def per_seed_cell(values: dict[int, float], signed: bool) -> str:
     """mean ± 95% half width, then each seed's value in seed order."""
     if not values:
         return "–"
-    estimate = mean_ci(list(values.values()))
     form = "{:+.2f}" if signed else "{:.2f}"
-    half = "n/a" if estimate.half_width is None else f"{estimate.half_width:.2f}"
-    return f"{form.format(estimate.mean)} ± {half} ({', '.join(form.format(v) for v in values.values())})"
+    return f"{_cell(list(values.values()), form)} ({', '.join(form.format(v) for v in values.values())})"
 
 
 def seeds_column(per_metric: dict[str, dict[int, float]]) -> str:
