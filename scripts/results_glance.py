@@ -343,9 +343,11 @@ def frozen_line(comparison: Comparison) -> str | None:
     """For an arm of frozen imported functions, whether each measured cell's function is
     still bit-identical to its source's (experiments.transfer.frozen_function_change);
     None for other arms, and once per arm (the first comparison that names it)."""
+    if comparison != next((c for c in COMPARISONS if c.arm_runs == comparison.arm_runs), comparison):
+        return None  # the arm's line is on the page already
     runs = comparison.runs(comparison.arm_runs)
     frozen = {seed: run for seed, run in runs.items() if TrainConfig.load(run).freeze_sparta}
-    if not frozen or comparison != next((c for c in COMPARISONS if c.arm_runs == comparison.arm_runs), comparison):
+    if not frozen:
         return None
     identical, changed, unkept = [], [], []
     for seed, run in frozen.items():
