@@ -18,6 +18,14 @@ TINY = dict(dataset="digits", subset=32, epochs=1, batch_size=16, method="standa
 PLAN = EvalPlan(("clean", "pgd"), n=32)
 
 
+def flags(**settings) -> list[str]:
+    """Settings as the CLI's flags: batch_size=16 -> ["--batch-size", "16"]."""
+    return [part for key, value in settings.items() for part in (f"--{key.replace('_', '-')}", str(value))]
+
+
+TINY_FLAGS = flags(**TINY)  # the CLI tests train the cells that finished_grid trains
+
+
 def count_train_calls(monkeypatch):
     """Wrap grid.train to record its calls (config.out, resume) and still train."""
     calls = []
@@ -111,35 +119,9 @@ def test_killed_cell_resumes_and_unstarted_cell_restarts(tmp_path, monkeypatch):
 
 def test_compare_cli_end_to_end(tmp_path, capsys):
     out = tmp_path / "cmp"
-    argv = [
-        "compare",
-        "--acts",
-        "relu,sparta",
-        "--seeds",
-        "1",
-        "--seed",
-        "3",
-        "--dataset",
-        "digits",
-        "--subset",
-        "32",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "16",
-        "--attack-steps",
-        "1",
-        "--eval-every",
-        "0",
-        "--act-option",
-        "hidden=2",
-        "--attacks",
-        "clean,pgd",
-        "--n",
-        "32",
-        "--out",
-        str(out),
-    ]
+    pgd = flags(**TINY | dict(method="pgd", attack_steps=1))
+    argv = ["compare", "--acts", "relu,sparta", "--seeds", "1", "--seed", "3", *pgd, "--act-option", "hidden=2"]
+    argv += ["--attacks", "clean,pgd", "--n", "32", "--out", str(out)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "| smallcnn | sparta | pgd |" in printed
@@ -203,32 +185,8 @@ def test_paired_differences_are_per_seed_against_the_first_activation(finished_g
 def test_table_only_tabulates_finished_cells_and_trains_nothing(finished_grid, monkeypatch, capsys):
     out, _ = finished_grid
     calls = count_train_calls(monkeypatch)
-    argv = [
-        "compare",
-        "--acts",
-        "relu,swish",
-        "--seeds",
-        "3",
-        "--dataset",
-        "digits",
-        "--subset",
-        "32",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "16",
-        "--method",
-        "standard",
-        "--eval-every",
-        "0",
-        "--attacks",
-        "clean,pgd",
-        "--n",
-        "32",
-        "--out",
-        str(out),
-        "--table-only",
-    ]
+    argv = ["compare", "--acts", "relu,swish", "--seeds", "3", *TINY_FLAGS, "--attacks", "clean,pgd", "--n", "32"]
+    argv += ["--out", str(out), "--table-only"]
     assert main(argv) == 0
     captured = capsys.readouterr()
     assert not calls
@@ -259,33 +217,9 @@ def test_accuracy_cells_show_each_seed_and_never_leave_0_to_100():
 def test_compare_runs_the_strongest_literature_activations(tmp_path, capsys):
     """PSSiLU and parametric Softplus train, evaluate and tabulate beside ReLU and Sparta."""
     out = tmp_path / "lit"
-    argv = [
-        "compare",
-        "--acts",
-        "relu,pssilu,psoftplus,sparta",
-        "--seeds",
-        "1",
-        "--dataset",
-        "digits",
-        "--subset",
-        "32",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "16",
-        "--attack-steps",
-        "1",
-        "--eval-every",
-        "0",
-        "--act-option",
-        "hidden=2",
-        "--attacks",
-        "clean,pgd",
-        "--n",
-        "32",
-        "--out",
-        str(out),
-    ]
+    pgd = flags(**TINY | dict(method="pgd", attack_steps=1))
+    argv = ["compare", "--acts", "relu,pssilu,psoftplus,sparta", "--seeds", "1", *pgd, "--act-option", "hidden=2"]
+    argv += ["--attacks", "clean,pgd", "--n", "32", "--out", str(out)]
     assert main(argv) == 0
     rows = {r["act"]: r for r in csv.DictReader((out / "table.csv").open())}
     assert set(rows) == {"relu", "pssilu", "psoftplus", "sparta"}
@@ -299,33 +233,8 @@ def test_compare_runs_the_strongest_literature_activations(tmp_path, capsys):
 def test_worst_case_column_counts_an_example_robust_only_if_every_attack_failed(tmp_path):
     """AutoAttack's way of counting, over the table's attacks, from each record's per-example mask."""
     out = tmp_path / "worst"
-    argv = [
-        "compare",
-        "--acts",
-        "relu",
-        "--seeds",
-        "2",
-        "--dataset",
-        "digits",
-        "--subset",
-        "32",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "16",
-        "--method",
-        "standard",
-        "--eval-every",
-        "0",
-        "--eps",
-        "0.05",
-        "--attacks",
-        "clean,fgsm,pgd",
-        "--n",
-        "48",
-        "--out",
-        str(out),
-    ]
+    argv = ["compare", "--acts", "relu", "--seeds", "2", *TINY_FLAGS, "--eps", "0.05", "--attacks", "clean,fgsm,pgd"]
+    argv += ["--n", "48", "--out", str(out)]
     assert main(argv) == 0
     row = next(csv.DictReader((out / "table.csv").open()))
     worst = float(row["worst-case_mean"])
