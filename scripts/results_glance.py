@@ -10,7 +10,8 @@ reads every accuracy from the runs' eval.json: the paired difference in points, 
 accuracy. The verdict follows from the robust intervals (PGD-20 and AutoAttack): ahead
 or behind where an interval excludes 0, level where all include it. Each page of a claim
 (results/claim-*.md) carries, between its own markers, every arm's accuracy and every
-paired difference seed by seed, with CW-30 beside them. Nothing is typed in by hand, so
+paired difference seed by seed, with CW-30 beside them, and what each difference's robust
+intervals rule in and rule out. Nothing is typed in by hand, so
 no table can drift from the records (tests/test_results_glance.py runs --check).
 """
 
@@ -372,6 +373,34 @@ def frozen_line(comparison: Comparison) -> str | None:
     return f"\n{comparison.arm}: the frozen function is {'; '.join(parts)}."
 
 
+def bound_phrase(title: str, estimate: Estimate) -> str:
+    """What one robust interval rules in or out, in points: a gain or loss of at least its
+    near end where it excludes 0, else no gain or loss beyond its ends."""
+    assert estimate.low is not None and estimate.high is not None
+    span = f"{title} in [{estimate.low:+.2f}, {estimate.high:+.2f}]"
+    if estimate.low > 0:
+        return f"{span}: a gain of at least {estimate.low:.2f} points"
+    if estimate.high < 0:
+        return f"{span}: a loss of at least {-estimate.high:.2f} points"
+    return f"{span}: rules out a gain above {estimate.high:.2f} and a loss above {-estimate.low:.2f} points"
+
+
+def bounds_line(comparison: Comparison, differences: dict[str, dict[int, float]]) -> str:
+    """One line per paired difference: what its robust 95% intervals rule in and rule out."""
+    estimates = {
+        title: mean_ci(list(values.values()))
+        for title, values in differences.items()
+        if title != "clean" and len(values) >= MIN_SEEDS
+    }
+    phrases = [bound_phrase(title, e) for title, e in estimates.items() if e.half_width]
+    name = f"{comparison.arm} − {comparison.reference}"
+    if not phrases:
+        return f"- {name}: no interval yet (under {MIN_SEEDS} paired seeds)."
+    seeds = sorted({len(differences[title]) for title in estimates})
+    counted = "/".join(str(n) for n in seeds)
+    return f"- {name} ({counted} paired seeds): {'; '.join(phrases)}."
+
+
 def page_block(comparisons: list[Comparison]) -> str:
     """Accuracy per arm, then the paired differences with their verdict, for one page."""
     metrics = page_metrics(comparisons[0])
@@ -388,6 +417,7 @@ def page_block(comparisons: list[Comparison]) -> str:
         cells = " | ".join(per_seed_cell(values[m.title], signed=False) for m in metrics)
         lines.append(f"| {label} | {cells} | {seeds_column(values)} |")
     lines += ["", f"| arm − reference (points) | {header} | seeds | verdict |", rule + "---|"]
+    bounds = ["", "What the robust 95% intervals of the paired differences rule in and rule out:", ""]
     for comparison in comparisons:
         differences = paired_by_metric(comparison)
         cells = " | ".join(per_seed_cell(differences[m.title], signed=True) for m in metrics)
@@ -395,6 +425,8 @@ def page_block(comparisons: list[Comparison]) -> str:
         lines.append(
             f"| {comparison.arm} − {comparison.reference} | {cells} | {seeds_column(differences)} | {decided} |"
         )
+        bounds.append(bounds_line(comparison, differences))
+    lines += bounds
     lines += [line for comparison in comparisons if (line := frozen_line(comparison))]
     note = (
         "\nMean ± 95% Student-t half width over seeds, then each seed's value in seed order; a "

@@ -57,6 +57,25 @@ def test_the_verdict_follows_the_robust_intervals(glance, differences, expected)
     assert glance.verdict(differences) == expected
 
 
+def test_each_difference_says_what_its_intervals_rule_in_and_out(glance):
+    comparison = glance.COMPARISONS[0]
+    name = f"{comparison.arm} − {comparison.reference}"
+    differences = {
+        "clean": {0: 9.0, 1: 9.0, 2: 9.0},  # clean is not a robustness verdict: left out
+        "PGD-20": {0: 1.0, 1: 1.5, 2: 2.0},  # 1.5 ± 1.24: excludes 0
+        "CW-30": {0: -1.0, 1: 1.0, 2: 0.0},  # 0 ± 2.48
+        "AutoAttack": {0: -1.0, 1: -1.5},  # two seeds: no interval
+    }
+    line = glance.bounds_line(comparison, differences)
+    assert line == (
+        f"- {name} (3 paired seeds): PGD-20 in [+0.26, +2.74]: a gain of at least 0.26 points; "
+        "CW-30 in [-2.48, +2.48]: rules out a gain above 2.48 and a loss above 2.48 points."
+    )
+    behind = glance.bounds_line(comparison, {"PGD-20": {0: -1.0, 1: -1.5, 2: -2.0}})
+    assert behind.endswith("PGD-20 in [-2.74, -0.26]: a loss of at least 0.26 points.")
+    assert glance.bounds_line(comparison, {"PGD-20": {0: 1.0}}) == f"- {name}: no interval yet (under 3 paired seeds)."
+
+
 def test_the_forest_plot_takes_single_seed_rows(tmp_path):
     path = plot_paired_differences(
         {"PGD-20": [("a (3 seeds)", [1.0, 2.0, 0.5]), ("b (1 seed)", [-1.0])], "AutoAttack": [("a (3 seeds)", [0.0])]},
