@@ -27,11 +27,11 @@ for run in $OUT/smallcnn-*-pgd-seed* $OUT2/smallcnn-*-pgd-seed* $DIGITS/*-seed* 
   done
 done
 git add -f $OUT/log-worker*.txt $OUT/table-* $OUT/sanity-*.txt
-for extra in $OUT2/table-* $DIGITS/table.* $DIGITS/log.txt $CROSS/table.* $CROSS/log.txt; do
+for extra in $OUT2/table-* $DIGITS/table.* $DIGITS/log.txt $DIGITS/sanity-*.txt $CROSS/table.* $CROSS/log.txt; do
   if [ -f "$extra" ]; then git add -f "$extra"; fi
 done
 if [ -d $OUT/report ]; then git add -f $OUT/report; fi
-# the one-screen table of results/README.md and its figure, from the records just staged
+# the one-screen table of results/README.md, its figure and the claim pages' per-seed tables, from the records just staged
 .venv/bin/python scripts/results_glance.py > /dev/null
-git add README.md results/README.md results/glance.png
+git add README.md results/README.md results/glance.png results/claim-*.md
 git status --short -- $OUT $OUT2 $DIGITS $CROSS results/README.md
