@@ -39,8 +39,9 @@ from sparta.runfiles import atomic_write_text
 from sparta.runtime import autocast, seed_everything
 from sparta.sparta_activation import Sparta
 from sparta.training import distributed
+from sparta.training.build import model_for, take_subset
 from sparta.training.loader import DeviceLoader
-from sparta.training.loop import model_for, set_up, take_subset, train_batch
+from sparta.training.loop import set_up, train_batch
 from sparta.training.methods import METHODS
 from sparta.training.schedule import SCHEDULES
 

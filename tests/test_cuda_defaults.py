@@ -22,6 +22,7 @@ from sparta.evaluation import evaluate, evaluate_run
 from sparta.runtime import COMPILE_BACKEND_VARIABLE
 from sparta.sharing import import_sparta, sparta_sites
 from sparta.training import loop
+from sparta.training.build import model_for
 
 STAND_INS = {
     "channels_last": {"channels_last": True},
@@ -122,7 +123,7 @@ def test_a_cuda_default_runs_end_to_end(device, settings, tmp_path, monkeypatch,
         assert found["accuracy"] <= evaluate(loaded, images, labels, ["clean"], config.eps)[0]["accuracy"]
 
     # The exported Sparta function, imported frozen into a fresh model, gives the same logits.
-    fresh = loop.model_for(_config(tmp_path / "unused", device, **settings))
+    fresh = model_for(_config(tmp_path / "unused", device, **settings))
     fresh.load_state_dict(
         {k: v for k, v in model.state_dict().items() if ".phi." not in k and "log_beta" not in k}, strict=False
     )

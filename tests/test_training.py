@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 from sparta import SpartaError, build_model, load_checkpoint, save_checkpoint
 from sparta.config import TrainConfig
+from sparta.training.build import model_for
 from sparta.training.loader import DeviceLoader, random_crop
 from sparta.training.loop import train
 from sparta.training.methods import METHODS, AttackSetting
@@ -246,7 +247,7 @@ def test_a_run_stopped_inside_an_epoch_resumes_to_the_same_weights_and_metrics(t
     monkeypatch.setattr(loop, "train_batch", stops)
     with pytest.raises(Stopped):
         train(config)
-    model = loop.model_for(config)
+    model = model_for(config)
     reached = load_state(tmp_path / "run", model, torch.optim.SGD(model.parameters(), lr=0.1), torch.device("cpu"))
     assert reached["step"] == stop_after and reached["partial"]["seen"] == 64 * (stop_after % 5)
     monkeypatch.setattr(loop, "train_batch", real)
@@ -394,7 +395,7 @@ def test_a_run_that_ends_at_chance_is_flagged_as_a_warning_not_a_print(capsys):
     import warnings
 
     from sparta.progress import SpartaWarning
-    from sparta.training.loop import warn_if_at_chance
+    from sparta.training.chance import warn_if_at_chance
 
     with pytest.warns(SpartaWarning, match=r"runs/x ended near chance \(training accuracy 10.3% with 10 classes\)"):
         assert warn_if_at_chance("runs/x", 0.103, 10)

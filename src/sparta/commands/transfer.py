@@ -70,7 +70,7 @@ def _cells(args: argparse.Namespace, seeds: list[int], plan: EvalPlan) -> tuple[
     from sparta.experiments.transfer import default_share, planned_source, target_config
     from sparta.runfiles import SPARTA_FILE
     from sparta.sharing import export_sparta
-    from sparta.training.loop import model_for
+    from sparta.training.build import model_for
 
     given = base_config(args)
     if args.source:

@@ -50,7 +50,8 @@ from sparta.runfiles import (
     read_eval_records,
 )
 from sparta.sharing import export_sparta
-from sparta.training.loop import check_settings, train
+from sparta.training.build import check_settings
+from sparta.training.loop import train
 from sparta.training.methods import METHODS
 
 # A restarted cell loses exactly the files a training run writes (runfiles.RUN_FILES).

@@ -27,7 +27,8 @@ from sparta.experiments.grid import Cell, EvalPlan, eval_size
 from sparta.runfiles import EvalRecord, atomic_write_text, find_record, read_eval_records, read_metrics
 from sparta.sparta_activation import Sparta
 from sparta.stats import Estimate, binomial_interval, mean_ci
-from sparta.training.loop import model_for, near_chance
+from sparta.training.build import model_for
+from sparta.training.chance import near_chance
 
 
 @dataclass
@@ -78,7 +79,7 @@ def attack_title(record: EvalRecord) -> str:
 
 
 def ended_at_chance(cell: Cell) -> bool:
-    """Whether the cell's last training epoch stayed near chance (see training.loop)."""
+    """Whether the cell's last training epoch stayed near chance (training.chance)."""
     last = read_metrics(cell.run_dir)[-1]
     return near_chance(last["train_acc"], dataset_info(cell.config.dataset).num_classes)
 

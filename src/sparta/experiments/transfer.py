@@ -48,7 +48,7 @@ from sparta.models import MODELS, build_model
 from sparta.registry import Registry
 from sparta.runfiles import SPARTA_FILE
 from sparta.sharing import model_stages
-from sparta.training.loop import model_for
+from sparta.training.build import model_for
 
 # kind -> the target setting that the kind changes
 KINDS: dict[str, str] = {"cross-cnn": "model", "cross-dataset": "dataset"}

@@ -23,95 +23,25 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparta.attacks import PGD, model_mode
-from sparta.checkpoint import check_run_model, non_finite_tensors, read_checkpoint_header, save_checkpoint
+from sparta.checkpoint import non_finite_tensors, save_checkpoint
 from sparta.config import CUSTOM_MODEL, TrainConfig
-from sparta.data import dataset_info, load_dataset, split_size
+from sparta.data import dataset_info, load_dataset
 from sparta.errors import SpartaError
 from sparta.evaluation import accuracy
 from sparta.locks import run_lock
-from sparta.models import build_model
-from sparta.progress import capped, progress, say, warn
-from sparta.runfiles import (
-    CONFIG_FILE,
-    METRICS_FILE,
-    MODEL_FILE,
-    SPARTA_FILE,
-    STATE_FILE,
-    atomic_write,
-    atomic_write_text,
-    read_metrics,
-)
+from sparta.progress import capped, progress, say
+from sparta.runfiles import METRICS_FILE, MODEL_FILE, SPARTA_FILE, STATE_FILE, atomic_write
 from sparta.runtime import autocast, compile_backend, machine_facts, resolve_device, seed_everything
-from sparta.sharing import export_sparta, import_sparta, sparta_sites
+from sparta.sharing import export_sparta, sparta_sites
 from sparta.sparta_activation import site_paths
 from sparta.training import distributed
-from sparta.training.loader import AUGMENTATIONS, DeviceLoader
+from sparta.training.build import check_own_model, check_schedule, make_loader, model_for
+from sparta.training.chance import warn_if_at_chance
+from sparta.training.loader import DeviceLoader
 from sparta.training.methods import METHODS, AttackSetting, Method
+from sparta.training.rundir import keep_metrics_before, prepare_run_dir, resume_point
 from sparta.training.schedule import SCHEDULES, eps_at
 from sparta.training.state import load_state, save_state
-
-
-def take_subset(images: torch.Tensor, labels: torch.Tensor, n: int | None, seed: int):
-    """The first n of a seeded shuffle: the same subset for every activation and method."""
-    _check_subset(n, len(labels))
-    if n is None or n == len(labels):
-        return images, labels
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:n]
-    return images[order], labels[order]
-
-
-def _check_subset(n: int | None, available: int) -> None:
-    if n is not None and n > available:
-        raise SpartaError(f"subset {n} is larger than the training set ({available} images)")
-
-
-def model_for(config: TrainConfig, model: nn.Module | None = None) -> nn.Module:
-    """The run's model: built from the config, or the caller's own `model`; then the Sparta
-    function of `sparta_from` imported (and frozen) into it."""
-    info = dataset_info(config.dataset)
-    if model is None and config.model == CUSTOM_MODEL:
-        raise SpartaError(
-            f"the settings name a model of your own (model '{CUSTOM_MODEL}'), which sparta cannot "
-            "rebuild: pass it, as in sparta.train(sparta.TrainConfig.load(RUN_DIR), model=your_model, "
-            "resume=True)"
-        )
-    if model is None:
-        model = build_model(
-            config.model,
-            config.act,
-            num_classes=info.num_classes,
-            in_channels=info.channels,
-            image_size=info.image_size,
-            mean=info.mean,
-            std=info.std,
-            share=config.share,
-            **config.act_options,
-        )
-    if config.sparta_from:
-        import_sparta(model, config.sparta_from, freeze=config.freeze_sparta)
-    return model
-
-
-def check_own_model(model: nn.Module, x: torch.Tensor, num_classes: int) -> None:
-    """A model of the user's own takes the dataset's images and returns one logit per class,
-    and has weights to train: checked on two test images before anything is written."""
-    if not any(p.requires_grad for p in model.parameters()):
-        raise SpartaError(f"your model ({type(model).__name__}) has no trainable parameters")
-    try:
-        with model_mode(model, False), torch.no_grad():
-            logits = model(x)
-    except (RuntimeError, ValueError, TypeError) as err:
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise SpartaError(
-            f"your model ({type(model).__name__}) fails on this dataset's images of shape "
-            f"{tuple(x.shape[1:])} (in [0, 1]): {first}"
-        ) from None
-    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (len(x), num_classes):
-        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise SpartaError(
-            f"your model ({type(model).__name__}) must return logits of shape "
-            f"(batch, {num_classes}) on this dataset, got {shape} for a batch of {len(x)}"
-        )
 
 
 class Diverged(ArithmeticError):
@@ -138,92 +68,6 @@ def train_step(
     loss.backward()
     optimizer.step()
     return value, int(right)
-
-
-def _prepare_run_dir(config: TrainConfig, resume: bool) -> Path:
-    run_dir = Path(config.out)
-    if resume:
-        saved = TrainConfig.load(run_dir)
-        if saved != config:
-            raise SpartaError(
-                f"{run_dir}/{CONFIG_FILE} differs from the given settings; "
-                "resume with `sparta train --resume RUN_DIR` alone"
-            )
-        return run_dir
-    if (run_dir / CONFIG_FILE).exists() and (run_dir / STATE_FILE).exists():
-        raise SpartaError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
-    # (a config.json alone is a run that stopped before its first save: it is replaced)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / CONFIG_FILE, config.to_json())
-    return run_dir
-
-
-def _keep_metrics_before(run_dir: Path, epoch: int) -> None:
-    """Drop lines a killed run wrote for epochs it did not checkpoint."""
-    kept = [record for record in read_metrics(run_dir) if record["epoch"] < epoch]
-    atomic_write_text(run_dir / METRICS_FILE, "".join(json.dumps(record) + "\n" for record in kept))
-
-
-def resume_point(config: TrainConfig) -> str:
-    """What `--resume` of the run `config.out` continues from, checked before any data is
-    read: "state" (checkpoint.safetensors: the last save), "finished" (a model.safetensors
-    of the last epoch whose training state is gone: nothing to train) or "start" (only
-    config.json: the run stopped before its first save and starts from epoch 1).
-    A model file of another architecture, an unfinished model without its training state,
-    and a run whose epochs are recorded but whose model and state are both gone are refused."""
-    run_dir = Path(config.out)
-    check_run_model(run_dir, config)
-    if (run_dir / STATE_FILE).is_file():
-        return "state"
-    again = f"train it again with `sparta train --config {run_dir} --out NEW_DIR`"
-    if (run_dir / MODEL_FILE).is_file():
-        epoch = int(read_checkpoint_header(run_dir)["meta"].get("epoch", 0))
-        if epoch >= config.epochs:
-            return "finished"
-        raise SpartaError(
-            f"cannot resume {run_dir}: {STATE_FILE} (optimizer and RNG state) is missing and "
-            f"{MODEL_FILE} holds epoch {epoch} of {config.epochs}; `sparta eval` the model as it is, or {again}"
-        )
-    finished = read_metrics(run_dir)
-    if finished:
-        raise SpartaError(
-            f"cannot resume {run_dir}: {METRICS_FILE} records {len(finished)} finished epoch(s), but neither "
-            f"{MODEL_FILE} nor {STATE_FILE} is there (deleted, or not copied with the run); {again}"
-        )
-    return "start"
-
-
-def check_settings(config: TrainConfig) -> None:
-    """Every check `train` makes of a config before it writes anything, without training:
-    the settings, the data set and subset, the schedule's first step, the model and the
-    Sparta function it imports. A grid runs it on each cell before the first one trains."""
-    config = dataclasses.replace(config).validate()
-    size = split_size(config.dataset, "train", config.data_root)
-    _check_subset(config.subset, size)
-    images = config.subset or size
-    if (config.augment or "none") not in AUGMENTATIONS:
-        raise SpartaError(f"unknown augmentation '{config.augment}'; choose from: {', '.join(AUGMENTATIONS)}")
-    _check_schedule(config, SCHEDULES.get(config.schedule), images // min(config.batch_size, images))
-    model_for(config)
-
-
-def _loader(config: TrainConfig, device: torch.device) -> DeviceLoader:
-    """The batches of the training (sub)set; a subset larger than the data set is refused."""
-    images, labels = load_dataset(config.dataset, "train", config.data_root)
-    images, labels = take_subset(images, labels, config.subset, config.seed)
-    augment = config.augment or dataset_info(config.dataset).augment
-    return DeviceLoader(images, labels, config.batch_size, config.seed, augment, device)
-
-
-def _check_schedule(config: TrainConfig, schedule: Callable[[float], float], batches: int) -> None:
-    """Refuse a run whose schedule gives its first step no learning rate (too few steps)."""
-    total_steps = config.epochs * batches
-    if not schedule(1 / total_steps) > 0:
-        raise SpartaError(
-            f"{config.epochs} epoch(s) of {batches} batch(es) give {total_steps} step(s), and "
-            f"the {config.schedule} schedule's learning rate is 0 at the first: the model would "
-            "not train; use more epochs, a smaller --batch-size or --schedule constant"
-        )
 
 
 def train(config: TrainConfig, resume: bool = False, model: nn.Module | None = None) -> Path:
@@ -254,7 +98,7 @@ def _train(config, resume, method, schedule, ranks, device, own_model=None) -> P
     if resume and resume_point(config) == "finished":
         say(f"{run_dir} finished its {config.epochs} epoch(s) (its {STATE_FILE} is gone): nothing to resume")
         return run_dir
-    loader = _loader(config, device)
+    loader = make_loader(config, device)
     test_x, test_y = load_dataset(config.dataset, "test", config.data_root)
     if config.eval_every and config.eval_n != TrainConfig.eval_n and ranks.is_main:  # the default means "at most"
         capped(config.eval_n, len(test_y), "--eval-n", f"the {len(test_y)} test images of {config.dataset}")
@@ -263,14 +107,14 @@ def _train(config, resume, method, schedule, ranks, device, own_model=None) -> P
         test_x[ranks.rank :: ranks.world_size].to(device),
         test_y[ranks.rank :: ranks.world_size].to(device),
     )
-    _check_schedule(config, schedule, len(loader))
+    check_schedule(config, schedule, len(loader))
     seed_everything(config.seed + ranks.rank)  # ranks draw different attack starts
     model = model_for(config, own_model).to(device)
     if own_model is not None:
         check_own_model(model, test_x[:2], dataset_info(config.dataset).num_classes)
     with run_lock(run_dir) if ranks.is_main else contextlib.nullcontext():
         if ranks.is_main:
-            _prepare_run_dir(config, resume)
+            prepare_run_dir(config, resume)
         distributed.barrier(ranks)
         return _fit(set_up(config, resume, method, schedule, ranks, device, loader, (test_x, test_y), model))
 
@@ -510,7 +354,7 @@ def _restore_model_file(fit: Fit) -> None:
 def _fit(fit: Fit) -> Path:
     """The epochs still to run, then the at-chance warning for a run that just finished."""
     if fit.ranks.is_main:
-        _keep_metrics_before(fit.run_dir, fit.start_epoch)
+        keep_metrics_before(fit.run_dir, fit.start_epoch)
     record: dict = {}
     for epoch in range(fit.start_epoch, fit.config.epochs):
         record = run_epoch(fit, epoch)
@@ -550,29 +394,6 @@ def _kept(run_dir: Path, epoch: int) -> str:
     if epoch == 0:
         return f"nothing was saved in {run_dir} (no epoch finished)"
     return f"{run_dir} keeps the checkpoint of epoch {epoch}, the last sound one"
-
-
-# A run whose last-epoch training accuracy stays below this multiple of chance never learned.
-CHANCE_MARGIN = 1.5
-
-
-def near_chance(train_acc: float, num_classes: int) -> bool:
-    """Whether a training accuracy is below CHANCE_MARGIN times chance (1 / num_classes)."""
-    return train_acc < CHANCE_MARGIN / num_classes
-
-
-def warn_if_at_chance(run_dir: Path, train_acc: float, num_classes: int) -> bool:
-    """Warn (SpartaWarning) when training ended near chance: adversarial training from scratch
-    sometimes never leaves the constant prediction, and its robust accuracy is then
-    meaningless (not a robustness result). Returns whether it warned."""
-    if not near_chance(train_acc, num_classes):
-        return False
-    warn(
-        f"{run_dir} ended near chance (training accuracy {100 * train_acc:.1f}% with "
-        f"{num_classes} classes): the model did not learn; try an eps warm-up (eps_warmup_epochs, "
-        "--eps-warmup-epochs), a lower learning rate (lr, --lr) or another seed"
-    )
-    return True
 
 
 def _quick_eval(
