@@ -502,3 +502,18 @@ def test_download_rejects_unsafe_archive(tmp_path: Path, monkeypatch: MonkeyPatc
         download_dataset("cifar10", root=target)
     assert not (tmp_path / "deep" / "escape").exists() and not (tmp_path / "escape").exists()
     assert not (target / "cifar-10-batches-py").exists()
+
+
+def test_download_command_prints_the_files_or_says_there_are_none(
+    tmp_path: Path, monkeypatch: MonkeyPatch, capsys
+) -> None:
+    from sparta.cli import main
+
+    sources = _idx_sources(tmp_path)
+    base = (tmp_path / "source").as_uri() + "/"
+    _with_downloads(monkeypatch, "mnist", *(Download(base + n, md5_of(d)) for n, d in sources))
+    assert main(["download", "mnist", "--data-root", str(tmp_path / "data")]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert sorted(Path(line).name for line in printed) == [n for n, _ in sources]
+    assert main(["download", "digits"]) == 0
+    assert capsys.readouterr().out == "digits: no files to download (it comes with an installed package)\n"

@@ -10,14 +10,23 @@ HELP = "download a dataset and check its checksums"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The download flags: the dataset name and --data-root."""
-    parser.add_argument("name")
-    parser.add_argument("--data-root", default=None)
+    from sparta.data import DATASETS, ENV_VAR
+
+    parser.add_argument("name", help=f"the dataset; one of: {', '.join(DATASETS)}")
+    parser.add_argument(
+        "--data-root",
+        default=None,
+        help=f"folder for its files (default: ${ENV_VAR}/NAME if set, else the dataset's own default)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Download the dataset, check its checksums and print the files' paths."""
-    from sparta.data import download_dataset
+    from sparta.data import dataset_info, download_dataset
 
-    for path in download_dataset(args.name, args.data_root):
+    paths = download_dataset(args.name, args.data_root)
+    if not paths and not dataset_info(args.name).downloads:
+        print(f"{args.name}: no files to download (it comes with an installed package)")
+    for path in paths:
         print(path)
     return 0
