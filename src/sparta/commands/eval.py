@@ -23,7 +23,9 @@ DEFAULT_ATTACKS = ["clean", "pgd"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The eval flags: the run directory, attacks, --sanity and the evaluation budget."""
-    parser.add_argument("run_dir", metavar="RUN_DIR")
+    parser.add_argument(
+        "run_dir", metavar="RUN_DIR", help="a run directory written by sparta train (or compare, transfer, ablate)"
+    )
     parser.add_argument(
         "--attacks",
         type=name_list,
