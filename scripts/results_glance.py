@@ -10,8 +10,9 @@ reads every accuracy from the runs' eval.json: the paired difference in points, 
 accuracy. The verdict follows from the robust intervals (PGD-20 and AutoAttack): ahead
 or behind where an interval excludes 0, level where all include it. Each page of a claim
 (results/claim-*.md) carries, between its own markers, every arm's accuracy and every
-paired difference seed by seed, with CW-30 beside them, and what each difference's robust
-intervals rule in and rule out. Nothing is typed in by hand, so
+paired difference seed by seed, with CW-30 beside them, what each difference's robust
+intervals rule in and rule out, and how fast each arm learned (training accuracy under
+attack averaged over the epochs). Nothing is typed in by hand, so
 no table can drift from the records (tests/test_results_glance.py runs --check).
 """
 
@@ -26,7 +27,7 @@ from sparta.config import TrainConfig
 from sparta.errors import SpartaError
 from sparta.experiments.transfer import frozen_function_change
 from sparta.report.plots import plot_paired_differences
-from sparta.runfiles import find_record, read_eval_records
+from sparta.runfiles import find_record, read_eval_records, read_metrics
 from sparta.stats import Estimate, mean_ci
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -401,6 +402,50 @@ def bounds_line(comparison: Comparison, differences: dict[str, dict[int, float]]
     return f"- {name} ({counted} paired seeds): {'; '.join(phrases)}."
 
 
+def mean_training_accuracy(run: Path) -> float | None:
+    """Training accuracy under the training attack averaged over every epoch (%): how fast
+    a run learned, in one number; None for a run without all its epochs recorded."""
+    epochs = TrainConfig.load(run).epochs
+    records = read_metrics(run)[:epochs]
+    return 100 * sum(r["train_acc"] for r in records) / epochs if len(records) == epochs else None
+
+
+def learning_speed(comparisons: list[Comparison]) -> list[str]:
+    """A table of each arm's mean training accuracy over the epochs and each paired
+    difference: whether an arm learns sooner, which final accuracies cannot show."""
+
+    def per_seed(pattern: str, comparison: Comparison) -> dict[int, float]:
+        found = {seed: mean_training_accuracy(run) for seed, run in sorted(comparison.runs(pattern).items())}
+        return {seed: value for seed, value in found.items() if value is not None}
+
+    lines = [
+        "",
+        "How fast each arm learned: training accuracy under the training attack, averaged over "
+        "all epochs (%), and the paired differences (points):",
+        "",
+        "| arm | mean over the epochs | seeds |",
+        "|---|---|---|",
+    ]
+    seen: dict[str, dict[int, float]] = {}
+    for comparison in comparisons:
+        for label, pattern in (
+            (comparison.reference, comparison.reference_runs),
+            (comparison.arm, comparison.arm_runs),
+        ):
+            if label not in seen:
+                seen[label] = per_seed(pattern, comparison)
+                cell = per_seed_cell(seen[label], signed=False)
+                lines.append(f"| {label} | {cell} | {seed_span(sorted(seen[label])) or '–'} |")
+    for comparison in comparisons:
+        arm, reference = seen[comparison.arm], seen[comparison.reference]
+        differences = {seed: arm[seed] - reference[seed] for seed in arm if seed in reference}
+        cell = per_seed_cell(differences, signed=True)
+        lines.append(
+            f"| {comparison.arm} − {comparison.reference} | {cell} | {seed_span(sorted(differences)) or '–'} |"
+        )
+    return lines
+
+
 def page_block(comparisons: list[Comparison]) -> str:
     """Accuracy per arm, then the paired differences with their verdict, for one page."""
     metrics = page_metrics(comparisons[0])
@@ -427,6 +472,7 @@ def page_block(comparisons: list[Comparison]) -> str:
         )
         bounds.append(bounds_line(comparison, differences))
     lines += bounds
+    lines += learning_speed(comparisons)
     lines += [line for comparison in comparisons if (line := frozen_line(comparison))]
     note = (
         "\nMean ± 95% Student-t half width over seeds, then each seed's value in seed order; a "

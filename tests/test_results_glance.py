@@ -155,3 +155,30 @@ def test_the_page_says_whether_each_frozen_function_stayed_bit_identical(glance,
     line = glance.frozen_line(comparison)
     assert "in 1 of 3 cells (seed 0)" in line and "**changed** from its source's in seed 1" in line
     assert "not checkable in seed 2" in line
+
+
+def test_learning_speed_pairs_each_arms_mean_training_accuracy_over_the_epochs(glance, tmp_path):
+    """Per run, the mean of metrics.jsonl's train_acc over the configured epochs; a run with an
+    epoch missing has no value; the difference pairs seeds both arms have."""
+    import json
+
+    from sparta.config import TrainConfig
+
+    curves = {"arm-seed0": [0.2, 0.6], "arm-seed1": [0.4, 0.8], "ref-seed0": [0.1, 0.5], "ref-seed1": [0.3]}
+    for name, accuracies in curves.items():
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.json").write_text(TrainConfig(out=str(run), epochs=2).to_json())
+        (run / "eval.json").write_text('{"results": []}')
+        lines = [json.dumps({"epoch": e, "train_acc": a}) + "\n" for e, a in enumerate(accuracies)]
+        (run / "metrics.jsonl").write_text("".join(lines))
+    assert glance.mean_training_accuracy(tmp_path / "arm-seed1") == pytest.approx(60.0)
+    assert glance.mean_training_accuracy(tmp_path / "ref-seed1") is None  # one epoch of two
+    comparison = glance.Comparison(
+        "(c)", "s", "arm", "ref", str(tmp_path / "arm-seed{seed}"), str(tmp_path / "ref-seed{seed}"),
+        glance.SMALL_B, "cpu", "p.md",
+    )  # fmt: skip
+    table = glance.learning_speed([comparison])
+    assert "| ref | 30.00 ± n/a (30.00) | 0 |" in table
+    assert "| arm | 50.00 ± 127.06 (40.00, 60.00) | 0-1 |" in table  # t(0.975, 1) = 12.71 times 10
+    assert "| arm − ref | +10.00 ± n/a (+10.00) | 0 |" in table
