@@ -6,3 +6,8 @@
 niced_session() {  # LOG COMMAND: run the bash command line COMMAND at nice 19, output appended to LOG
   setsid bash -c 'echo 19 > /proc/self/autogroup 2>/dev/null; exec nice -n 19 bash -c "$0"' "$2" >> "$1" 2>&1 &
 }
+run_worker() {  # OUT: the script's exported function `worker`, niced as above, logging to OUT/log.txt; waits
+  mkdir -p "$1"
+  niced_session "$1/log.txt" worker
+  wait
+}

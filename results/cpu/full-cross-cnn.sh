@@ -39,8 +39,5 @@ worker() {
 export -f worker
 export SPARTA TRANSFER OUT
 case ${1:-run} in
-  run)
-    mkdir -p "$OUT"
-    niced_session "$OUT/log.txt" worker
-    wait ;;
+  run) run_worker "$OUT" ;;
 esac
