@@ -231,3 +231,22 @@ def test_report_says_what_the_sparta_sites_learned(grid, tmp_path):
     assert "### sparta (mean over 1 seed(s), then their range)" in section
     assert len([line for line in section.splitlines() if line.startswith("| block")]) == 4
     assert "No Sparta site in: relu." in section
+
+
+def test_frozen_cells_of_several_seeds_group_by_what_their_function_came_from(grid, tmp_path):
+    """Each seed of a transfer imports the function of its own source run; the cells form one
+    group named by the source's activation, model and dataset, not by a file path."""
+    real = _records(grid / "sparta")
+    for seed in (0, 1):
+        source = _fake_run(grid / "sparta", tmp_path / "sources" / f"source-seed{seed}", real, seed=seed)
+        (source / "sparta.safetensors").write_bytes(b"")  # only its folder is read
+        _fake_run(grid / "sparta", tmp_path / "cells" / f"frozen-seed{seed}", real, seed=seed,
+                  sparta_from=str(source / "sparta.safetensors"), freeze_sparta=True)  # fmt: skip
+    loose = tmp_path / "loose.safetensors"
+    _fake_run(grid / "sparta", tmp_path / "cells" / "frozen-loose", real, sparta_from=str(loose), freeze_sparta=True)
+    groups = group_runs(find_runs([grid / "sparta", tmp_path / "cells"]))
+    assert {label: len(runs) for label, runs in groups.items()} == {
+        "sparta": 1,
+        "sparta, frozen, function of sparta smallcnn on digits": 2,
+        "sparta, frozen, function of loose.safetensors": 1,
+    }

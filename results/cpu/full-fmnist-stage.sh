@@ -30,7 +30,9 @@ git add -f $OUT/log-worker*.txt $OUT/table-* $OUT/sanity-*.txt
 for extra in $OUT2/table-* $DIGITS/table.* $DIGITS/log.txt $DIGITS/sanity-*.txt $CROSS/table.* $CROSS/log.txt; do
   if [ -f "$extra" ]; then git add -f "$extra"; fi
 done
-if [ -d $OUT/report ]; then git add -f $OUT/report; fi
+for report in $OUT/report $DIGITS/report $CROSS/report; do
+  if [ -d $report ]; then git add -f $report; fi
+done
 # the one-screen table of results/README.md, its figure and the claim pages' per-seed tables, from the records just staged
 .venv/bin/python scripts/results_glance.py > /dev/null
 git add README.md results/README.md results/glance.png results/claim-*.md

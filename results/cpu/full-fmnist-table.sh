@@ -38,3 +38,11 @@ finished=$(for run in $OUT/smallcnn-*-pgd-seed*; do
   if grep -q '"autoattack"' $run/eval.json 2>/dev/null; then echo $run; fi
 done)
 .venv/bin/sparta report $finished --out $OUT/report --images 4 --device cpu > /dev/null
+# Claims (b) and (c): the training curves of the target cells evaluated so far (how fast
+# each arm learns), from full-cross-cnn.sh's ResNet-20 cells and full-digits.sh's cells.
+for cells in "results/cpu/full-cross-cnn/*-resnet20-*-seed*" "results/cpu/full-digits/*-seed*"; do
+  evaluated=$(for run in $cells; do if [ -f $run/eval.json ]; then echo $run; fi; done)
+  if [ -n "$evaluated" ]; then
+    .venv/bin/sparta report $evaluated --out "$(dirname "${cells%% *}")/report" --images 0 --device cpu > /dev/null
+  fi
+done

@@ -42,11 +42,29 @@ class Run:
 
     @property
     def group_key(self) -> tuple[tuple[str, str], ...]:
-        """The settings that define the experiment (not seed, device, ...): runs with one key are replicates."""
-        values = dataclasses.asdict(self.config)
+        """The settings that define the experiment (not seed, device, ...): runs with one key
+        are replicates. An imported Sparta function counts by what it came from
+        (`function_source`), not by its file's path: each seed of a transfer has its own."""
+        values = {**dataclasses.asdict(self.config), "sparta_from": function_source(self.config.sparta_from)}
         return tuple(
             (name, json.dumps(values[name], sort_keys=True)) for name in sorted(values) if name not in REPLICATE_FIELDS
         )
+
+
+def function_source(sparta_from: str | None) -> str | None:
+    """An imported Sparta function named by its source run: activation, model and dataset
+    from the run directory's config.json ("sparta smallcnn on fashion-mnist"), so that the
+    frozen cells of several seeds, each from its own source, form one group; a file outside
+    a run directory is named by its file name."""
+    if not sparta_from:
+        return None
+    path = Path(sparta_from)
+    run_dir = path if path.is_dir() else path.parent
+    try:
+        source = TrainConfig.load(run_dir)
+    except (SpartaError, OSError):
+        return path.name if path.is_dir() or path.name != "sparta.safetensors" else f"{run_dir.name}/{path.name}"
+    return f"{source.act} {source.model} on {source.dataset}"
 
 
 @dataclass
@@ -119,8 +137,19 @@ def _label(key: dict[str, str], varying: set[str]) -> str:
     for name in sorted(varying - {"act", "act_options", *ALWAYS_SHOWN}):
         if key[name] != defaults.get(name):
             value = values[name]
-            parts.append(f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}")
+            named = LABEL_FORMS.get(name)
+            if named:
+                parts.append(named(value))
+            else:
+                parts.append(f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}")
     return ", ".join(parts)
+
+
+# How a label reads a setting that has words of its own.
+LABEL_FORMS = {
+    "sparta_from": lambda source: f"function of {source}",
+    "freeze_sparta": lambda frozen: "frozen" if frozen else "not frozen",
+}
 
 
 def group_runs(runs: Sequence[Run]) -> dict[str, list[Run]]:
