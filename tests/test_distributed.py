@@ -9,38 +9,17 @@ from safetensors.torch import load_file
 
 from sparta import load_checkpoint
 
-COMMON = [
-    "--dataset",
-    "digits",
-    "--subset",
-    "256",
-    "--epochs",
-    "2",
-    "--batch-size",
-    "64",
-    "--eval-every",
-    "0",
-    "--seed",
-    "1",
-]
+COMMON = "--dataset digits --subset 256 --epochs 2 --batch-size 64 --eval-every 0 --seed 1".split()
 
 
-def _torchrun(args, tmp_path):
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "sparta",
-        "train",
-        *args,
-    ]
+def _torchrun(args, tmp_path, succeeds=True):
+    """`sparta train ARGS` as two torchrun processes (gloo); asserts it succeeded unless told otherwise."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    command += ["-m", "sparta", "train", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    if succeeds:
+        assert done.returncode == 0, done.stderr[-2000:]
     return done
 
 
@@ -67,59 +46,15 @@ def test_two_processes_match_one(tmp_path):
 
 def test_adversarial_training_under_ddp(tmp_path):
     run = tmp_path / "ddp-pgd"
-    _torchrun(
-        [
-            *COMMON,
-            "--model",
-            "preact_resnet18",
-            "--act",
-            "sparta",
-            "--method",
-            "pgd",
-            "--attack-steps",
-            "1",
-            "--subset",
-            "64",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "32",
-            "--eval-every",
-            "1",
-            "--eval-n",
-            "16",
-            "--out",
-            str(run),
-        ],
-        tmp_path,
-    )
+    ddp_pgd = "--model preact_resnet18 --act sparta --method pgd --attack-steps 1 --subset 64 --epochs 1".split()
+    ddp_pgd += "--batch-size 32 --eval-every 1 --eval-n 16".split()
+    _torchrun([*COMMON, *ddp_pgd, "--out", str(run)], tmp_path)
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 1 and "test_pgd10" in lines[0]
 
 
 def test_batch_not_divisible_by_processes_is_clear(tmp_path):
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "sparta",
-        "train",
-        *COMMON,
-        "--batch-size",
-        "33",
-        "--act",
-        "relu",
-        "--method",
-        "standard",
-        "--out",
-        str(tmp_path / "odd"),
-    ]
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
-    )
+    odd = [*COMMON, "--batch-size", "33", "--act", "relu", "--method", "standard", "--out", str(tmp_path / "odd")]
+    done = _torchrun(odd, tmp_path, succeeds=False)
     assert done.returncode != 0
     assert "batch size 33 is not divisible by the 2 processes" in done.stderr
