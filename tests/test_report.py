@@ -235,18 +235,23 @@ def test_report_says_what_the_sparta_sites_learned(grid, tmp_path):
 
 def test_frozen_cells_of_several_seeds_group_by_what_their_function_came_from(grid, tmp_path):
     """Each seed of a transfer imports the function of its own source run; the cells form one
-    group named by the source's activation, model and dataset, not by a file path."""
+    group named by the source's activation, model and dataset, not by a file path, and a
+    source trained otherwise (eps 0.2) makes a group of its own, labelled by what differs."""
     real = _records(grid / "sparta")
     for seed in (0, 1):
         source = _fake_run(grid / "sparta", tmp_path / "sources" / f"source-seed{seed}", real, seed=seed)
         (source / "sparta.safetensors").write_bytes(b"")  # only its folder is read
         _fake_run(grid / "sparta", tmp_path / "cells" / f"frozen-seed{seed}", real, seed=seed,
                   sparta_from=str(source / "sparta.safetensors"), freeze_sparta=True)  # fmt: skip
+    stronger = _fake_run(grid / "sparta", tmp_path / "sources" / "source-eps0.2", real, eps=0.2)
+    _fake_run(grid / "sparta", tmp_path / "cells" / "frozen-eps0.2", real,
+              sparta_from=str(stronger / "sparta.safetensors"), freeze_sparta=True)  # fmt: skip
     loose = tmp_path / "loose.safetensors"
     _fake_run(grid / "sparta", tmp_path / "cells" / "frozen-loose", real, sparta_from=str(loose), freeze_sparta=True)
     groups = group_runs(find_runs([grid / "sparta", tmp_path / "cells"]))
     assert {label: len(runs) for label, runs in groups.items()} == {
         "sparta": 1,
-        "sparta, frozen, function of sparta smallcnn on digits": 2,
+        "sparta, frozen, function of sparta smallcnn on digits, source eps=0.1": 2,
+        "sparta, frozen, function of sparta smallcnn on digits, source eps=0.2": 1,
         "sparta, frozen, function of loose.safetensors": 1,
     }

@@ -45,26 +45,30 @@ class Run:
         """The settings that define the experiment (not seed, device, ...): runs with one key
         are replicates. An imported Sparta function counts by what it came from
         (`function_source`), not by its file's path: each seed of a transfer has its own."""
-        values = {**dataclasses.asdict(self.config), "sparta_from": function_source(self.config.sparta_from)}
-        return tuple(
-            (name, json.dumps(values[name], sort_keys=True)) for name in sorted(values) if name not in REPLICATE_FIELDS
-        )
+        values = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in REPLICATE_FIELDS}
+        name, settings = function_source(self.config.sparta_from)
+        values["sparta_from"] = name
+        values.update({f"source {k}": v for k, v in settings.items()})
+        return tuple((k, json.dumps(values[k], sort_keys=True)) for k in sorted(values))
 
 
-def function_source(sparta_from: str | None) -> str | None:
-    """An imported Sparta function named by its source run: activation, model and dataset
-    from the run directory's config.json ("sparta smallcnn on fashion-mnist"), so that the
-    frozen cells of several seeds, each from its own source, form one group; a file outside
-    a run directory is named by its file name."""
+def function_source(sparta_from: str | None) -> tuple[str | None, dict[str, Any]]:
+    """An imported Sparta function as its source run: a name (its activation, model and
+    dataset: "sparta smallcnn on fashion-mnist") and the source's settings but its seed and
+    other replicate fields. The frozen cells of several seeds, each from its own source,
+    then form one group, and sources trained differently stay apart, labelled by what
+    differs ("source eps=0.2"). A file outside a run directory: its name, no settings."""
     if not sparta_from:
-        return None
+        return None, {}
     path = Path(sparta_from)
     run_dir = path if path.is_dir() else path.parent
     try:
         source = TrainConfig.load(run_dir)
     except (SpartaError, OSError):
-        return path.name if path.is_dir() or path.name != "sparta.safetensors" else f"{run_dir.name}/{path.name}"
-    return f"{source.act} {source.model} on {source.dataset}"
+        return (path.name if path.is_dir() or path.name != "sparta.safetensors" else f"{run_dir.name}/{path.name}"), {}
+    settings = {k: v for k, v in dataclasses.asdict(source).items() if k not in REPLICATE_FIELDS}
+    settings["sparta_from"] = function_source(source.sparta_from)[0]
+    return f"{source.act} {source.model} on {source.dataset}", settings
 
 
 @dataclass
@@ -134,8 +138,8 @@ def _label(key: dict[str, str], varying: set[str]) -> str:
     parts = [f"{values['act']} ({options})" if options and "act_options" in varying else str(values["act"])]
     parts += [str(values[name]) for name in ALWAYS_SHOWN if name in varying]
     defaults = _defaults()
-    for name in sorted(varying - {"act", "act_options", *ALWAYS_SHOWN}):
-        if key[name] != defaults.get(name):
+    for name in sorted(varying - {"act", "act_options", *ALWAYS_SHOWN}, key=lambda n: (n.startswith("source "), n)):
+        if name in key and (name.startswith("source ") or key[name] != defaults.get(name)):
             value = values[name]
             named = LABEL_FORMS.get(name)
             if named:
@@ -158,7 +162,8 @@ def group_runs(runs: Sequence[Run]) -> dict[str, list[Run]]:
     for run in runs:
         groups.setdefault(run.group_key, []).append(run)
     keys = {key: dict(key) for key in groups}
-    varying = {name for name, _ in next(iter(groups), ()) if len({k[name] for k in keys.values()}) > 1}
+    names = {name for key in keys.values() for name in key}  # a source's settings: only where there is one
+    varying = {name for name in names if len({k[name] for k in keys.values() if name in k}) > 1}
     labelled: dict[str, list[Run]] = {}
     for key, members in groups.items():
         label = _label(keys[key], varying)
