@@ -27,6 +27,7 @@ __all__ = [
     "dataset_root",
     "download_dataset",
     "load_dataset",
+    "split_size",
 ]
 
 SPLITS = ("train", "test")
