@@ -195,6 +195,12 @@ def test_table_only_tabulates_finished_cells_and_trains_nothing(finished_grid, m
     assert captured.out.count("| 312,202 | 312,202 | 2") == 2  # two finished seeds in each row
 
 
+def test_table_only_and_shard_are_refused_together(capsys):
+    with pytest.raises(SystemExit):
+        main(["compare", "--out", "unused", "--table-only", "--shard", "0/2"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
 def test_accuracy_cells_show_each_seed_and_never_leave_0_to_100():
     from scipy.stats import binomtest
 

@@ -108,6 +108,20 @@ def test_rerun_with_the_source_dir_skips_everything(cross_dataset, capsys):
     assert "frozen function: bit-identical to the source's in all 1 trained frozen cells" in output
 
 
+def test_table_only_tabulates_finished_arms_and_trains_nothing(cross_dataset, tmp_path, capsys):
+    argv = ["transfer", "--kind", "cross-dataset", "--target-dataset", "digits", "--act-option", "hidden=2", *TINY]
+    assert main([*argv, "--seeds", "2", "--out", str(cross_dataset), "--table-only"]) == 0
+    captured = capsys.readouterr()
+    unfinished = ", ".join(f"{arm}-smallcnn-digits-seed1" for arm in ARMS)
+    assert f"left out of the table: {unfinished}" in captured.err
+    assert "frozen function: bit-identical to the source's in all 1 trained frozen cells" in captured.out
+    assert not list(cross_dataset.glob("*-seed1"))  # nothing trained
+    empty = tmp_path / "empty"
+    assert main([*argv, "--seeds", "1", "--out", str(empty), "--table-only"]) == 2
+    assert "no finished cell to tabulate yet" in capsys.readouterr().err
+    assert not (empty / "source-smallcnn-fashion-mnist-seed0").exists()  # the source is not trained either
+
+
 def test_a_transfer_folder_copied_elsewhere_stays_checkable(cross_dataset, tmp_path, monkeypatch, capsys):
     """config.json records the source relative to the run directory, not as a path of the
     machine that ran it: a copy of the folder (another machine, a clone) finds its source."""

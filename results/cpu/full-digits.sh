@@ -8,25 +8,40 @@
 # clean, PGD-20 and CW-30 on all 450 test images for every cell, then AutoAttack
 # (standard) on all 450 for seeds 0-4.
 #
-# One worker (nice 19, its session niced as a whole, as full-fmnist.sh), so that it can
-# share the machine with full-fmnist.sh's queue. It resumes where it stopped: finished
-# cells are only read, a killed training resumes from its last save.
+# Two workers (nice 19, each in a session niced as a whole, as full-fmnist.sh), so that they
+# share the machine with full-fmnist.sh's queue: one trains and evaluates the ten seeds and
+# then joins the other, which runs AutoAttack on seeds 0-4 from the start (about 35 minutes
+# of one core a cell, so it is most of the budget). A seed's AutoAttack is claimed with
+# mkdir (a lock folder), so no two workers attack the same cell. They resume where they
+# stopped: finished cells and evaluations are only read, a killed training resumes from its
+# last save.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source results/cpu/background.sh
 export OMP_NUM_THREADS=1
 OUT=results/cpu/full-digits
+LOCKS=$OUT/.locks
 SPARTA=".venv/bin/sparta"
 TRANSFER="--kind cross-dataset --source results/cpu/full-fmnist/smallcnn-sparta-pgd-seed0 --target-dataset digits \
   --eps 0.1 --epochs 30 --attack-steps 10 --batch-size 64 --lr 0.05 --eval-n 450 --device cpu"
 
-worker() {
-  $SPARTA transfer $TRANSFER --seeds 10 --attacks clean,pgd,cw --out $OUT
-  $SPARTA transfer $TRANSFER --seeds 5 --attacks autoattack --out $OUT
+autoattack_worker() {  # AutoAttack on all 450 for each unclaimed seed of 0-4
+  for seed in 0 1 2 3 4; do
+    mkdir "$LOCKS/autoattack-$seed" 2>/dev/null || continue
+    $SPARTA transfer $TRANSFER --seed "$seed" --seeds 1 --attacks autoattack --shard 0/1 --out $OUT  # no table
+  done
 }
 
-export -f worker
-export SPARTA TRANSFER OUT
+worker() {
+  $SPARTA transfer $TRANSFER --seeds 10 --attacks clean,pgd,cw --out $OUT
+  autoattack_worker
+}
+
+export -f worker autoattack_worker
+export SPARTA TRANSFER OUT LOCKS
 case ${1:-run} in
-  run) run_worker "$OUT" ;;
+  run)
+    rm -rf "$LOCKS" && mkdir -p "$LOCKS"
+    niced_session "$OUT/log-autoattack.txt" autoattack_worker
+    run_worker "$OUT" ;;
 esac

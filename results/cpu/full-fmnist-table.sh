@@ -23,6 +23,19 @@ if compgen -G "$OUT2/smallcnn-sparta-pgd-seed*/eval.json" > /dev/null; then
     --table-only > $OUT2/table-autoattack-n200.md
   mv $OUT2/table.csv $OUT2/table-autoattack-n200.csv; rm -f $OUT2/table.md
 fi
+# Claim (c)'s tables (full-digits.sh): clean / PGD-20 / CW-30 over the 10 seeds, AutoAttack over seeds 0-4
+DIGITS=results/cpu/full-digits
+DIGITS_TRANSFER="--kind cross-dataset --source results/cpu/full-fmnist/smallcnn-sparta-pgd-seed0 --target-dataset digits \
+  --eps 0.1 --epochs 30 --attack-steps 10 --batch-size 64 --lr 0.05 --eval-n 450 --device cpu --out $DIGITS --table-only"
+for table in "10 clean,pgd,cw n450" "5 autoattack autoattack-n450"; do
+  set -- $table
+  if .venv/bin/sparta transfer $DIGITS_TRANSFER --seeds $1 --attacks $2 > $DIGITS/table-$3.md 2> /dev/null; then
+    mv $DIGITS/table.csv $DIGITS/table-$3.csv
+  else
+    rm -f $DIGITS/table-$3.md  # no finished cell yet
+  fi
+  rm -f $DIGITS/table.md $DIGITS/table.csv
+done
 for act in relu sparta swish frelu pssilu psoftplus; do
   run=$OUT/smallcnn-$act-pgd-seed0
   if grep -q '"autoattack"' $run/eval.json 2>/dev/null; then

@@ -27,13 +27,19 @@ def add_grid_flags(parser: argparse.ArgumentParser) -> None:
         "--seeds", type=int, default=3, help="number of seeds per cell, counting up from --seed (default: 3)"
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="directory of the cells and the table")
-    parser.add_argument(
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument(
         "--shard",
         type=shard_value,
         default=None,
         metavar="I/K",
         help="run only cells I, I+K, I+2K, ... (0 <= I < K), e.g. one process per GPU; "
         "no table is written: rerun without --shard for it (finished cells are only read)",
+    )
+    only.add_argument(
+        "--table-only",
+        action="store_true",
+        help="train and evaluate nothing: tabulate the finished cells, list the others",
     )
     group = parser.add_argument_group("evaluation")
     group.add_argument(
@@ -67,12 +73,16 @@ def eval_plan(args: argparse.Namespace):
 
 
 def run_cells(cells, plan, args: argparse.Namespace, tabulate) -> int:
-    """Run the cells (this shard's only, with --shard); then print `tabulate()`, the table, unless sharded."""
+    """Run the cells (this shard's only, with --shard); then print `tabulate(cells)`, the table,
+    unless sharded. With --table-only, run nothing and tabulate the finished cells."""
     from sparta.experiments import run_grid
 
+    if args.table_only:
+        print(tabulate(finished_cells(cells, plan)))
+        return 0
     if args.shard is None:
         run_grid(cells, plan)
-        print(tabulate())
+        print(tabulate(cells))
         return 0
     index, count = args.shard
     run_grid(cells[index::count], plan)

@@ -46,8 +46,8 @@ def run(args: argparse.Namespace) -> int:
         levels.setdefault(factor, []).extend(values)
     cells = ablation_cells(base_config(args), args.out, levels, seed_list(args))
 
-    def tabulate() -> str:
-        extra = verdict_markdown(verdicts(cells, plan), plan)
-        return write_table(cells, plan, args.out, "Ablation of Sparta's settings", stem="ablation", extra=extra)
+    def tabulate(chosen) -> str:
+        extra = verdict_markdown(verdicts(chosen, plan), plan)
+        return write_table(chosen, plan, args.out, "Ablation of Sparta's settings", stem="ablation", extra=extra)
 
     return run_cells(cells, plan, args, tabulate)

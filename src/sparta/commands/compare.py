@@ -16,7 +16,6 @@ from sparta.commands._grid import (
     add_train_flags,
     base_config,
     eval_plan,
-    finished_cells,
     run_cells,
     seed_list,
 )
@@ -37,11 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", type=name_list, default=None, help="comma list of models (default: smallcnn)")
     parser.add_argument("--methods", type=name_list, default=None, help="comma list of training methods (default: pgd)")
     add_grid_flags(parser)
-    parser.add_argument(
-        "--table-only",
-        action="store_true",
-        help="train and evaluate nothing: tabulate the finished cells, list the others",
-    )
     add_train_flags(parser, skip={"act", "model", "method"})
 
 
@@ -55,7 +49,4 @@ def run(args: argparse.Namespace) -> int:
     def tabulate(chosen) -> str:
         return write_table(chosen, plan, args.out, "Activations compared", paired_against=cells[0].labels["act"])
 
-    if args.table_only:
-        print(tabulate(finished_cells(cells, plan)))
-        return 0
-    return run_cells(cells, plan, args, lambda: tabulate(cells))
+    return run_cells(cells, plan, args, tabulate)

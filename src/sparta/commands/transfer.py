@@ -108,14 +108,14 @@ def run(args: argparse.Namespace) -> int:
 
     seeds, plan = seed_list(args), eval_plan(args)
     cells, source, source_cell = _cells(args, seeds, plan)
-    if source_cell is not None:
+    if source_cell is not None and not args.table_only:
         run_grid([source_cell], EvalPlan(()))
         read_source(source_cell.run_dir)  # trained to its last epoch, its function written
     title = f"Transfer ({args.kind}) of the Sparta function {source.function}"
 
-    def table() -> str:
-        text = write_table(cells, plan, args.out, title)
-        frozen, changed = frozen_function_changes(cells)  # the claim rests on the function not moving
+    def table(chosen) -> str:
+        text = write_table(chosen, plan, args.out, title)
+        frozen, changed = frozen_function_changes(chosen)  # the claim rests on the function not moving
         if changed:
             warn(f"frozen function CHANGED in {len(changed)} of {frozen} frozen cells (first: {changed[0]})")
         elif frozen:
