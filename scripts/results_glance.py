@@ -427,15 +427,10 @@ def learning_speed(comparisons: list[Comparison]) -> list[str]:
         "|---|---|---|",
     ]
     seen: dict[str, dict[int, float]] = {}
-    for comparison in comparisons:
-        for label, pattern in (
-            (comparison.reference, comparison.reference_runs),
-            (comparison.arm, comparison.arm_runs),
-        ):
-            if label not in seen:
-                seen[label] = per_seed(pattern, comparison)
-                cell = per_seed_cell(seen[label], signed=False)
-                lines.append(f"| {label} | {cell} | {seed_span(sorted(seen[label])) or '–'} |")
+    for label, (comparison, pattern) in page_arms(comparisons).items():
+        seen[label] = per_seed(pattern, comparison)
+        cell = per_seed_cell(seen[label], signed=False)
+        lines.append(f"| {label} | {cell} | {seed_span(sorted(seen[label])) or '–'} |")
     for comparison in comparisons:
         arm, reference = seen[comparison.arm], seen[comparison.reference]
         differences = {seed: arm[seed] - reference[seed] for seed in arm if seed in reference}
@@ -446,18 +441,24 @@ def learning_speed(comparisons: list[Comparison]) -> list[str]:
     return lines
 
 
+def page_arms(comparisons: list[Comparison]) -> dict[str, tuple[Comparison, str]]:
+    """Each arm of a page once, with a comparison that holds it and its runs' pattern: the
+    references first (ReLU, then Sparta from scratch), then the arms compared with them."""
+    arms: dict[str, tuple[Comparison, str]] = {}
+    for comparison in comparisons:
+        arms.setdefault(comparison.reference, (comparison, comparison.reference_runs))
+    for comparison in comparisons:
+        arms.setdefault(comparison.arm, (comparison, comparison.arm_runs))
+    return arms
+
+
 def page_block(comparisons: list[Comparison]) -> str:
     """Accuracy per arm, then the paired differences with their verdict, for one page."""
     metrics = page_metrics(comparisons[0])
     header = " | ".join(f"{m.title}, n = {m.n:,}" for m in metrics)
     rule = "|---" * (len(metrics) + 2) + "|"
-    arms: dict[str, tuple[Comparison, str]] = {}  # references first: ReLU, then Sparta from scratch
-    for comparison in comparisons:
-        arms.setdefault(comparison.reference, (comparison, comparison.reference_runs))
-    for comparison in comparisons:
-        arms.setdefault(comparison.arm, (comparison, comparison.arm_runs))
     lines = [f"| arm: accuracy (%) | {header} | seeds |", rule]
-    for label, (comparison, pattern) in arms.items():
+    for label, (comparison, pattern) in page_arms(comparisons).items():
         values = arm_accuracies(comparison, pattern)
         cells = " | ".join(per_seed_cell(values[m.title], signed=False) for m in metrics)
         lines.append(f"| {label} | {cells} | {seeds_column(values)} |")
