@@ -9,11 +9,10 @@
 # clean, PGD-20 and CW-30 on all 10,000 test images, then AutoAttack (standard) on the
 # first 200.
 #
-# Budget, measured on this machine (first epoch of 384 images, PGD-5, batch 128, under the
-# load of two other experiments): ResNet-20 trains at 63 img/s with ReLU and 101 img/s with
-# Sparta (share=network), so a full-data epoch is 10-16 minutes of one core and a cell
-# about 1-1.5 hours; with the source (SmallCNN Sparta, about 80 minutes, claim (a)) and
-# the evaluations, about 7 hours of one core per seed, about 20 for three.
+# Budget, measured on the first cell (ResNet-20 ReLU, seed 0, beside two other experiments
+# on the two cores): 6,732 s of training (39-49 img/s), PGD-20 on 10,000 in 689 s, CW-30 in
+# 1,497 s; about 2.5 hours of one core a cell, about 8 a seed with its source, so three
+# seeds take several sessions of background time (results/claim-b.md).
 #
 # One worker (nice 19, its session niced as a whole, as full-fmnist.sh). It resumes where it
 # stopped: finished cells are only read, a killed training resumes from its last save.
