@@ -82,6 +82,28 @@ def test_training_is_refused_while_the_run_is_evaluated(run):
             pass
 
 
+def test_a_grid_passes_or_evaluates_a_cell_that_another_process_evaluates(run):
+    """A grid takes a cell alone only to train it: a finished cell is passed and a trained
+    one evaluated while another process evaluates them (that process holds 60 s)."""
+    import time
+
+    from sparta.config import TrainConfig
+    from sparta.experiments.grid import Cell, EvalPlan, run_cell
+
+    cell = Cell("cell", TrainConfig.load(run))
+    evaluate_run(run, ["clean"], n=32)
+    holder = hold(run, "reading_run")
+    try:
+        started = time.monotonic()
+        assert run_cell(cell, EvalPlan(("clean",), 32)) == "done, skipped"
+        assert run_cell(cell, EvalPlan(("clean", "fgsm"), 32)) == "evaluated fgsm"
+        assert time.monotonic() - started < 30  # not waiting for the other process to end
+    finally:
+        holder.kill()
+        holder.wait()
+    assert {(r["attack"], r["n"]) for r in read_eval_records(run)} == {("clean", 32), ("fgsm", 32)}
+
+
 @pytest.mark.parametrize("damage", ["directory", "read-only"])
 def test_an_unwritable_eval_json_is_refused_before_any_attack(run, damage):
     path = run / "eval.json"

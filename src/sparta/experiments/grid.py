@@ -246,22 +246,27 @@ def check_cells(
             check_settings(config)
 
 
+TRAINING_STATES = {"new": "trained", "restart": "restarted and trained", "resume": "resumed"}
+
+
 def run_cell(cell: Cell, plan: EvalPlan) -> str:
-    """Bring one cell to done; returns what was done, for the log. Shards that reach the
-    same cell (a shared source run) take turns: the second finds it done."""
-    with run_lock(cell.run_dir, wait=True):
-        return _run_cell(cell, plan)
+    """Bring one cell to done; returns what was done, for the log.
 
-
-def _run_cell(cell: Cell, plan: EvalPlan) -> str:
+    Training holds the run directory alone: shards that reach the same cell (a shared
+    source run) take turns, and the second finds it trained. Evaluation holds it shared,
+    as `sparta eval` does, and a finished cell is only read, so a grid passes cells that
+    another process is evaluating instead of waiting for it to end.
+    """
     n = eval_size(cell.config, plan)
-    state = cell_state(cell, plan, n)
     done = []
-    if state in ("new", "restart", "resume"):
-        if state == "restart":
-            _clear_run(cell.run_dir)
-        train(cell.config, resume=state == "resume")
-        done.append({"new": "trained", "restart": "restarted and trained", "resume": "resumed"}[state])
+    if cell_state(cell, plan, n) in TRAINING_STATES:
+        with run_lock(cell.run_dir, wait=True):
+            state = cell_state(cell, plan, n)  # another process may have trained it meanwhile
+            if state in TRAINING_STATES:
+                if state == "restart":
+                    _clear_run(cell.run_dir)
+                train(cell.config, resume=state == "resume")
+                done.append(TRAINING_STATES[state])
     attacks = missing_attacks(cell, plan, n)
     if attacks:
         evaluate_run(
