@@ -28,7 +28,8 @@ TRANSFER="--kind cross-dataset --source results/cpu/full-fmnist/smallcnn-sparta-
 autoattack_worker() {  # AutoAttack on all 450 for each unclaimed seed of 0-4
   for seed in 0 1 2 3 4; do
     mkdir "$LOCKS/autoattack-$seed" 2>/dev/null || continue
-    $SPARTA transfer $TRANSFER --seed "$seed" --seeds 1 --attacks autoattack --shard 0/1 --out $OUT  # no table
+    $SPARTA transfer $TRANSFER --seed "$seed" --seeds 1 --attacks autoattack --eval-batch-size 90 \
+      --shard 0/1 --out $OUT  # batches of 90 so that a killed attack resumes; no table
   done
 }
 
@@ -44,4 +45,5 @@ case ${1:-run} in
     rm -rf "$LOCKS" && mkdir -p "$LOCKS"
     niced_session "$OUT/log-autoattack.txt" autoattack_worker
     run_worker "$OUT" ;;
+  worker) run_worker "$OUT" ;;  # the training worker alone, beside a running AutoAttack worker
 esac
