@@ -85,6 +85,18 @@ def test_the_forest_plot_takes_single_seed_rows(tmp_path):
     assert path.is_file() and path.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_wide_interval_of_a_running_row_does_not_set_the_scale():
+    from sparta.report.plots import difference_axis_reach
+    from sparta.stats import mean_ci
+
+    decided = ("a (3 seeds)", [1.0, 2.0, 0.5])
+    running = ("b (2 seeds)", [-3.0, 4.0])  # a t interval of about ±44 points
+    reach = difference_axis_reach([decided, running])
+    assert mean_ci(decided[1]).high < reach < 10  # the decided row's interval and every dot fit
+    assert reach >= 4.0
+    assert difference_axis_reach([decided, ("c (3 seeds)", [-3.0, 4.0, 0.0])]) > mean_ci([-3.0, 4.0, 0.0]).high
+
+
 def test_each_claim_page_carries_its_per_seed_tables(glance):
     """claim (a)'s page holds ReLU's five seeds and Sparta's paired differences, from the records."""
     text = (ROOT / "results" / "claim-a-full.md").read_text()

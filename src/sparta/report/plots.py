@@ -227,24 +227,46 @@ def plot_threshold_maps(maps: ThresholdMaps, path: str | Path, title: str) -> Pa
     return _save(fig, path)
 
 
+def difference_axis_reach(rows: Sequence[tuple[str, Sequence[float]]], decided_seeds: int = 3) -> float:
+    """How far from 0 a forest-plot panel reaches: every seed's dot and the interval of
+    every row of `decided_seeds` or more seeds, with a margin. A row of fewer seeds (still
+    running) has an interval wide enough to squeeze every other row into a few pixels, so
+    it is cut at the edge (with an arrow) instead of setting the scale."""
+    reach = [abs(v) for _, values in rows for v in values]
+    for _, values in rows:
+        estimate = mean_ci(values)
+        if len(values) >= decided_seeds and estimate.half_width is not None:
+            reach += [abs(estimate.low), abs(estimate.high)]
+    return max(1.0, 1.15 * max(reach, default=0.0))
+
+
 def plot_paired_differences(
     panels: Mapping[str, Sequence[tuple[str, Sequence[float]]]], path: str | Path, title: str
 ) -> Path:
     """A forest plot: one panel per metric, one row per comparison. Each seed's paired
     difference (points) is a dot, the mean a diamond with its 95% Student-t interval as a
-    bar (none for a single seed); the line at 0 is "level"."""
+    bar (none for a single seed); the line at 0 is "level". Rows of under 3 seeds are
+    drawn pale, and an interval past the panel's reach (`difference_axis_reach`) ends in
+    an arrow at the edge."""
     labels = list(dict.fromkeys(label for rows in panels.values() for label, _ in rows))
     fig = Figure(figsize=(3.2 * len(panels) + 2.2, 0.42 * len(labels) + 1.3))
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
     for ax, (metric, rows) in zip(axes, panels.items(), strict=True):
+        reach = difference_axis_reach(rows)
         ax.axvline(0.0, color="0.4", linewidth=0.8)
         for label, values in rows:
             y = labels.index(label)
             estimate = mean_ci(values)
+            alpha = 1.0 if len(values) >= 3 else 0.45
             ax.plot(values, [y] * len(values), "o", color="0.55", markersize=3, fillstyle="none")
             if estimate.half_width is not None:
-                ax.plot([estimate.low, estimate.high], [y, y], color="C0", linewidth=2)
-            ax.plot([estimate.mean], [y], "D", color="C0", markersize=5)
+                low, high = max(estimate.low, -reach), min(estimate.high, reach)
+                ax.plot([low, high], [y, y], color="C0", linewidth=2, alpha=alpha)
+                for end, cut, marker in ((low, estimate.low < -reach, "<"), (high, estimate.high > reach, ">")):
+                    if cut:
+                        ax.plot([end], [y], marker, color="C0", markersize=6, alpha=alpha, clip_on=False)
+            ax.plot([estimate.mean], [y], "D", color="C0", markersize=5, alpha=alpha)
+        ax.set_xlim(-reach, reach)
         ax.set_title(metric, fontsize=9)
         ax.set_xlabel("difference (points)", fontsize=8)
         ax.tick_params(labelsize=8)
