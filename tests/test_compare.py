@@ -1,8 +1,10 @@
 """sparta compare: a resumable grid of runs and its table of mean ± 95% CI over seeds."""
 
 import csv
+import io
 import json
 import re
+import sys
 
 import pytest
 import torch
@@ -45,6 +47,22 @@ def finished_grid(tmp_path_factory):
     cells = grid_cells(TrainConfig(**TINY), out, ["relu", "swish"], seeds=[0, 1])
     run_grid(cells, PLAN, log=lambda line: None)
     return out, cells
+
+
+def test_a_grid_flushes_each_log_line_as_it_goes(finished_grid, monkeypatch):
+    """Grids run for hours into a log file: a line left in the buffer is lost with a kill."""
+
+    class Stream(io.StringIO):
+        flushed: list[str] = []
+
+        def flush(self) -> None:
+            self.flushed.append(self.getvalue())
+
+    _, cells = finished_grid
+    monkeypatch.setattr(sys, "stdout", Stream())
+    run_grid(cells, PLAN)
+    first_flushes = [text for text in Stream.flushed if text.count("\n") == 1]
+    assert first_flushes and first_flushes[0].startswith(f"[1/{len(cells)}] {cells[0].name}: done, skipped")
 
 
 def test_grid_gives_one_row_per_activation_with_two_seeds(finished_grid):
@@ -123,7 +141,9 @@ def test_compare_cli_end_to_end(tmp_path, capsys):
     argv = ["compare", "--acts", "relu,sparta", "--seeds", "1", "--seed", "3", *pgd, "--act-option", "hidden=2"]
     argv += ["--attacks", "clean,pgd", "--n", "32", "--out", str(out)]
     assert main(argv) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert "smallcnn-relu-pgd-seed3: pgd running on 32 test images" in captured.err  # a long attack is seen
     assert "| smallcnn | sparta | pgd |" in printed
     sparta_clean = next(line for line in printed.splitlines() if "| sparta | pgd |" in line).split("|")[4]
     assert re.fullmatch(r" \d+\.\d\d \[\d+\.\d\d, \d+\.\d\d\] ", sparta_clean)  # one seed: n's interval

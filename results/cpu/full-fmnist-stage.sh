@@ -27,7 +27,7 @@ for run in $OUT/smallcnn-*-pgd-seed* $OUT2/smallcnn-*-pgd-seed* $DIGITS/*-seed* 
   done
 done
 git add -f $OUT/log-worker*.txt $OUT/table-* $OUT/sanity-*.txt
-for extra in $OUT2/table-* $DIGITS/table-* $DIGITS/log*.txt $DIGITS/sanity-*.txt $CROSS/table.* $CROSS/log.txt; do
+for extra in $OUT2/table-* $DIGITS/table-* $DIGITS/log*.txt $DIGITS/sanity-*.txt $CROSS/table.* $CROSS/log.txt $CROSS/sanity-*.txt; do
   if [ -f "$extra" ]; then git add -f "$extra"; fi
 done
 for report in $OUT/report $DIGITS/report $CROSS/report; do

@@ -38,7 +38,7 @@ from sparta.errors import SpartaError
 from sparta.evaluation import evaluate_run
 from sparta.locks import run_lock
 from sparta.models import MODELS
-from sparta.progress import capped
+from sparta.progress import capped, say
 from sparta.runfiles import (
     CONFIG_FILE,
     MODEL_FILE,
@@ -276,12 +276,19 @@ def run_cell(cell: Cell, plan: EvalPlan) -> str:
             device=cell.config.device,
             batch_size=plan.batch_size,
             data_root=cell.config.data_root,
+            on_attack=lambda name, count: say(f"{cell.name}: {name} running on {count} test images ..."),
         )
         done.append("evaluated " + ",".join(attacks))
     return ", ".join(done) or "done, skipped"
 
 
-def run_grid(cells: Sequence[Cell], plan: EvalPlan, log: Log = print) -> None:
+def print_now(line: str) -> None:
+    """A grid's log line, flushed at once: a grid runs for hours with its output in a file,
+    and a line left in the buffer is lost when the run is killed."""
+    print(line, flush=True)
+
+
+def run_grid(cells: Sequence[Cell], plan: EvalPlan, log: Log = print_now) -> None:
     """Run every cell to done, in order; a rerun skips what is finished."""
     names = [cell.name for cell in cells]
     if len(set(names)) != len(names):
