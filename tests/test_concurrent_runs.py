@@ -16,7 +16,7 @@ from sparta.runfiles import read_eval_records
 
 HOLD = (
     "import sys, time; from pathlib import Path; import sparta.locks as locks\n"
-    "with getattr(locks, sys.argv[2])(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)"
+    "with getattr(locks, sys.argv[2])(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(float(sys.argv[3]))"
 )
 
 
@@ -28,9 +28,10 @@ def run(trained_run, tmp_path):
     return copy
 
 
-def hold(run_dir: Path, lock: str) -> subprocess.Popen:
+def hold(run_dir: Path, lock: str, seconds: float = 60) -> subprocess.Popen:
     """Another process holding `lock` ("run_lock": training, "reading_run": an evaluation)."""
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir), lock], stdout=subprocess.PIPE, text=True)
+    argv = [sys.executable, "-c", HOLD, str(run_dir), lock, str(seconds)]
+    holder = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
     return holder
 
@@ -102,6 +103,24 @@ def test_a_grid_passes_or_evaluates_a_cell_that_another_process_evaluates(run):
         holder.kill()
         holder.wait()
     assert {(r["attack"], r["n"]) for r in read_eval_records(run)} == {("clean", 32), ("fgsm", 32)}
+
+
+def test_a_grid_evaluates_a_trained_cell_after_the_process_that_holds_it_alone(run):
+    """Where another process holds the cell alone (a grid evaluating the cell it trained),
+    a grid waits for it rather than failing."""
+    import time
+
+    from sparta.config import TrainConfig
+    from sparta.experiments.grid import Cell, EvalPlan, run_cell
+
+    holder = hold(run, "run_lock", seconds=3)
+    try:
+        started = time.monotonic()
+        assert run_cell(Cell("cell", TrainConfig.load(run)), EvalPlan(("clean",), 32)) == "evaluated clean"
+        assert time.monotonic() - started >= 2
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 @pytest.mark.parametrize("damage", ["directory", "read-only"])

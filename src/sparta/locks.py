@@ -81,10 +81,11 @@ def run_lock(run_dir: Path, wait: bool = False) -> contextlib.AbstractContextMan
     return _or_refuse(run_dir, shared=False, wait=wait, refusal=busy)
 
 
-def reading_run(run_dir: Path) -> contextlib.AbstractContextManager[None]:
-    """An evaluation of the run: beside other evaluations, never beside its training."""
+def reading_run(run_dir: Path, wait: bool = False) -> contextlib.AbstractContextManager[None]:
+    """An evaluation of the run: beside other evaluations, never beside its training.
+    `wait`: block until the trainer ends (a grid's cell), else fail at once."""
     busy = f"{run_dir} is being trained by another sparta process; evaluate it when that ends"
-    return _or_refuse(run_dir, shared=True, wait=False, refusal=busy)
+    return _or_refuse(run_dir, shared=True, wait=wait, refusal=busy)
 
 
 @contextlib.contextmanager

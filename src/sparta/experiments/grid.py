@@ -36,7 +36,7 @@ from sparta.config import TrainConfig
 from sparta.data import split_size
 from sparta.errors import SpartaError
 from sparta.evaluation import evaluate_run
-from sparta.locks import run_lock
+from sparta.locks import reading_run, run_lock
 from sparta.models import MODELS
 from sparta.progress import capped, say
 from sparta.runfiles import (
@@ -252,21 +252,31 @@ TRAINING_STATES = {"new": "trained", "restart": "restarted and trained", "resume
 def run_cell(cell: Cell, plan: EvalPlan) -> str:
     """Bring one cell to done; returns what was done, for the log.
 
-    Training holds the run directory alone: shards that reach the same cell (a shared
-    source run) take turns, and the second finds it trained. Evaluation holds it shared,
-    as `sparta eval` does, and a finished cell is only read, so a grid passes cells that
-    another process is evaluating instead of waiting for it to end.
+    A cell still to train is held alone while it trains and is evaluated: grids that reach
+    the same cell (shards sharing a source run) take turns, and the second finds it done.
+    A cell already trained is evaluated under the shared lock, beside other evaluations
+    (`sparta eval`), once no process holds it alone; a finished one is only read, so a grid
+    passes cells that another process is evaluating instead of waiting for it to end.
     """
     n = eval_size(cell.config, plan)
-    done = []
-    if cell_state(cell, plan, n) in TRAINING_STATES:
+    state = cell_state(cell, plan, n)
+    if state == "done":
+        return "done, skipped"
+    if state in TRAINING_STATES:
         with run_lock(cell.run_dir, wait=True):
-            state = cell_state(cell, plan, n)  # another process may have trained it meanwhile
-            if state in TRAINING_STATES:
-                if state == "restart":
-                    _clear_run(cell.run_dir)
-                train(cell.config, resume=state == "resume")
-                done.append(TRAINING_STATES[state])
+            return _bring_to_done(cell, plan, n)
+    with reading_run(cell.run_dir, wait=True):  # behind a process that holds it alone, if one does
+        return _bring_to_done(cell, plan, n)
+
+
+def _bring_to_done(cell: Cell, plan: EvalPlan, n: int) -> str:
+    state = cell_state(cell, plan, n)  # again: another process may have moved it on
+    done = []
+    if state in TRAINING_STATES:
+        if state == "restart":
+            _clear_run(cell.run_dir)
+        train(cell.config, resume=state == "resume")
+        done.append(TRAINING_STATES[state])
     attacks = missing_attacks(cell, plan, n)
     if attacks:
         evaluate_run(
