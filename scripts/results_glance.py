@@ -56,6 +56,7 @@ class Comparison:
     metrics: tuple[Metric, ...]
     machine: str
     details: str  # page under results/
+    glance: bool = True  # a row of the one-screen table (else on its page only)
 
     def runs(self, pattern: str) -> dict[int, Path]:
         found = {seed: RESULTS / pattern.format(seed=seed) for seed in SEEDS}
@@ -70,6 +71,7 @@ DIGITS_SETTING = "SmallCNN, digits (1,347 train / 450 test), PGD-AT eps 0.1, 30 
 FULL_B_SETTING = "ResNet-20, Fashion-MNIST, all 60,000 images, PGD-AT eps 0.1, 5 epochs"
 SMALL_B = (Metric("clean", "clean", 200), Metric("PGD-20", "pgd", 200), Metric("AutoAttack", "autoattack", 100))
 SMALL_B_SETTING = "ResNet-20, Fashion-MNIST, 3,000 images, 4 epochs (small scale)"
+OWN_SOURCE = "Sparta frozen from Fashion-MNIST, each seed's own source"
 
 
 def _full_fmnist(act: str, label: str) -> Comparison:
@@ -169,6 +171,24 @@ COMPARISONS = (
         CPU,
         "claim-c.md",
     ),
+    *(
+        Comparison(
+            "(c)",
+            DIGITS_SETTING,
+            OWN_SOURCE,
+            reference,
+            "cpu/full-digits-sources/sparta-frozen-smallcnn-digits-seed{seed}",
+            reference_runs,
+            FULL_DIGITS,
+            CPU,
+            "claim-c.md",
+            glance=False,
+        )
+        for reference, reference_runs in (
+            ("ReLU", "cpu/full-digits/relu-smallcnn-digits-seed{seed}"),
+            ("Sparta from scratch", "cpu/full-digits/sparta-scratch-smallcnn-digits-seed{seed}"),
+        )
+    ),
 )
 
 
@@ -226,7 +246,7 @@ Measured = list[tuple[Comparison, dict[str, list[float]], list[int]]]  # compari
 
 def measure() -> Measured:
     """Every comparison's paired differences, read from the records once."""
-    return [(comparison, *paired(comparison)) for comparison in COMPARISONS]
+    return [(comparison, *paired(comparison)) for comparison in COMPARISONS if comparison.glance]
 
 
 def table(measured: Measured, links: str = "") -> str:

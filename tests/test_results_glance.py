@@ -107,6 +107,15 @@ def test_each_claim_page_carries_its_per_seed_tables(glance):
     assert block.index("| ReLU |") < block.index("| Sparta |")  # references first
 
 
+def test_a_page_only_comparison_stays_off_the_one_screen_table(glance):
+    page_only = [c for c in glance.COMPARISONS if not c.glance]
+    assert page_only  # claim (c)'s frozen arm with each seed's own source
+    table = glance.table(glance.measure())
+    block = glance.page_blocks()[ROOT / "results" / page_only[0].details]
+    assert f"| {page_only[0].arm} − {page_only[0].reference} |" in block
+    assert page_only[0].arm not in table
+
+
 def test_a_changed_page_number_is_caught_and_rewritten(glance, tmp_path):
     page = tmp_path / "claim.md"
     block = "| ReLU | 83.90 ± 0.09 (83.88, 83.98) |\n"

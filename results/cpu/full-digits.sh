@@ -8,6 +8,12 @@
 # clean, PGD-20 and CW-30 on all 450 test images for every cell, then AutoAttack
 # (standard) on all 450 for seeds 0-4.
 #
+# One source's function for every seed says nothing of how much the finding depends on
+# that one function. So the frozen arm runs again on seeds 0-4 with each seed's own source,
+# claim (a)'s Sparta SmallCNN of the same seed, in $SOURCES beside links to the ReLU and
+# Sparta-from-scratch cells (and, for seed 0, to the frozen cell: its source is seed 0's).
+# Clean, PGD-20 and CW-30 on all 450; about 15 minutes of one core a cell.
+#
 # Two workers (nice 19, each in a session niced as a whole, as full-fmnist.sh), so that they
 # share the machine with full-fmnist.sh's queue: one trains and evaluates the ten seeds and
 # then joins the other, which runs AutoAttack on seeds 0-4 from the start (about 35 minutes
@@ -22,8 +28,11 @@ export OMP_NUM_THREADS=1
 OUT=results/cpu/full-digits
 LOCKS=$OUT/.locks
 SPARTA=".venv/bin/sparta"
-TRANSFER="--kind cross-dataset --source results/cpu/full-fmnist/smallcnn-sparta-pgd-seed0 --target-dataset digits \
+SOURCES=results/cpu/full-digits-sources
+SOURCE="results/cpu/full-fmnist/smallcnn-sparta-pgd-seed"  # claim (a)'s Sparta runs, seed appended
+TARGET="--kind cross-dataset --target-dataset digits \
   --eps 0.1 --epochs 30 --attack-steps 10 --batch-size 64 --lr 0.05 --eval-n 450 --device cpu"
+TRANSFER="--source ${SOURCE}0 $TARGET"
 
 autoattack_worker() {  # AutoAttack on all 450 for each unclaimed seed of 0-4
   for seed in 0 1 2 3 4; do
@@ -33,13 +42,24 @@ autoattack_worker() {  # AutoAttack on all 450 for each unclaimed seed of 0-4
   done
 }
 
+own_source_worker() {  # the frozen arm of seeds 0-4, each with its own seed's source
+  mkdir -p "$SOURCES"
+  for seed in 0 1 2 3 4; do
+    for arm in relu sparta-scratch $([ "$seed" = 0 ] && echo sparta-frozen); do
+      ln -sfn "../full-digits/$arm-smallcnn-digits-seed$seed" "$SOURCES/$arm-smallcnn-digits-seed$seed"
+    done
+    $SPARTA transfer --source "$SOURCE$seed" $TARGET --seed "$seed" --seeds 1 --attacks clean,pgd,cw --out $SOURCES
+  done
+}
+
 worker() {
   $SPARTA transfer $TRANSFER --seeds 10 --attacks clean,pgd,cw --out $OUT
+  own_source_worker
   autoattack_worker
 }
 
-export -f worker autoattack_worker
-export SPARTA TRANSFER OUT LOCKS
+export -f worker autoattack_worker own_source_worker
+export SPARTA TRANSFER TARGET SOURCE SOURCES OUT LOCKS
 case ${1:-run} in
   run)
     rm -rf "$LOCKS" && mkdir -p "$LOCKS"

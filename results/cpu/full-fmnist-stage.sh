@@ -11,8 +11,9 @@ cd "$(dirname "$0")/../.."
 OUT=results/cpu/full-fmnist
 OUT2=results/cpu/full-fmnist-scaled  # sparta2 cells, beside links to the ReLU cells
 DIGITS=results/cpu/full-digits       # claim (c) at full data (full-digits.sh)
+SOURCES=results/cpu/full-digits-sources  # its frozen arm with each seed's own source, beside links
 CROSS=results/cpu/full-cross-cnn     # claim (b) at full data (full-cross-cnn.sh)
-for run in $OUT/smallcnn-*-pgd-seed* $OUT2/smallcnn-*-pgd-seed* $DIGITS/*-seed* $CROSS/*-seed*; do
+for run in $OUT/smallcnn-*-pgd-seed* $OUT2/smallcnn-*-pgd-seed* $DIGITS/*-seed* $SOURCES/*-seed* $CROSS/*-seed*; do
   if [ -L "$run" ]; then git add "$run"; continue; fi  # a link to a cell staged under $OUT
   [ -f "$run/config.json" ] || continue
   keep="config.json metrics.jsonl eval.json model.safetensors sparta.safetensors"
@@ -36,4 +37,4 @@ done
 # the one-screen table of results/README.md, its figure and the claim pages' per-seed tables, from the records just staged
 .venv/bin/python scripts/results_glance.py > /dev/null
 git add README.md results/README.md results/glance.png results/claim-*.md
-git status --short -- $OUT $OUT2 $DIGITS $CROSS results/README.md
+git status --short -- $OUT $OUT2 $DIGITS $SOURCES $CROSS results/README.md
