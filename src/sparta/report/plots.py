@@ -227,7 +227,10 @@ def plot_threshold_maps(maps: ThresholdMaps, path: str | Path, title: str) -> Pa
     return _save(fig, path)
 
 
-def difference_axis_reach(rows: Sequence[tuple[str, Sequence[float]]], decided_seeds: int = 3) -> float:
+DECIDED_SEEDS = 3  # a forest-plot row of fewer seeds is still running: drawn pale, not setting the scale
+
+
+def difference_axis_reach(rows: Sequence[tuple[str, Sequence[float]]], decided_seeds: int = DECIDED_SEEDS) -> float:
     """How far from 0 a forest-plot panel reaches: every seed's dot and the interval of
     every row of `decided_seeds` or more seeds, with a margin. A row of fewer seeds (still
     running) has an interval wide enough to squeeze every other row into a few pixels, so
@@ -245,8 +248,8 @@ def plot_paired_differences(
 ) -> Path:
     """A forest plot: one panel per metric, one row per comparison. Each seed's paired
     difference (points) is a dot, the mean a diamond with its 95% Student-t interval as a
-    bar (none for a single seed); the line at 0 is "level". Rows of under 3 seeds are
-    drawn pale, and an interval past the panel's reach (`difference_axis_reach`) ends in
+    bar (none for a single seed); the line at 0 is "level". Rows of under DECIDED_SEEDS
+    seeds are drawn pale, and an interval past the panel's reach (`difference_axis_reach`) ends in
     an arrow at the edge."""
     labels = list(dict.fromkeys(label for rows in panels.values() for label, _ in rows))
     fig = Figure(figsize=(3.2 * len(panels) + 2.2, 0.42 * len(labels) + 1.3))
@@ -257,7 +260,7 @@ def plot_paired_differences(
         for label, values in rows:
             y = labels.index(label)
             estimate = mean_ci(values)
-            alpha = 1.0 if len(values) >= 3 else 0.45
+            alpha = 1.0 if len(values) >= DECIDED_SEEDS else 0.45
             ax.plot(values, [y] * len(values), "o", color="0.55", markersize=3, fillstyle="none")
             if estimate.half_width is not None:
                 low, high = max(estimate.low, -reach), min(estimate.high, reach)
