@@ -12,7 +12,8 @@ or behind where an interval excludes 0, level where all include it. Each page of
 (results/claim-*.md) carries, between its own markers, every arm's accuracy and every
 paired difference seed by seed, with CW-30 beside them, what each difference's robust
 intervals rule in and rule out, and how fast each arm learned (training accuracy under
-attack averaged over the epochs). Nothing is typed in by hand, so
+attack averaged over the epochs); and, between markers of their own, the gradient-masking
+checks of every run that has one (`sparta eval RUN --sanity`). Nothing is typed in by hand, so
 no table can drift from the records (tests/test_results_glance.py runs --check).
 """
 
@@ -27,13 +28,14 @@ from sparta.config import TrainConfig
 from sparta.errors import SpartaError
 from sparta.experiments.transfer import frozen_function_change
 from sparta.report.plots import plot_paired_differences
-from sparta.runfiles import find_record, read_eval_records, read_metrics
+from sparta.runfiles import find_record, read_eval, read_eval_records, read_metrics
 from sparta.stats import Estimate, mean_ci
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 START, END = "<!-- glance: start (scripts/results_glance.py) -->", "<!-- glance: end -->"
 PAGE_START, PAGE_END = "<!-- per-seed: start (scripts/results_glance.py) -->", "<!-- per-seed: end -->"
+SANITY_START, SANITY_END = "<!-- sanity: start (scripts/results_glance.py) -->", "<!-- sanity: end -->"
 SEEDS = range(10)
 READMES = [(RESULTS / "README.md", ""), (ROOT / "README.md", "results/")]  # file, its links' prefix
 
@@ -504,15 +506,74 @@ def page_block(comparisons: list[Comparison]) -> str:
     return "\n".join(lines) + "\n" + note
 
 
-def update_pages(blocks: dict[Path, str], write: bool) -> list[Path]:
-    """The pages whose per-seed block differs from `blocks` (rewritten if `write`); a page
-    without the markers keeps its own text."""
+# ---------------------------------------------------------------------------------------
+# The gradient-masking checks of each claim's page
+
+
+def sanity_numbers(record: dict) -> dict[str, float | bool]:
+    """The figures of one `sparta eval RUN --sanity` record (eval.json's "sanity")."""
+    checks = {check["name"]: check for check in record["checks"]}
+    settings = record["settings"]
+    sweep = checks["eps-sweep"]["numbers"]
+    return {
+        "pgd": sweep[f"pgd@{record['eps']:g}"],
+        "strong": checks["stronger-pgd"]["numbers"]["strong_pgd"],
+        "square": checks["black-box"]["numbers"]["square"],
+        "large": sweep[f"pgd@{settings['large_eps']:g}"],
+        "zero": checks["gradients"]["numbers"]["zero_fraction"],
+        "passed": record["passed"],
+    }
+
+
+def sanity_block(comparisons: list[Comparison]) -> str:
+    """One row per run of the page's arms that has a gradient-masking check, from its
+    eval.json: the reference PGD, PGD with more steps and restarts, the black-box Square, PGD
+    at a large eps and the share of all-zero input gradients, and whether every check passed."""
+    header = None
+    rows, seen = [], set()
+    for label, (comparison, pattern) in page_arms(comparisons).items():
+        for seed, run in sorted(comparison.runs(pattern).items()):
+            record = read_eval(run).get("sanity")
+            if record is None or run.resolve() in seen:  # a link to a run already listed
+                continue
+            seen.add(run.resolve())
+            s = record["settings"]
+            columns = (
+                f"| arm | seed | PGD-{s['steps']} at eps {record['eps']:g} | PGD-{s['strong_steps']} x "
+                f"{s['strong_restarts']} restarts | Square ({s['square_queries']:,} queries) | PGD-{s['steps']} at "
+                f"eps {s['large_eps']:g} | all-zero input gradients | every check (n = {record['n']}) |"
+            )
+            if header not in (None, columns):
+                raise SpartaError(f"{run}: its gradient-masking check ran with other settings than the page's others")
+            header = columns
+            v = sanity_numbers(record)
+            pct = [f"{100 * v[key]:.0f}%" for key in ("pgd", "strong", "square", "large")] + [f"{100 * v['zero']:.1f}%"]
+            rows.append(f"| {label} | {seed} | {' | '.join(pct)} | {'pass' if v['passed'] else '**FAIL**'} |")
+    if header is None:
+        return "No gradient-masking check has run yet.\n"
+    note = (
+        "\nFrom each run's eval.json (`sparta eval RUN --sanity`, on the first n test images). Made by "
+        "`python scripts/results_glance.py`.\n"
+    )
+    return "\n".join([header, "|---" * header.count(" | ") + "|---|", *rows]) + "\n" + note
+
+
+def sanity_blocks() -> dict[Path, str]:
+    """Each claim page -> its table of gradient-masking checks."""
+    return {page: sanity_block(comparisons) for page, comparisons in pages().items()}
+
+
+def update_pages(
+    blocks: dict[Path, str], write: bool, start: str = PAGE_START, end: str = PAGE_END
+) -> list[Path]:
+    """The pages whose block between `start` and `end` differs from `blocks` (rewritten if
+    `write`); a page without the markers keeps its own text."""
     stale = []
     for page, block in blocks.items():
         text = page.read_text()
-        if PAGE_START not in text or PAGE_END not in text:
+        if start not in text or end not in text:
             continue
-        updated = replace_between_markers(text, block, PAGE_START, PAGE_END)
+        updated = replace_between_markers(text, block, start, end)
         if updated != text:
             stale.append(page)
             if write:
@@ -520,12 +581,17 @@ def update_pages(blocks: dict[Path, str], write: bool) -> list[Path]:
     return stale
 
 
+def pages() -> dict[Path, list[Comparison]]:
+    """Each claim page -> the comparisons it details."""
+    found: dict[Path, list[Comparison]] = {}
+    for comparison in COMPARISONS:
+        found.setdefault(RESULTS / comparison.details, []).append(comparison)
+    return found
+
+
 def page_blocks() -> dict[Path, str]:
     """Each claim page -> its per-seed block."""
-    pages: dict[str, list[Comparison]] = {}
-    for comparison in COMPARISONS:
-        pages.setdefault(comparison.details, []).append(comparison)
-    return {RESULTS / page: page_block(comparisons) for page, comparisons in pages.items()}
+    return {page: page_block(comparisons) for page, comparisons in pages().items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -549,6 +615,7 @@ def main(argv: list[str] | None = None) -> int:
                 readme.write_text(updated)
     if not args.readme:
         stale += update_pages(page_blocks(), write=not args.check)
+        stale += update_pages(sanity_blocks(), not args.check, SANITY_START, SANITY_END)
     if args.check:
         for readme in stale:
             print(f"{readme}: a table differs from the records; run scripts/results_glance.py")

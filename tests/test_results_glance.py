@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -114,6 +116,38 @@ def test_a_page_only_comparison_stays_off_the_one_screen_table(glance):
     block = glance.page_blocks()[ROOT / "results" / page_only[0].details]
     assert f"| {page_only[0].arm} − {page_only[0].reference} |" in block
     assert page_only[0].arm not in table
+
+
+def _sanity(pgd: float, strong: float, passed: bool = True) -> dict:
+    """An eval.json "sanity" entry as `sparta eval --sanity` writes it."""
+    settings = {"steps": 20, "strong_steps": 100, "strong_restarts": 3, "square_queries": 1000, "large_eps": 0.5}
+    numbers = {
+        "gradients": {"zero_fraction": 0.004},
+        "eps-sweep": {"pgd@0": 0.9, "pgd@0.1": pgd, "pgd@0.5": 0.0},
+        "stronger-pgd": {"pgd": pgd, "strong_pgd": strong},
+        "black-box": {"square": 0.8, "white_box": min(pgd, strong)},
+    }
+    checks = [{"name": name, "passed": passed, "numbers": values} for name, values in numbers.items()]
+    return {"eps": 0.1, "n": 100, "passed": passed, "settings": settings, "checks": checks}
+
+
+def test_the_sanity_table_comes_from_each_runs_record(glance, tmp_path, monkeypatch):
+    monkeypatch.setattr(glance, "RESULTS", tmp_path)
+    for name, sanity in (("relu-seed0", _sanity(0.71, 0.71)), ("arm-seed0", _sanity(0.74, 0.60, passed=False))):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "eval.json").write_text(json.dumps({"results": [], "sanity": sanity}))
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "arm-seed0").symlink_to(tmp_path / "arm-seed0")
+    base = glance.COMPARISONS[0]
+    arm = dataclasses.replace(base, arm="Arm", arm_runs="arm-seed{seed}", reference_runs="relu-seed{seed}")
+    again = dataclasses.replace(arm, arm="Arm again", arm_runs="links/arm-seed{seed}")
+    block = glance.sanity_block([arm, again])
+    assert "| ReLU | 0 | 71% | 71% | 80% | 0% | 0.4% | pass |" in block
+    assert "| Arm | 0 | 74% | 60% | 80% | 0% | 0.4% | **FAIL** |" in block
+    assert "Arm again" not in block  # a link to a run already in the table
+    page = tmp_path / "claim.md"
+    page.write_text(f"# c\n\n{glance.SANITY_START}\n{block.replace('74%', '75%')}{glance.SANITY_END}\n")
+    assert glance.update_pages({page: block}, False, glance.SANITY_START, glance.SANITY_END) == [page]
 
 
 def test_a_changed_page_number_is_caught_and_rewritten(glance, tmp_path):
