@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Claim (c) at full data on the 2-core CPU machine: the Sparta function of the full-data
-# Fashion-MNIST SmallCNN (results/cpu/full-fmnist/smallcnn-sparta-pgd-seed0, the shipped
-# `smallcnn-sparta-fashion-mnist`), frozen, in a SmallCNN trained on all of digits'
+# Fashion-MNIST SmallCNN (results/cpu/full-fmnist/smallcnn-sparta-pgd-seed0, trained before
+# phi's gradient was scaled), frozen, in a SmallCNN trained on all of digits'
 # training split (1,347 images), against ReLU and Sparta from scratch on the same seeds.
 # PGD-AT at eps 0.1 with PGD-10 from the first step (no warm-up), 30 epochs of batch 64
 # (630 steps: far past the first-epoch regime), one-cycle lr 0.05; 10 seeds. Evaluation:

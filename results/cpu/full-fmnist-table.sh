@@ -38,6 +38,8 @@ for table in "10 clean,pgd,cw n450" "5 autoattack autoattack-n450"; do
 done
 for act in relu sparta swish frelu pssilu psoftplus; do
   run=$OUT/smallcnn-$act-pgd-seed0
+  # Sparta ships as today's code trains it (phi's gradient scaled), so its command reproduces it
+  if [ $act = sparta ]; then run=$OUT2/smallcnn-sparta-pgd-seed0; fi
   if grep -q '"autoattack"' $run/eval.json 2>/dev/null; then
     .venv/bin/python scripts/ship_pretrained.py $run smallcnn-$act-fashion-mnist \
       --command "sparta train --dataset fashion-mnist --model smallcnn --act $act --method pgd --eps 0.1 \
