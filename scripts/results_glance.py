@@ -563,9 +563,7 @@ def sanity_blocks() -> dict[Path, str]:
     return {page: sanity_block(comparisons) for page, comparisons in pages().items()}
 
 
-def update_pages(
-    blocks: dict[Path, str], write: bool, start: str = PAGE_START, end: str = PAGE_END
-) -> list[Path]:
+def update_pages(blocks: dict[Path, str], write: bool, start: str = PAGE_START, end: str = PAGE_END) -> list[Path]:
     """The pages whose block between `start` and `end` differs from `blocks` (rewritten if
     `write`); a page without the markers keeps its own text."""
     stale = []

@@ -53,15 +53,18 @@ def test_a_grid_flushes_each_log_line_as_it_goes(finished_grid, monkeypatch):
     """Grids run for hours into a log file: a line left in the buffer is lost with a kill."""
 
     class Stream(io.StringIO):
-        flushed: list[str] = []
+        def __init__(self) -> None:
+            super().__init__()
+            self.flushed: list[str] = []
 
         def flush(self) -> None:
             self.flushed.append(self.getvalue())
 
     _, cells = finished_grid
-    monkeypatch.setattr(sys, "stdout", Stream())
+    stream = Stream()
+    monkeypatch.setattr(sys, "stdout", stream)
     run_grid(cells, PLAN)
-    first_flushes = [text for text in Stream.flushed if text.count("\n") == 1]
+    first_flushes = [text for text in stream.flushed if text.count("\n") == 1]
     assert first_flushes and first_flushes[0].startswith(f"[1/{len(cells)}] {cells[0].name}: done, skipped")
 
 

@@ -16,7 +16,8 @@ from sparta.runfiles import read_eval_records
 
 HOLD = (
     "import sys, time; from pathlib import Path; import sparta.locks as locks\n"
-    "with getattr(locks, sys.argv[2])(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(float(sys.argv[3]))"
+    "with getattr(locks, sys.argv[2])(Path(sys.argv[1])):\n"
+    "    print('held', flush=True); time.sleep(float(sys.argv[3]))"
 )
 
 

@@ -238,7 +238,7 @@ def difference_axis_reach(rows: Sequence[tuple[str, Sequence[float]]], decided_s
     reach = [abs(v) for _, values in rows for v in values]
     for _, values in rows:
         estimate = mean_ci(values)
-        if len(values) >= decided_seeds and estimate.half_width is not None:
+        if len(values) >= decided_seeds and estimate.low is not None and estimate.high is not None:
             reach += [abs(estimate.low), abs(estimate.high)]
     return max(1.0, 1.15 * max(reach, default=0.0))
 
@@ -262,7 +262,7 @@ def plot_paired_differences(
             estimate = mean_ci(values)
             alpha = 1.0 if len(values) >= DECIDED_SEEDS else 0.45
             ax.plot(values, [y] * len(values), "o", color="0.55", markersize=3, fillstyle="none")
-            if estimate.half_width is not None:
+            if estimate.low is not None and estimate.high is not None:
                 low, high = max(estimate.low, -reach), min(estimate.high, reach)
                 ax.plot([low, high], [y, y], color="C0", linewidth=2, alpha=alpha)
                 for end, cut, marker in ((low, estimate.low < -reach, "<"), (high, estimate.high > reach, ">")):
