@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Stage (git add) what results/cpu/full-fmnist.sh, full-digits.sh and full-cross-cnn.sh have produced, for a commit:
-# - a finished cell (its eval.json has the AutoAttack record): config, metrics, eval records,
-#   the model and its Sparta function; its training state is dropped (not needed any more);
-# - an unfinished cell: the same plus its training state and the attack in progress, so a
-#   fresh clone resumes it where it stopped;
+# - every cell: config, metrics, eval records, the model and its Sparta function;
+# - a cell still training: its training state too, so a fresh clone resumes it where it
+#   stopped; once every epoch is trained the state is dropped (the model is all that is
+#   evaluated, and each commit of a 2.5 MB state would stay in the history);
+# - a cell still being evaluated (no AutoAttack record yet): the attack in progress too.
 # - the workers' logs, the tables and the report. Lock files stay out.
 # Model files are ignored by .gitignore (results/**/*.safetensors), hence `git add -f`.
 set -euo pipefail
@@ -13,18 +14,34 @@ OUT2=results/cpu/full-fmnist-scaled  # sparta2 cells, beside links to the ReLU c
 DIGITS=results/cpu/full-digits       # claim (c) at full data (full-digits.sh)
 SOURCES=results/cpu/full-digits-sources  # its frozen arm with each seed's own source, beside links
 CROSS=results/cpu/full-cross-cnn     # claim (b) at full data (full-cross-cnn.sh)
-for run in $OUT/smallcnn-*-pgd-seed* $OUT2/smallcnn-*-pgd-seed* $DIGITS/*-seed* $SOURCES/*-seed* $CROSS/*-seed*; do
+RUNS="$OUT/smallcnn-*-pgd-seed* $OUT2/smallcnn-*-pgd-seed* $DIGITS/*-seed* $SOURCES/*-seed* $CROSS/*-seed*"
+# the runs (not links) whose model has reached its last epoch
+trained=$(.venv/bin/python -c '
+import sys
+from pathlib import Path
+from sparta.config import TrainConfig
+from sparta.experiments.grid import epochs_done
+for run in map(Path, sys.argv[1:]):
+    if not run.is_symlink() and (run / "config.json").is_file() and epochs_done(run) >= TrainConfig.load(run).epochs:
+        print(run)
+' $RUNS)
+for run in $RUNS; do
   if [ -L "$run" ]; then git add "$run"; continue; fi  # a link to a cell staged under $OUT
   [ -f "$run/config.json" ] || continue
   keep="config.json metrics.jsonl eval.json model.safetensors sparta.safetensors"
-  if grep -q '"autoattack"' "$run/eval.json" 2>/dev/null; then
-    git rm -q --cached --ignore-unmatch "$run/checkpoint.safetensors" "$run/eval-progress.json"
+  if grep -qxF "$run" <<< "$trained"; then
+    git rm -q --cached --ignore-unmatch "$run/checkpoint.safetensors"
     rm -f "$run/checkpoint.safetensors"
   else
-    keep="$keep checkpoint.safetensors eval-progress.json"
+    keep="$keep checkpoint.safetensors"
   fi
-  for file in $keep; do
-    if [ -f "$run/$file" ]; then git add -f "$run/$file"; fi
+  if grep -q '"autoattack"' "$run/eval.json" 2>/dev/null; then
+    git rm -q --cached --ignore-unmatch "$run/eval-progress.json"
+  else
+    keep="$keep eval-progress.json"
+  fi
+  for file in $keep; do  # a file the run has since removed (a finished attack's progress) leaves the index too
+    if [ -f "$run/$file" ]; then git add -f "$run/$file"; else git rm -q --cached --ignore-unmatch "$run/$file"; fi
   done
 done
 git add -f $OUT/log-worker*.txt $OUT/table-* $OUT/sanity-*.txt
