@@ -165,6 +165,9 @@ def missing_attacks(cell: Cell, plan: EvalPlan, n: int) -> list[str]:
     return [a for a in plan.attacks if find_record(records, a, cell.config.eps, n) is None]
 
 
+TRAINING_STATES = {"new": "trained", "restart": "restarted and trained", "resume": "resumed"}  # -> the log's word
+
+
 def cell_state(cell: Cell, plan: EvalPlan, n: int) -> str:
     """One of: new, restart, resume, trained, done (see the module docstring)."""
     run_dir = cell.run_dir
@@ -235,7 +238,7 @@ def check_cells(
     for cell in cells:
         state = cell_state(cell, plan, eval_size(cell.config, plan))
         check_run_model(cell.run_dir, cell.config)
-        if state not in ("new", "restart", "resume"):
+        if state not in TRAINING_STATES:
             continue
         config = cell.config
         if config.sparta_from and stand_ins and config.sparta_from in stand_ins:
@@ -244,9 +247,6 @@ def check_cells(
         if key not in checked:
             checked.add(key)
             check_settings(config)
-
-
-TRAINING_STATES = {"new": "trained", "restart": "restarted and trained", "resume": "resumed"}
 
 
 def run_cell(cell: Cell, plan: EvalPlan) -> str:
