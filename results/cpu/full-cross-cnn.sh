@@ -14,7 +14,10 @@
 # 1,497 s; about 2.5 hours of one core a cell, about 8 a seed with its source, so three
 # seeds take several sessions of background time (results/claim-b.md).
 #
-# One worker (nice 19, its session niced as a whole, as full-fmnist.sh). It resumes where it
+# Two workers (nice 19, each in a session niced as a whole, as full-fmnist.sh), WORKERS to
+# change it: each takes its shard of every seed's arms (--shard W/2: ReLU and frozen for one,
+# Sparta from scratch for the other), and both run the seed's source first; a cell's run lock
+# makes the second wait for the first to train it, then only read it. They resume where they
 # stopped: finished cells are only read, a killed training resumes from its last save.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,17 +29,24 @@ TRANSFER="--kind cross-cnn --source-model smallcnn --source-dataset fashion-mnis
   --share network --eps 0.1 --epochs 5 --attack-steps 5 --batch-size 128 --lr 0.05 --eps-warmup-epochs 1 \
   --eval-n 1000 --device cpu --seeds 1"
 
-worker() {
+worker() {  # W K: shard W of K of every seed's arms
   for seed in 0 1 2; do
-    $SPARTA transfer $TRANSFER --seed "$seed" --attacks clean,pgd,cw --n 10000 --out $OUT
+    $SPARTA transfer $TRANSFER --seed "$seed" --attacks clean,pgd,cw --n 10000 --shard "$1/$2" --out $OUT
   done
   for seed in 0 1 2; do
-    $SPARTA transfer $TRANSFER --seed "$seed" --attacks autoattack --n 200 --out $OUT
+    $SPARTA transfer $TRANSFER --seed "$seed" --attacks autoattack --n 200 --shard "$1/$2" --out $OUT
   done
 }
 
 export -f worker
 export SPARTA TRANSFER OUT
 case ${1:-run} in
-  run) run_worker "$OUT" ;;
+  run)
+    mkdir -p "$OUT"
+    workers=${WORKERS:-2}
+    for ((w = 0; w < workers; w++)); do
+      niced_session "$OUT/log.txt" "worker $w $workers"
+      sleep 5
+    done
+    wait ;;
 esac
