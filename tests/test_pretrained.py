@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import shlex
+
 import pytest
 import torch
 
 import sparta
-from sparta.cli import main
+from sparta.cli import build_parser, main
+from sparta.commands.train import config_from_args
+from sparta.config import TrainConfig
 from sparta.data import load_dataset
 from sparta.evaluation import accuracy, evaluate_run
-from sparta.pretrained import find_accuracy, load_pretrained, pretrained_names, ship
+from sparta.pretrained import find_accuracy, load_pretrained, pretrained_names, pretrained_record, ship
 
 SLICE = 1000  # test images each shipped model is re-checked on (ship_pretrained.py records it)
 
@@ -48,3 +53,16 @@ def test_each_shipped_model_matches_its_record_on_a_slice(name):
     # 2 images of 1000 of slack: another CPU may round a borderline logit the other way
     assert accuracy(model, x[:SLICE], y[:SLICE]) == pytest.approx(expected["accuracy"], abs=0.002)
     assert find_accuracy(record, "autoattack") is not None, f"{name} ships without AutoAttack"
+
+
+@pytest.mark.parametrize("name", pretrained_names())
+def test_each_shipped_command_trains_the_shipped_config(name):
+    """A shipped model's command.txt, run today, must train the run it ships (the Sparta
+    model's did not once: its recorded command had come to train another parametrisation)."""
+    record = pretrained_record(name)
+    words = shlex.split(record["command"])
+    assert words[:2] == ["sparta", "train"], record["command"]
+    args = build_parser().parse_args([word.replace("RUN_DIR", "runs/x") for word in words[1:]])
+    from_command = TrainConfig(**config_from_args(args)).validate()
+    shipped = TrainConfig.from_dict(record["config"])
+    assert dataclasses.replace(from_command, out=shipped.out) == shipped
