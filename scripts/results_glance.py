@@ -445,7 +445,7 @@ def learning_speed(comparisons: list[Comparison]) -> list[str]:
         "How fast each arm learned: training accuracy under the training attack, averaged over "
         "all epochs (%), and the paired differences (points):",
         "",
-        "| arm | mean over the epochs | seeds |",
+        "| arm | mean over the epochs | which seeds |",
         "|---|---|---|",
     ]
     seen: dict[str, dict[int, float]] = {}
@@ -479,12 +479,12 @@ def page_block(comparisons: list[Comparison]) -> str:
     metrics = page_metrics(comparisons[0])
     header = " | ".join(f"{m.title}, n = {m.n:,}" for m in metrics)
     rule = "|---" * (len(metrics) + 2) + "|"
-    lines = [f"| arm: accuracy (%) | {header} | seeds |", rule]
+    lines = [f"| arm: accuracy (%) | {header} | which seeds |", rule]
     for label, (comparison, pattern) in page_arms(comparisons).items():
         values = arm_accuracies(comparison, pattern)
         cells = " | ".join(per_seed_cell(values[m.title], signed=False) for m in metrics)
         lines.append(f"| {label} | {cells} | {seeds_column(values)} |")
-    lines += ["", f"| arm − reference (points) | {header} | seeds | verdict |", rule + "---|"]
+    lines += ["", f"| arm − reference (points) | {header} | which seeds | verdict |", rule + "---|"]
     bounds = ["", "What the robust 95% intervals of the paired differences rule in and rule out:", ""]
     for comparison in comparisons:
         differences = paired_by_metric(comparison)

@@ -5,7 +5,7 @@
 #   stopped; once every epoch is trained the state is dropped (the model is all that is
 #   evaluated, and each commit of a 2.5 MB state would stay in the history);
 # - a cell still being evaluated (no AutoAttack record yet): the attack in progress too.
-# - the workers' logs, the tables and the report. Lock files stay out.
+# - the workers' logs, the tables, the report and the shipped models. Lock files stay out.
 # Model files are ignored by .gitignore (results/**/*.safetensors), hence `git add -f`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -48,6 +48,7 @@ git add -f $OUT/log-worker*.txt $OUT/table-* $OUT/sanity-*.txt
 for extra in $OUT2/table-* $DIGITS/table-* $DIGITS/log*.txt $DIGITS/sanity-*.txt $CROSS/table.* $CROSS/log.txt $CROSS/sanity-*.txt; do
   if [ -f "$extra" ]; then git add -f "$extra"; fi
 done
+git add -f src/sparta/pretrained_models  # the models full-fmnist-table.sh ships
 for report in $OUT/report $DIGITS/report $CROSS/report; do
   if [ -d $report ]; then git add -f $report; fi
 done

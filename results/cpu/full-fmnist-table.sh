@@ -36,17 +36,25 @@ for table in "10 clean,pgd,cw n450" "5 autoattack autoattack-n450"; do
   fi
   rm -f $DIGITS/table.md $DIGITS/table.csv
 done
+ship() {  # NAME RUN MODEL_FLAGS: ship RUN as NAME once it has its AutoAttack record
+  if grep -q '"autoattack"' $2/eval.json 2>/dev/null; then
+    .venv/bin/python scripts/ship_pretrained.py $2 $1 \
+      --command "sparta train --dataset fashion-mnist $3 --method pgd --eps 0.1 \
+--epochs 5 --attack-steps 5 --batch-size 128 --lr 0.05 --eps-warmup-epochs 1 --eval-n 1000 --device cpu --seed 0 \
+--out RUN_DIR"
+  fi
+}
 for act in relu sparta swish frelu pssilu psoftplus; do
   run=$OUT/smallcnn-$act-pgd-seed0
   # Sparta ships as today's code trains it (phi's gradient scaled), so its command reproduces it
   if [ $act = sparta ]; then run=$OUT2/smallcnn-sparta-pgd-seed0; fi
-  if grep -q '"autoattack"' $run/eval.json 2>/dev/null; then
-    .venv/bin/python scripts/ship_pretrained.py $run smallcnn-$act-fashion-mnist \
-      --command "sparta train --dataset fashion-mnist --model smallcnn --act $act --method pgd --eps 0.1 \
---epochs 5 --attack-steps 5 --batch-size 128 --lr 0.05 --eps-warmup-epochs 1 --eval-n 1000 --device cpu --seed 0 \
---out RUN_DIR"
-  fi
+  ship smallcnn-$act-fashion-mnist $run "--model smallcnn --act $act"
 done
+# Claim (b)'s ResNet-20 arms of seed 0 (full-cross-cnn.sh), trained with share=network
+CROSS=results/cpu/full-cross-cnn
+ship resnet20-relu-fashion-mnist $CROSS/relu-resnet20-fashion-mnist-seed0 "--model resnet20 --act relu --share network"
+ship resnet20-sparta-fashion-mnist $CROSS/sparta-scratch-resnet20-fashion-mnist-seed0 \
+  "--model resnet20 --act sparta --share network"
 # The report of the finished cells (those with their AutoAttack record): curves, threshold
 # maps, and what each Sparta site learned (beta, T's spread, distance from ReLU).
 finished=$(for run in $OUT/smallcnn-*-pgd-seed*; do
