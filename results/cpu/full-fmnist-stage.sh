@@ -49,7 +49,7 @@ for extra in $OUT2/table-* $DIGITS/table-* $DIGITS/log*.txt $DIGITS/sanity-*.txt
   if [ -f "$extra" ]; then git add -f "$extra"; fi
 done
 git add -f src/sparta/pretrained_models  # the models full-fmnist-table.sh ships
-for report in $OUT/report $DIGITS/report $CROSS/report; do
+for report in $OUT/report $DIGITS/report $CROSS/report $CROSS/report-sources; do
   if [ -d $report ]; then git add -f $report; fi
 done
 # the one-screen table of results/README.md, its figure and the claim pages' per-seed tables, from the records just staged

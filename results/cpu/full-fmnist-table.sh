@@ -69,3 +69,11 @@ for cells in "results/cpu/full-cross-cnn/*-resnet20-*-seed*" "results/cpu/full-d
     .venv/bin/sparta report $evaluated --out "$(dirname "${cells%% *}")/report" --images 0 --device cpu > /dev/null
   fi
 done
+# Claim (b)'s sources (SmallCNN, share=network) that have trained all 5 epochs: what the
+# function each frozen arm imports had learned.
+sources=$(for run in results/cpu/full-cross-cnn/source-smallcnn-*-seed*; do
+  if [ "$(wc -l < $run/metrics.jsonl 2>/dev/null || echo 0)" -ge 5 ]; then echo $run; fi
+done)
+if [ -n "$sources" ]; then
+  .venv/bin/sparta report $sources --out results/cpu/full-cross-cnn/report-sources --images 0 --device cpu > /dev/null
+fi
