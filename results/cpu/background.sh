@@ -6,6 +6,13 @@
 niced_session() {  # LOG COMMAND: run the bash command line COMMAND at nice 19, output appended to LOG
   setsid bash -c 'echo 19 > /proc/self/autogroup 2>/dev/null; exec nice -n 19 bash -c "$0"' "$2" >> "$1" 2>&1 &
 }
+run_workers() {  # COUNT LOG: `worker W COUNT` (W = 0 .. COUNT-1), each niced as above; {W} in LOG is W; waits
+  for ((w = 0; w < $1; w++)); do
+    niced_session "${2//\{W\}/$w}" "worker $w $1"
+    sleep 5
+  done
+  wait
+}
 run_worker() {  # OUT: the script's exported function `worker`, niced as above, logging to OUT/log.txt; waits
   mkdir -p "$1"
   niced_session "$1/log.txt" worker

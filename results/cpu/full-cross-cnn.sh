@@ -43,10 +43,5 @@ export SPARTA TRANSFER OUT
 case ${1:-run} in
   run)
     mkdir -p "$OUT"
-    workers=${WORKERS:-2}
-    for ((w = 0; w < workers; w++)); do
-      niced_session "$OUT/log.txt" "worker $w $workers"
-      sleep 5
-    done
-    wait ;;
+    run_workers "${WORKERS:-2}" "$OUT/log.txt" ;;
 esac

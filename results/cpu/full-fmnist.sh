@@ -52,9 +52,5 @@ export SPARTA TRAIN OUT OUT2 LOCKS QUEUE
 case ${1:-run} in
   run)
     rm -rf "$LOCKS" && mkdir -p "$LOCKS" "$OUT"
-    for ((w = 0; w < ${WORKERS:-2}; w++)); do  # WORKERS=1 leaves a core to full-digits.sh
-      niced_session "$OUT/log-worker$w.txt" "worker $w"
-      sleep 5
-    done
-    wait ;;
+    run_workers "${WORKERS:-2}" "$OUT/log-worker{W}.txt" ;;  # WORKERS=1 leaves a core to full-digits.sh
 esac
