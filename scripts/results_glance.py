@@ -59,6 +59,7 @@ class Comparison:
     machine: str
     details: str  # page under results/
     glance: bool = True  # a row of the one-screen table (else on its page only)
+    network: str = ""  # named in the figure's label where the claim has rows of several networks
 
     def runs(self, pattern: str) -> dict[int, Path]:
         found = {seed: RESULTS / pattern.format(seed=seed) for seed in SEEDS}
@@ -107,6 +108,18 @@ COMPARISONS = (
     _full_fmnist("frelu", "FReLU"),
     _full_fmnist("pssilu", "PSSiLU"),
     _full_fmnist("psoftplus", "parametric Softplus"),
+    Comparison(  # claim (a) once more, on claim (b)'s ResNet-20 arms (same cells, no extra cost)
+        "(a)",
+        FULL_B_SETTING,
+        "Sparta from scratch",
+        "ReLU",
+        "cpu/full-cross-cnn/sparta-scratch-resnet20-fashion-mnist-seed{seed}",
+        "cpu/full-cross-cnn/relu-resnet20-fashion-mnist-seed{seed}",
+        FULL_FMNIST,
+        CPU,
+        "claim-b.md",
+        network="ResNet-20",
+    ),
     Comparison(
         "(b)",
         FULL_B_SETTING,
@@ -257,16 +270,13 @@ def table(measured: Measured, links: str = "") -> str:
         "| claim | setting | arm − reference | clean | PGD-20 | AutoAttack (n) | seeds | verdict | machine |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | --- |",
     ]
-    previous = None
+    previous: tuple[str, str] | None = None
     for comparison, differences, seeds in measured:
         auto = next(m for m in comparison.metrics if m.attack == "autoattack")
         # claim and setting once per group of rows
-        where = (
-            ""
-            if comparison.setting == previous
-            else f"{comparison.claim} | [{comparison.setting}]({links}{comparison.details})"
-        )
-        previous = comparison.setting
+        group = (comparison.claim, comparison.setting)
+        where = "" if group == previous else f"{comparison.claim} | [{comparison.setting}]({links}{comparison.details})"
+        previous = group
         lines.append(
             f"| {where or ' | '} | {comparison.arm} − {comparison.reference} | {_cell(differences.get('clean'))} | "
             f"{_cell(differences.get('PGD-20'))} | {_cell(differences.get('AutoAttack'))} ({auto.n}) | "
@@ -292,7 +302,9 @@ def panels(measured: Measured) -> dict[str, list[tuple[str, list[float]]]]:
             if differences.get(title):
                 scale = ", small scale" if "(small scale)" in comparison.setting else ""
                 count = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
-                label = f"{comparison.claim} {comparison.arm} − {comparison.reference} ({count}{scale})"
+                network = comparison.network
+                claim = f"({comparison.claim.strip('()')}, {network})" if network else comparison.claim
+                label = f"{claim} {comparison.arm} − {comparison.reference} ({count}{scale})"
                 found.setdefault(f"{title} minus reference", []).append((label, differences[title]))
     return found
 

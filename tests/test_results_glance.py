@@ -237,3 +237,16 @@ def test_learning_speed_pairs_each_arms_mean_training_accuracy_over_the_epochs(g
     assert "| ref | 30.00 ± n/a (30.00) | 0 |" in table
     assert "| arm | 50.00 ± 127.06 (40.00, 60.00) | 0-1 |" in table  # t(0.975, 1) = 12.71 times 10
     assert "| arm − ref | +10.00 ± n/a (+10.00) | 0 |" in table
+
+
+def test_two_claims_on_one_setting_each_keep_their_label(glance):
+    """Claim (a) on ResNet-20 reads claim (b)'s cells: its row and (b)'s share a setting, and
+    each still names its claim; the figure names the network of the (a) row."""
+    on_resnet = [c for c in glance.COMPARISONS if c.setting == glance.FULL_B_SETTING]
+    assert {c.claim for c in on_resnet} == {"(a)", "(b)"}
+    measured = [(c, {"PGD-20": [1.0]}, [0]) for c in on_resnet]
+    rows = glance.table(measured).splitlines()[2 : 2 + len(on_resnet)]
+    assert [row.split(" | ")[0] for row in rows] == ["| (a)", "| (b)", "| "]
+    labels = [label for label, _ in glance.panels(measured)["PGD-20 minus reference"]]
+    assert labels[0] == "(a, ResNet-20) Sparta from scratch − ReLU (1 seed)"
+    assert labels[1].startswith("(b) Sparta frozen from SmallCNN − ReLU")
