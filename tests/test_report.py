@@ -59,7 +59,8 @@ def test_report_links_readable_pngs(grid, tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
     text = (out / "report.md").read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
-    assert len(links) == 3 and all(link.endswith(".png") for link in links)  # eps, curves, one Sparta run
+    # eps, curves, the Sparta run's threshold maps, its sites' learned functions
+    assert len(links) == 4 and all(link.endswith(".png") for link in links)
     for link in links:
         image = imread(out / link)
         assert image.ndim == 3 and image.shape[0] >= 300 and image.shape[1] >= 400, link
@@ -223,6 +224,37 @@ def test_site_summaries_tell_a_relu_like_site_from_a_swish_like_one():
     assert site_summaries(model, x) == soft and model.training  # measured in eval mode, mode kept
 
 
+def test_the_drawn_gate_is_what_a_site_with_a_constant_threshold_computes():
+    """gate_curve(x, beta, T) is Sparta's own output once phi gives T everywhere: the curves
+    of the report's figure are the activation, not a look-alike."""
+    from sparta.report.sites import gate_curve
+    from sparta.sparta_activation import Sparta
+
+    site = Sparta(4, beta0=2.2).eval()
+    with torch.no_grad():
+        site.phi.conv2.bias.fill_(-0.125)  # conv2's weight starts at 0: T = -0.125 at every position
+    x = torch.linspace(-3, 3, 4 * 5 * 5, dtype=torch.float64).reshape(1, 4, 5, 5)
+    with torch.no_grad():
+        expected = site.double()(x).numpy().ravel()
+        beta = float(site.beta)
+    assert beta == pytest.approx(2.2)
+    np.testing.assert_allclose(gate_curve(x.numpy().ravel(), beta, -0.125), expected, rtol=1e-12, atol=1e-15)
+    assert np.allclose(gate_curve(np.array([-2.0, 0.0, 2.0]), 1e4, 0.0), [0.0, 0.0, 2.0])  # beta large: ReLU
+
+
+def test_the_gates_figure_takes_many_sites_and_several_groups(tmp_path):
+    from sparta.report.plots import plot_site_gates
+    from sparta.report.sites import SiteSummary
+
+    def sites(count, t):
+        return [SiteSummary(f"s{i}", 2.0, t + 0.01 * i, 0.05, 1.2, 0.2, 0.1) for i in range(count)]
+
+    groups = {"source": [sites(4, -0.1), sites(4, -0.2)], "resnet20": [sites(19, 0.1)]}
+    path = plot_site_gates(groups, tmp_path / "g.png")
+    image = imread(path)
+    assert image.shape[1] > image.shape[0] and image[..., :3].var() > 0
+
+
 def test_report_says_what_the_sparta_sites_learned(grid, tmp_path):
     out = tmp_path / "report"
     assert main(["report", str(grid), "--out", str(out), "--images", "0"]) == 0
@@ -231,6 +263,8 @@ def test_report_says_what_the_sparta_sites_learned(grid, tmp_path):
     assert "### sparta (mean over 1 seed(s), then their range)" in section
     assert len([line for line in section.splitlines() if line.startswith("| block")]) == 4
     assert "No Sparta site in: relu." in section
+    assert "![the learned functions of the Sparta sites](sparta_gates.png)" in section
+    assert (out / "sparta_gates.png").is_file()
 
 
 def test_frozen_cells_of_several_seeds_group_by_what_their_function_came_from(grid, tmp_path):

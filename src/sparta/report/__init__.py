@@ -25,7 +25,7 @@ from sparta.report.collect import (
     training_curves,
 )
 from sparta.report.markdown import Figures, write_report
-from sparta.report.plots import plot_robust_accuracy, plot_threshold_maps, plot_training_curves
+from sparta.report.plots import plot_robust_accuracy, plot_site_gates, plot_threshold_maps, plot_training_curves
 from sparta.report.sites import run_site_summaries
 from sparta.report.thresholds import run_threshold_maps
 from sparta.runfiles import EvalRecord
@@ -89,6 +89,8 @@ def build_report(
         figures.notes["training"] = ["No per-epoch metrics (metrics.jsonl) in these runs."]
     _add_threshold_maps(figures, groups, out, images, device, data_root)
     _add_site_summaries(figures, groups, device, data_root)
+    if figures.sites:
+        figures.gates = plot_site_gates(figures.sites, out / "sparta_gates.png")
     return write_report(out, runs, groups, figures)
 
 

@@ -22,6 +22,7 @@ class Figures:
     training: Path | None = None
     thresholds: list[tuple[str, Path]] = field(default_factory=list)  # (group label, PNG)
     sites: dict[str, list[list[SiteSummary]]] = field(default_factory=dict)  # group -> per seed, per site
+    gates: Path | None = None  # the sites' learned functions as curves
     notes: dict[str, list[str]] = field(default_factory=dict)  # section -> lines
 
 
@@ -76,9 +77,12 @@ def _mean_and_range(values: list[float]) -> str:
     return mean if len(values) == 1 else f"{mean} ({min(values):.2f} to {max(values):.2f})"
 
 
-def _sites_section(figures: Figures) -> list[str]:
-    """What each group's Sparta sites learned (sparta.report.sites), a table per group."""
+def _sites_section(figures: Figures, out_dir: Path) -> list[str]:
+    """What each group's Sparta sites learned (sparta.report.sites): their functions drawn,
+    then a table per group."""
     text = ["## What the Sparta sites learned", ""]
+    if figures.gates:
+        text += [_image(out_dir, figures.gates, "the learned functions of the Sparta sites"), ""]
     for label, per_seed in figures.sites.items():
         text += [f"### {label} (mean over {len(per_seed)} seed(s), then their range)", "", *_sites_table(per_seed), ""]
     return [*text, *(f"- {line}" for line in figures.notes.get("sites", [])), ""]
@@ -112,7 +116,7 @@ def render_report(out_dir: Path, runs: Sequence[Run], groups: dict[str, list[Run
     text += [
         *(f"- {line}" for line in notes.get("thresholds", [])),
         "",
-        *_sites_section(figures),
+        *_sites_section(figures, out_dir),
         "## Latest evaluation records",
         "",
         *_records_table(runs, names),

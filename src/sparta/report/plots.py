@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
@@ -17,11 +18,13 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from sparta.report.collect import Band
+from sparta.report.sites import SiteSummary, gate_curve
 from sparta.report.thresholds import ThresholdMaps
 from sparta.stats import mean_ci
 
 DPI = 120
 DIVERGING = "RdBu_r"  # blue below 0, red above; white at 0
+_DEPTH = colormaps["viridis"]  # a site's depth in the network, first (dark) to last (yellow)
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")  # hollow, so overlapping lines stay visible
 
 
@@ -224,6 +227,52 @@ def plot_threshold_maps(maps: ThresholdMaps, path: str | Path, title: str) -> Pa
         f"{title}\nT(X) at the first Sparta site '{maps.site}' (input {channels}×{height}×{width}; {shared})",
         fontsize=11,
     )
+    return _save(fig, path)
+
+
+NAMED_SITES = 6  # a panel of more sites colours them by depth and names the first and last only
+
+
+def _draw_gates(ax, per_seed: Sequence[Sequence[SiteSummary]]) -> None:
+    """One group's sites: each curve at the seeds' mean beta and mean T, shaded between
+    T - sd and T + sd; ReLU dashed. The x range is twice the widest site input's sd."""
+    reach = 2.0 * max(float(np.mean([seed[i].input_sd for seed in per_seed])) for i in range(len(per_seed[0])))
+    x = np.linspace(-reach, reach, 401)
+    ax.plot(x, np.maximum(x, 0.0), "--", color="0.25", linewidth=1.0, label="ReLU")
+    count = len(per_seed[0])
+    for index, site in enumerate(per_seed[0]):
+        beta, mean, sd = (
+            float(np.mean([getattr(seed[index], name) for seed in per_seed]))
+            for name in ("beta", "threshold_mean", "threshold_sd")
+        )
+        color = f"C{index % 10}" if count <= NAMED_SITES else _DEPTH(index / max(count - 1, 1))
+        named = count <= NAMED_SITES or index in (0, count - 1)
+        label = f"{site.site}: beta {beta:.2f}, T {mean:+.2f} ± {sd:.2f}" if named else None
+        ax.plot(x, gate_curve(x, beta, mean), color=color, linewidth=1.2, label=label)
+        ax.fill_between(x, gate_curve(x, beta, mean - sd), gate_curve(x, beta, mean + sd), color=color,
+                        alpha=0.2, linewidth=0)  # fmt: skip
+    ax.set_xlabel("site input x", fontsize=8)
+    ax.set_ylabel("output", fontsize=8)
+    ax.tick_params(labelsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+
+
+def plot_site_gates(sites: Mapping[str, Sequence[Sequence[SiteSummary]]], path: str | Path) -> Path:
+    """What each group's Sparta sites learned, as functions of their input: one panel per
+    group, each site's x * sigmoid(beta (x - T)) at T's mean over images and positions, shaded
+    over T ± its sd (how far the spatial attention moves it), against ReLU; means over seeds."""
+    columns = min(len(sites), 3)
+    rows = -(-len(sites) // columns)
+    fig = Figure(figsize=(4.6 * columns, 4.0 * rows + 0.4), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax, (label, per_seed) in zip(axes, sites.items()):
+        _draw_gates(ax, per_seed)
+        ax.set_title(f"{label} ({len(per_seed)} seed{'s' if len(per_seed) != 1 else ''})", fontsize=9)
+    for ax in axes[len(sites) :]:
+        ax.set_visible(False)
+    fig.suptitle("What each Sparta site learned: x · sigmoid(beta (x − T)), T at its mean, shaded over T ± sd",
+                 fontsize=10)  # fmt: skip
     return _save(fig, path)
 
 

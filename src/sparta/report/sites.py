@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+from scipy.special import expit
 from torch import nn
 
 from sparta.attacks import model_mode
@@ -30,6 +32,12 @@ class SiteSummary:
     input_sd: float  # the spread of X, the scale T is compared with
     from_relu: float  # sum |Sparta(X) - ReLU(X)| / sum ReLU(X)
     negative_passed: float  # what Sparta lets through where X < 0, over sum ReLU(X)
+
+
+def gate_curve(x: np.ndarray, beta: float, threshold: float) -> np.ndarray:
+    """Sparta's output x * sigmoid(beta (x - T)) where T is one number: a site's learned
+    function drawn as a curve, at its mean T (and at mean ± sd, the range T moves over)."""
+    return x * expit(beta * (x - threshold))
 
 
 def site_inputs(model: nn.Module, x: torch.Tensor) -> list[tuple[str, Sparta, torch.Tensor]]:
