@@ -6,6 +6,7 @@ so they render the same on a headless machine and inside other programs.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -268,10 +269,11 @@ def plot_site_gates(sites: Mapping[str, Sequence[Sequence[SiteSummary]]], path: 
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
     for ax, (label, per_seed) in zip(axes, sites.items()):
         _draw_gates(ax, per_seed)
-        ax.set_title(f"{label} ({len(per_seed)} seed{'s' if len(per_seed) != 1 else ''})", fontsize=9)
+        title = f"{label} ({len(per_seed)} seed{'s' if len(per_seed) != 1 else ''})"
+        ax.set_title(textwrap.fill(title, 48), fontsize=9)
     for ax in axes[len(sites) :]:
         ax.set_visible(False)
-    fig.suptitle("What each Sparta site learned: x · sigmoid(beta (x − T)), T at its mean, shaded over T ± sd",
+    fig.suptitle("What each Sparta site learned\nx · sigmoid(beta (x − T)), T at its mean, shaded over T ± sd",
                  fontsize=10)  # fmt: skip
     return _save(fig, path)
 
