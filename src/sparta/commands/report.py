@@ -4,7 +4,8 @@ Each DIR is a run directory or a folder with run directories below it (such as t
 output of `sparta compare`). With --eps-sweep, runs lacking PGD-20 records at those eps
 are evaluated first on the first N test images (eps 0 means clean accuracy). The
 report also measures each Sparta site on 200 clean test images: its beta, how much its
-threshold T varies, and how far its output is from ReLU's.
+threshold T varies, and how far its output is from ReLU's, and draws each site's learned
+function x * sigmoid(beta (x - T)) against ReLU.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sparta.commands._types import eps_value
 from sparta.errors import SpartaError
 
 NAME = "report"
-HELP = "write a markdown report with plots (robust accuracy vs eps, training curves, threshold maps)"
+HELP = "write a markdown report with plots (robust accuracy vs eps, training curves, threshold maps, learned functions)"
 # Test images of the eps sweep when --n is not given.
 SWEEP_IMAGES = 1000
 
