@@ -7,7 +7,7 @@ of each claim's page, made from the run records.
 Each row pairs an arm with its reference seed by seed (same seed, same data order) and
 reads every accuracy from the runs' eval.json: the paired difference in points, mean ±
 95% Student-t half width over the seeds both have, for clean, PGD-20 and AutoAttack
-accuracy. The verdict follows from the robust intervals (PGD-20 and AutoAttack): ahead
+accuracy, each metric over its own seeds. The verdict follows from the robust intervals (PGD-20 and AutoAttack): ahead
 or behind where an interval excludes 0, level where all include it. Each page of a claim
 (results/claim-*.md) carries, between its own markers, every arm's accuracy and every
 paired difference seed by seed, with CW-30 beside them, what each difference's robust
@@ -212,39 +212,34 @@ def accuracy(run: Path, metric: Metric) -> float | None:
     return None if record is None else 100 * float(record["accuracy"])
 
 
-def paired(comparison: Comparison) -> tuple[dict[str, list[float]], list[int]]:
-    """Per metric, arm minus reference in points, over the seeds on which both arms have every
-    metric that either arm measured at all (one set of seeds for the whole row); and those seeds."""
-    arms, references = comparison.runs(comparison.arm_runs), comparison.runs(comparison.reference_runs)
-    common = sorted(set(arms) & set(references))
-    values = {
-        (seed, metric.title): (accuracy(arms[seed], metric), accuracy(references[seed], metric))
-        for seed in common
-        for metric in comparison.metrics
-    }
-    measured = [m.title for m in comparison.metrics if any(None not in values[s, m.title] for s in common)]
-    seeds = [seed for seed in common if all(None not in values[seed, title] for title in measured)]
-    differences = {title: [values[s, title][0] - values[s, title][1] for s in seeds] for title in measured}  # type: ignore[operator]
-    return ({title: v for title, v in differences.items() if v}, seeds)
+def paired(comparison: Comparison) -> dict[str, dict[int, float]]:
+    """Per metric of the glance, seed -> arm minus reference in points, on each seed both arms
+    have it: each metric its own seeds, since AutoAttack lands seeds after clean and PGD-20."""
+    by_metric = paired_by_metric(comparison)
+    return {m.title: by_metric[m.title] for m in comparison.metrics if by_metric.get(m.title)}
 
 
 MIN_SEEDS = 3  # a verdict needs an interval from at least three paired seeds
 
 
 def verdict(differences: dict[str, list[float]]) -> str:
+    """From the robust metrics of at least MIN_SEEDS paired seeds: ahead or behind where an
+    interval excludes 0, else level; a robust metric on fewer seeds is named as still to come."""
     robust = {title: mean_ci(values) for title, values in differences.items() if title != "clean" and values}
-    if not robust or min(e.n for e in robust.values()) < MIN_SEEDS:
+    decided = {title: e for title, e in robust.items() if e.n >= MIN_SEEDS}
+    if not decided:
         return f"running: under {MIN_SEEDS} paired seeds"
-    robust = {title: e for title, e in robust.items() if e.half_width}  # all seeds equal: no spread to judge
-    if not robust:
-        return "undecided: every seed gave the same difference"
-    ahead = [t for t, e in robust.items() if e.low is not None and e.low > 0]
-    behind = [t for t, e in robust.items() if e.high is not None and e.high < 0]
+    pending = "".join(f"; {t} on {e.n} of {MIN_SEEDS} seeds so far" for t, e in robust.items() if e.n < MIN_SEEDS)
+    spread = {title: e for title, e in decided.items() if e.half_width}  # all seeds equal: no spread to judge
+    if not spread:
+        return f"undecided: every seed gave the same difference{pending}"
+    ahead = [t for t, e in spread.items() if e.low is not None and e.low > 0]
+    behind = [t for t, e in spread.items() if e.high is not None and e.high < 0]
     if ahead and not behind:
-        return f"**ahead** ({', '.join(ahead)})"
+        return f"**ahead** ({', '.join(ahead)}){pending}"
     if behind and not ahead:
-        return f"**behind** ({', '.join(behind)})"
-    return "mixed" if ahead else "level"
+        return f"**behind** ({', '.join(behind)}){pending}"
+    return ("mixed" if ahead else "level") + pending
 
 
 def _cell(values: list[float] | None, form: str = "{:+.2f}") -> str:
@@ -256,12 +251,29 @@ def _cell(values: list[float] | None, form: str = "{:+.2f}") -> str:
     return f"{form.format(estimate.mean)} ± {half}"
 
 
-Measured = list[tuple[Comparison, dict[str, list[float]], list[int]]]  # comparison, differences, seeds
+Measured = list[tuple[Comparison, dict[str, dict[int, float]]]]  # comparison, metric -> seed -> difference
 
 
 def measure() -> Measured:
     """Every comparison's paired differences, read from the records once."""
-    return [(comparison, *paired(comparison)) for comparison in COMPARISONS if comparison.glance]
+    return [(comparison, paired(comparison)) for comparison in COMPARISONS if comparison.glance]
+
+
+def row_seeds(differences: dict[str, dict[int, float]]) -> int:
+    """The seeds column of a row: the most seeds any of its metrics has paired."""
+    return max((len(values) for values in differences.values()), default=0)
+
+
+def _own_seeds(values: dict[int, float] | None, seeds: int) -> str:
+    """ "k seed(s)" where a cell rests on fewer seeds than its row ("" where it does not)."""
+    own = len(values or {})
+    return "" if own in (0, seeds) else f"{own} seed{'s' if own != 1 else ''}"
+
+
+def _counted(values: dict[int, float] | None, seeds: int) -> str:
+    """A table cell, with its own count of seeds where it has fewer than its row."""
+    own = _own_seeds(values, seeds)
+    return _cell(list((values or {}).values())) + (f" ({own})" if own else "")
 
 
 def table(measured: Measured, links: str = "") -> str:
@@ -271,22 +283,28 @@ def table(measured: Measured, links: str = "") -> str:
         "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     previous: tuple[str, str] | None = None
-    for comparison, differences, seeds in measured:
+    for comparison, differences in measured:
         auto = next(m for m in comparison.metrics if m.attack == "autoattack")
+        seeds = row_seeds(differences)
+        decided = verdict({title: list(values.values()) for title, values in differences.items()})
+        auto_values = differences.get("AutoAttack", {})
+        auto_seeds = _own_seeds(auto_values, seeds)
         # claim and setting once per group of rows
         group = (comparison.claim, comparison.setting)
         where = "" if group == previous else f"{comparison.claim} | [{comparison.setting}]({links}{comparison.details})"
         previous = group
         lines.append(
-            f"| {where or ' | '} | {comparison.arm} − {comparison.reference} | {_cell(differences.get('clean'))} | "
-            f"{_cell(differences.get('PGD-20'))} | {_cell(differences.get('AutoAttack'))} ({auto.n}) | "
-            f"{len(seeds)} | {verdict(differences)} | {comparison.machine} |"
+            f"| {where or ' | '} | {comparison.arm} − {comparison.reference} | "
+            f"{_counted(differences.get('clean'), seeds)} | {_counted(differences.get('PGD-20'), seeds)} | "
+            f"{_cell(list(auto_values.values()))} ({auto.n}{auto_seeds and f', {auto_seeds}'}) | "
+            f"{seeds} | {decided} | {comparison.machine} |"
         )
     note = (
         "\nPaired differences in points, mean ± 95% Student-t half width over the seeds both arms "
-        "have (each accuracy on the same test images for both); clean and PGD-20 on the n of the "
+        "have (each accuracy on the same test images for both); a cell on fewer seeds than its row "
+        "says how many (AutoAttack lands after the rest). Clean and PGD-20 on the n of the "
         "setting's page, AutoAttack (standard) on the first n test images. Verdict from the robust "
-        f"intervals, once {MIN_SEEDS} seeds are paired: ahead or behind where one excludes 0. The intervals "
+        f"intervals of {MIN_SEEDS} or more paired seeds: ahead or behind where one excludes 0. The intervals "
         "are over training seeds on one fixed test sample; on 100-200 test images a difference of a "
         "point or two can also be that sample's. Made by `python scripts/results_glance.py` from the "
         "runs' eval.json.\n"
@@ -298,14 +316,15 @@ def panels(measured: Measured) -> dict[str, list[tuple[str, list[float]]]]:
     """The forest plot's panels: robust metric -> (row label, per-seed differences)."""
     found: dict[str, list[tuple[str, list[float]]]] = {}
     for title in ("PGD-20", "AutoAttack"):
-        for comparison, differences, seeds in measured:
+        for comparison, differences in measured:
             if differences.get(title):
                 scale = ", small scale" if "(small scale)" in comparison.setting else ""
-                count = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
+                seeds = row_seeds(differences)
+                count = f"{seeds} seed{'s' if seeds != 1 else ''}"
                 network = comparison.network
                 claim = f"({comparison.claim.strip('()')}, {network})" if network else comparison.claim
                 label = f"{claim} {comparison.arm} − {comparison.reference} ({count}{scale})"
-                found.setdefault(f"{title} minus reference", []).append((label, differences[title]))
+                found.setdefault(f"{title} minus reference", []).append((label, list(differences[title].values())))
     return found
 
 

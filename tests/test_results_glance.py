@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import statistics
 from pathlib import Path
 
 import pytest
+from scipy import stats
 
 from sparta.report.plots import plot_paired_differences
 
@@ -53,6 +55,12 @@ def test_writing_fills_the_markers_and_draws_the_figure(glance, tmp_path):
         ({"clean": [5.0, 6.0, 7.0]}, "running: under 3 paired seeds"),  # clean alone decides nothing
         ({"PGD-20": [2.0, 2.0, 2.0]}, "undecided: every seed gave the same difference"),
         ({"PGD-20": [1.0, 1.5, 2.0], "AutoAttack": [-1.0, -1.5, -2.0]}, "mixed"),
+        # AutoAttack lands seeds after PGD-20: the decided metric speaks, the other is named
+        ({"PGD-20": [-1.0, 1.5, 0.0, 0.5], "AutoAttack": [3.0]}, "level; AutoAttack on 1 of 3 seeds so far"),
+        (
+            {"PGD-20": [1.0, 1.5, 2.0], "AutoAttack": [-4.0, -5.0]},
+            "**ahead** (PGD-20); AutoAttack on 2 of 3 seeds so far",
+        ),
     ],
 )
 def test_the_verdict_follows_the_robust_intervals(glance, differences, expected):
@@ -244,9 +252,29 @@ def test_two_claims_on_one_setting_each_keep_their_label(glance):
     each still names its claim; the figure names the network of the (a) row."""
     on_resnet = [c for c in glance.COMPARISONS if c.setting == glance.FULL_B_SETTING]
     assert {c.claim for c in on_resnet} == {"(a)", "(b)"}
-    measured = [(c, {"PGD-20": [1.0]}, [0]) for c in on_resnet]
+    measured = [(c, {"PGD-20": {0: 1.0}}) for c in on_resnet]
     rows = glance.table(measured).splitlines()[2 : 2 + len(on_resnet)]
     assert [row.split(" | ")[0] for row in rows] == ["| (a)", "| (b)", "| "]
     labels = [label for label, _ in glance.panels(measured)["PGD-20 minus reference"]]
     assert labels[0] == "(a, ResNet-20) Sparta from scratch − ReLU (1 seed)"
     assert labels[1].startswith("(b) Sparta frozen from SmallCNN − ReLU")
+
+
+def test_a_metric_on_fewer_seeds_keeps_the_rows_other_seeds(glance):
+    """AutoAttack on one seed of ten must not shrink the row's clean and PGD-20 to that seed:
+    each metric keeps its own seeds, the seeds column the most, and a cell on fewer says so."""
+    comparison = next(c for c in glance.COMPARISONS if c.claim == "(c)" and c.glance)
+    ten = {seed: 0.5 * (seed % 3 - 1) for seed in range(10)}
+    row = glance.table([(comparison, {"clean": ten, "PGD-20": ten, "AutoAttack": {0: 1.5}})]).splitlines()[2]
+    cells = row.split(" | ")
+    values = list(ten.values())
+    half = stats.t.ppf(0.975, 9) * statistics.stdev(values) / 10**0.5
+    ten_seeds = f"{statistics.mean(values):+.2f} ± {half:.2f}"
+    assert cells[3:8] == [
+        ten_seeds,
+        ten_seeds,
+        "+1.50 ± n/a (450, 1 seed)",
+        "10",
+        "level; AutoAttack on 1 of 3 seeds so far",
+    ]
+    assert glance._counted({0: 1.0, 1: 2.0}, 10) == "+1.50 ± 6.35 (2 seeds)"
