@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -365,13 +366,13 @@ def per_seed_cell(values: dict[int, float], signed: bool) -> str:
 
 
 def seeds_column(per_metric: dict[str, dict[int, float]]) -> str:
-    """The seeds behind a row: one span if every metric has the same, else one per metric."""
+    """The seeds behind a row: the span most metrics share, then each other metric's own
+    ("0-9; AutoAttack 0-4")."""
     spans = {title: seed_span(sorted(values)) for title, values in per_metric.items() if values}
     if not spans:
         return "–"
-    if len(set(spans.values())) == 1:
-        return next(iter(spans.values()))
-    return "; ".join(f"{title} {span}" for title, span in spans.items())
+    shared = Counter(spans.values()).most_common(1)[0][0]
+    return "; ".join([shared, *(f"{title} {span}" for title, span in spans.items() if span != shared)])
 
 
 def arm_accuracies(comparison: Comparison, pattern: str) -> dict[str, dict[int, float]]:
