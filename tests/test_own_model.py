@@ -90,3 +90,17 @@ def test_save_checkpoint_takes_any_model(tmp_path):
     loaded, meta = sparta.load_checkpoint(path, model=tiny_net())
     assert meta == {"note": "mine"}
     assert torch.equal(loaded[0].weight, model[0].weight)
+
+
+def test_site_summaries_of_a_users_model_and_a_light_import():
+    """`sparta.site_summaries` measures the Sparta sites of any model; `import sparta` itself
+    does not load matplotlib (only drawing a report does)."""
+    import subprocess
+    import sys
+
+    torch.manual_seed(0)
+    summaries = sparta.site_summaries(tiny_net(), torch.rand(8, 1, 28, 28))
+    assert [s.site for s in summaries] == ["1"] and isinstance(summaries[0], sparta.SiteSummary)
+    assert summaries[0].beta == pytest.approx(4.0) and summaries[0].threshold_sd == 0  # untrained: T = 0 everywhere
+    probe = "import sys, sparta; print('matplotlib' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout == "False\n"

@@ -17,6 +17,7 @@ from sparta.models import MODELS, build_model, model_names
 from sparta.parametric import ParametricSoftplus, PSSiLU
 from sparta.pretrained import load_pretrained, pretrained_names
 from sparta.progress import SpartaWarning
+from sparta.report.sites import SiteSummary, site_summaries
 from sparta.sharing import export_sparta, import_sparta, share_sparta, sparta_sites
 from sparta.sparta_activation import Sparta
 from sparta.training.loop import train
@@ -33,6 +34,7 @@ __all__ = [
     "FReLU",
     "PSSiLU",
     "ParametricSoftplus",
+    "SiteSummary",
     "Sparta",
     "SpartaError",
     "SpartaWarning",
@@ -56,6 +58,7 @@ __all__ = [
     "pretrained_names",
     "save_checkpoint",
     "share_sparta",
+    "site_summaries",
     "sparta_sites",
     "trades_loss",
     "train",

@@ -25,7 +25,6 @@ from sparta.report.collect import (
     training_curves,
 )
 from sparta.report.markdown import Figures, write_report
-from sparta.report.plots import plot_robust_accuracy, plot_site_gates, plot_threshold_maps, plot_training_curves
 from sparta.report.sites import run_site_summaries
 from sparta.report.thresholds import run_threshold_maps
 from sparta.runfiles import EvalRecord
@@ -69,6 +68,9 @@ def build_report(
     runs: Sequence[Run], out: str | Path, images: int = 4, device: str = "auto", data_root: str | None = None
 ) -> Path:
     """Draw the figures into `out` and write out/report.md; returns the report's path."""
+    # matplotlib loads here, when a report is drawn, not with `import sparta`
+    from sparta.report.plots import plot_robust_accuracy, plot_site_gates, plot_training_curves
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     groups = group_runs(runs)
@@ -122,6 +124,8 @@ def _add_threshold_maps(
     figures: Figures, groups: dict[str, list[Run]], out: Path, images: int, device: str, data_root: str | None
 ) -> None:
     """One figure per group that has Sparta, from its first seed; a note for every group skipped."""
+    from sparta.report.plots import plot_threshold_maps  # matplotlib: see build_report
+
     names = run_names([run for members in groups.values() for run in members])
     notes = figures.notes.setdefault("thresholds", [])
     if images < 1:
