@@ -3,7 +3,7 @@
 # session, and each resumes where it stopped when started again.
 #
 #   bash results/cpu/background-all.sh start    # claim (a)'s queue (one worker), (c)'s two, (b)'s two
-#   bash results/cpu/background-all.sh status   # each worker's session, age and command; each log's last line
+#   bash results/cpu/background-all.sh status   # each worker's session, age and command; each log's last line and age
 #
 # start refuses while a worker of these experiments runs: starting twice would run two
 # workers per shard. To stop one experiment, kill its sessions (`kill -- -SID`, SID from
@@ -40,7 +40,9 @@ for line in sys.stdin:
     out = flag("out")
     print(f"  {sid:>7} {age:>11}  {command.split()[2]} --out {out}: {what}")'
     for log in results/cpu/full-fmnist/log-worker*.txt results/cpu/full-digits/log*.txt results/cpu/full-cross-cnn/log.txt; do
-      [ -f "$log" ] && printf '%s: %s\n' "$log" "$(grep -v '^$' "$log" | tail -n 1 | cut -c1-150)"
+      # how long ago the log last grew: an old one is a worker of an earlier session, not a live one
+      [ -f "$log" ] && printf '%s (%s min ago): %s\n' "$log" "$(( ($(date +%s) - $(stat -c %Y "$log")) / 60 ))" \
+        "$(grep -v '^$' "$log" | tail -n 1 | cut -c1-150)"
     done ;;
   *)
     echo "usage: $0 start|status" >&2
