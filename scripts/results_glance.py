@@ -7,7 +7,8 @@ of each claim's page, made from the run records.
 Each row pairs an arm with its reference seed by seed (same seed, same data order) and
 reads every accuracy from the runs' eval.json: the paired difference in points, mean ±
 95% Student-t half width over the seeds both have, for clean, PGD-20 and AutoAttack
-accuracy, each metric over its own seeds. The verdict follows from the robust intervals (PGD-20 and AutoAttack): ahead
+accuracy, each metric over its own seeds (AutoAttack lands seeds after the rest). The
+verdict follows from the robust intervals (PGD-20 and AutoAttack) of 3 or more seeds: ahead
 or behind where an interval excludes 0, level where all include it. Each page of a claim
 (results/claim-*.md) carries, between its own markers, every arm's accuracy and every
 paired difference seed by seed, with CW-30 beside them, what each difference's robust
