@@ -27,7 +27,8 @@ def test_own_model_example_runs_and_reports_intervals(capsys, tmp_path, monkeypa
     assert [line.split(":")[0] for line in records] == ["clean", "pgd", "cw"]
     assert all("95% CI" in line and "n=100" in line for line in records)
     assert [line.split(":")[0] for line in sites] == ["1", "3"]  # the converted ReLUs, by module name
-    assert all(re.search(r"beta \d+\.\d\d, T sd \d+\.\d\d, \d+% from ReLU$", line) for line in sites)
+    pattern = r"beta \d+\.\d\d, T [+-]\d+\.\d\d ± \d+\.\d\d \(over images and positions\), output \d+% from ReLU's$"
+    assert all(re.search(pattern, line) for line in sites)
     run_dir = namespace["run_dir"]
     assert json.loads((run_dir / "config.json").read_text())["model"] == "custom"
     assert namespace["meta"]["epoch"] == 1 and (run_dir / "metrics.jsonl").read_text().count("\n") == 1
