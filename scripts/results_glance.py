@@ -266,16 +266,14 @@ def row_seeds(differences: dict[str, dict[int, float]]) -> int:
     return max((len(values) for values in differences.values()), default=0)
 
 
-def _own_seeds(values: dict[int, float] | None, seeds: int) -> str:
-    """ "k seed(s)" where a cell rests on fewer seeds than its row ("" where it does not)."""
+def _counted(values: dict[int, float] | None, seeds: int, n: int | None = None) -> str:
+    """A table cell, then in brackets its test images n (where given) and its own count of
+    seeds where it has fewer than its row: "+1.11 ± n/a (450, 1 seed)"."""
     own = len(values or {})
-    return "" if own in (0, seeds) else f"{own} seed{'s' if own != 1 else ''}"
-
-
-def _counted(values: dict[int, float] | None, seeds: int) -> str:
-    """A table cell, with its own count of seeds where it has fewer than its row."""
-    own = _own_seeds(values, seeds)
-    return _cell(list((values or {}).values())) + (f" ({own})" if own else "")
+    notes = [] if n is None else [f"{n}"]
+    if own not in (0, seeds):
+        notes.append(f"{own} seed{'s' if own != 1 else ''}")
+    return _cell(list((values or {}).values())) + (f" ({', '.join(notes)})" if notes else "")
 
 
 def table(measured: Measured, links: str = "") -> str:
@@ -289,8 +287,6 @@ def table(measured: Measured, links: str = "") -> str:
         auto = next(m for m in comparison.metrics if m.attack == "autoattack")
         seeds = row_seeds(differences)
         decided = verdict({title: list(values.values()) for title, values in differences.items()})
-        auto_values = differences.get("AutoAttack", {})
-        auto_seeds = _own_seeds(auto_values, seeds)
         # claim and setting once per group of rows
         group = (comparison.claim, comparison.setting)
         where = "" if group == previous else f"{comparison.claim} | [{comparison.setting}]({links}{comparison.details})"
@@ -298,7 +294,7 @@ def table(measured: Measured, links: str = "") -> str:
         lines.append(
             f"| {where or ' | '} | {comparison.arm} − {comparison.reference} | "
             f"{_counted(differences.get('clean'), seeds)} | {_counted(differences.get('PGD-20'), seeds)} | "
-            f"{_cell(list(auto_values.values()))} ({auto.n}{auto_seeds and f', {auto_seeds}'}) | "
+            f"{_counted(differences.get('AutoAttack'), seeds, auto.n)} | "
             f"{seeds} | {decided} | {comparison.machine} |"
         )
     note = (
