@@ -4,6 +4,8 @@
 # first epoch; ReLU and Sparta x seeds 0-4, then Swish and FReLU x seeds 0-2 (the issue's
 # comparison), then PSSiLU and parametric Softplus x seeds 0-2 as time allows, with Sparta
 # seeds 0-4 again among them, trained with phi's gradient scaled (sparta2, below).
+# PSSiLU and parametric Softplus seed 2 come before sparta2's seeds 3-4: they complete the
+# comparison the claim needs, while sparta2 has three paired seeds already.
 # Each cell: train, then clean / PGD-20 / CW on all 10,000 test images, then AutoAttack
 # (standard) on the first 200. Why this budget: results/claim-a-full.md.
 #
@@ -22,8 +24,8 @@ TRAIN="--dataset fashion-mnist --models smallcnn --methods pgd --eps 0.1 --epoch
   --batch-size 128 --lr 0.05 --eps-warmup-epochs 1 --eval-n 1000 --device cpu"
 QUEUE="relu:0 sparta:0 relu:1 sparta:1 relu:2 sparta:2 relu:3 sparta:3 relu:4 sparta:4
   swish:0 frelu:0 swish:1 frelu:1 swish:2 frelu:2
-  pssilu:0 sparta2:0 sparta2:1 sparta2:2 psoftplus:0 pssilu:1 psoftplus:1 sparta2:3 sparta2:4
-  pssilu:2 psoftplus:2"
+  pssilu:0 sparta2:0 sparta2:1 sparta2:2 psoftplus:0 pssilu:1 psoftplus:1 pssilu:2 psoftplus:2
+  sparta2:3 sparta2:4"
 # sparta2: Sparta again, with phi's gradient scaled by G/C (results/trainability.md), in
 # $OUT2 beside links to the ReLU cells, so that one table pairs them.
 OUT2=results/cpu/full-fmnist-scaled
