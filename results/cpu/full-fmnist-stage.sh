@@ -9,22 +9,14 @@
 # Model files are ignored by .gitignore (results/**/*.safetensors), hence `git add -f`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source results/cpu/background.sh
 OUT=results/cpu/full-fmnist
 OUT2=results/cpu/full-fmnist-scaled  # sparta2 cells, beside links to the ReLU cells
 DIGITS=results/cpu/full-digits       # claim (c) at full data (full-digits.sh)
 SOURCES=results/cpu/full-digits-sources  # its frozen arm with each seed's own source, beside links
 CROSS=results/cpu/full-cross-cnn     # claim (b) at full data (full-cross-cnn.sh)
 RUNS="$OUT/smallcnn-*-pgd-seed* $OUT2/smallcnn-*-pgd-seed* $DIGITS/*-seed* $SOURCES/*-seed* $CROSS/*-seed*"
-# the runs (not links) whose model has reached its last epoch
-trained=$(.venv/bin/python -c '
-import sys
-from pathlib import Path
-from sparta.config import TrainConfig
-from sparta.experiments.grid import epochs_done
-for run in map(Path, sys.argv[1:]):
-    if not run.is_symlink() and (run / "config.json").is_file() and epochs_done(run) >= TrainConfig.load(run).epochs:
-        print(run)
-' $RUNS)
+trained=$(trained_runs $RUNS)  # the runs (not links) whose model has reached its last epoch
 for run in $RUNS; do
   if [ -L "$run" ]; then git add "$run"; continue; fi  # a link to a cell staged under $OUT
   [ -f "$run/config.json" ] || continue

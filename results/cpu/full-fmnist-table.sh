@@ -4,6 +4,7 @@
 # the report of the finished cells.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source results/cpu/background.sh
 OUT=results/cpu/full-fmnist
 TRAIN="--dataset fashion-mnist --models smallcnn --methods pgd --eps 0.1 --epochs 5 --attack-steps 5 \
   --batch-size 128 --lr 0.05 --eps-warmup-epochs 1 --eval-n 1000 --device cpu"
@@ -71,9 +72,7 @@ for cells in "results/cpu/full-cross-cnn/*-resnet20-*-seed*" "results/cpu/full-d
 done
 # Claim (b)'s sources (SmallCNN, share=network) that have trained all 5 epochs: what the
 # function each frozen arm imports had learned.
-sources=$(for run in results/cpu/full-cross-cnn/source-smallcnn-*-seed*; do
-  if [ "$(wc -l < $run/metrics.jsonl 2>/dev/null || echo 0)" -ge 5 ]; then echo $run; fi
-done)
+sources=$(trained_runs results/cpu/full-cross-cnn/source-smallcnn-*-seed*)
 if [ -n "$sources" ]; then
   .venv/bin/sparta report $sources --out results/cpu/full-cross-cnn/report-sources --images 0 --device cpu > /dev/null
 fi
