@@ -31,6 +31,12 @@ QUEUE="relu:0 sparta:0 relu:1 sparta:1 relu:2 sparta:2 relu:3 sparta:3 relu:4 sp
 OUT2=results/cpu/full-fmnist-scaled
 
 cell() {  # act seed [out]: train + clean/PGD-20/CW on 10k, then AutoAttack on 200
+  # a cell with its AutoAttack record has everything: skip it without starting Python twice
+  # (two minutes a cell under the background load, most of an hour for the finished queue)
+  if grep -q '"autoattack"' "${3:-$OUT}/smallcnn-$1-pgd-seed$2/eval.json" 2>/dev/null; then
+    echo "smallcnn-$1-pgd-seed$2: evaluated, skipped"
+    return
+  fi
   $SPARTA compare --acts "$1" --seed "$2" --seeds 1 $TRAIN --attacks clean,pgd,cw --out "${3:-$OUT}"
   $SPARTA compare --acts "$1" --seed "$2" --seeds 1 $TRAIN --attacks autoattack --n 200 --out "${3:-$OUT}"
 }
