@@ -110,6 +110,33 @@ def test_network_function_moves_into_any_cnn(tmp_path):
     assert target(torch.rand(1, 3, 32, 32)).shape == (1, 10)
 
 
+def test_a_constant_phi_function_moves_into_any_cnn_and_only_into_a_constant_phi(tmp_path):
+    source = build_model("smallcnn", "sparta", 10, 1, image_size=28, share="network", phi="constant")
+    with torch.no_grad():
+        sparta_sites(source)["block1"][0].phi.t.fill_(-0.25)
+    export_sparta(source, tmp_path / "fn.safetensors")
+    target = build_model("resnet20", "sparta", 10, 1, share="network", phi="constant")  # other widths
+    import_sparta(target, tmp_path / "fn.safetensors")
+    sites = [s for stage in sparta_sites(target).values() for s in stage]
+    assert all(s.phi.t.item() == -0.25 and not s.phi.t.requires_grad for s in sites)
+    with pytest.raises(SpartaError, match="has phi 'constant' at stage 'network', the model has phi 'pooled'"):
+        import_sparta(build_model("resnet20", "sparta", 10, 1, share="network"), tmp_path / "fn.safetensors")
+
+
+def test_a_function_file_without_its_phi_kinds_still_imports(tmp_path):
+    """Files written before the phi kind was recorded: the kinds are told by whether the weights fit."""
+    from safetensors.torch import load_file, save_file
+
+    source = build_model("smallcnn", "sparta", 10, 1, image_size=28, share="network")
+    export_sparta(source, tmp_path / "fn.safetensors")
+    save_file(load_file(tmp_path / "fn.safetensors"), tmp_path / "old.safetensors", {"sparta": '{"share": "network"}'})
+    import_sparta(build_model("resnet20", "sparta", 10, 1, share="network"), tmp_path / "old.safetensors")
+    with pytest.raises(SpartaError, match="does not fit stage 'network'"):
+        import_sparta(
+            build_model("resnet20", "sparta", 10, 1, share="network", phi="constant"), tmp_path / "old.safetensors"
+        )
+
+
 def test_mismatched_stages_are_clear(tmp_path):
     source = build_model("smallcnn", "sparta", 10, 1, image_size=28)
     export_sparta(source, tmp_path / "fn.safetensors")

@@ -80,7 +80,7 @@ def test_pooled_phi_fits_any_channel_count(channels):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-@pytest.mark.parametrize("phi", ["pooled", "depthwise"])
+@pytest.mark.parametrize("phi", ["pooled", "depthwise", "constant"])
 def test_shape_and_dtype_preserved(dtype, phi):
     act = Sparta(6, phi=phi).to(dtype)
     x = torch.randn(2, 6, 9, 7, dtype=dtype)
@@ -139,3 +139,32 @@ def test_bad_options_are_clear(kwargs, message):
 def test_bad_input_shape_is_clear():
     with pytest.raises(SpartaError, match="N x C x H x W"):
         Sparta(4)(torch.randn(2, 4, 3))
+
+
+def test_constant_phi_is_the_pooled_phi_with_its_weights_at_zero():
+    """phi="constant" (no attention) computes what a pooled phi with zero convolution
+    weights does, its threshold moving under the same gradient scale as that bias."""
+    torch.manual_seed(0)
+    pooled = _with_threshold(Sparta(6, beta0=3.0, fused="plain").double(), 0.3)
+    constant = Sparta(6, phi="constant", beta0=3.0).double()
+    with torch.no_grad():
+        constant.phi.t.fill_(0.3)
+    x = torch.randn(2, 6, 5, 5, dtype=torch.float64)
+    assert torch.allclose(constant(x), pooled(x), rtol=0, atol=1e-12)
+    constant(x).square().sum().backward()
+    pooled(x).square().sum().backward()
+    assert torch.allclose(constant.phi.t.grad, pooled.phi.conv2.bias.grad, rtol=1e-10)
+    assert torch.allclose(constant.log_beta.grad, pooled.log_beta.grad, rtol=1e-10)
+
+
+def test_constant_phi_ignores_the_input_and_keeps_a_threshold_per_group():
+    act = Sparta(8, phi="constant", groups=2)
+    with torch.no_grad():
+        act.phi.t.copy_(torch.tensor([0.5, -0.5]))
+    a, b = torch.randn(2, 8, 4, 4), 3 * torch.randn(2, 8, 4, 4)
+    assert torch.equal(act.threshold(a), act.threshold(b))
+    expected = a * torch.sigmoid(4.0 * (a - torch.tensor([0.5] * 4 + [-0.5] * 4).view(1, 8, 1, 1)))
+    assert torch.allclose(act(a), expected, atol=1e-6)
+    assert [name for name, _ in act.named_parameters()] == ["log_beta", "phi.t"]
+    with pytest.raises(SpartaError, match="needs phi='pooled'"):
+        Sparta(8, phi="constant", fused="triton")

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Protocol, cast
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from sparta.checkpoint import non_finite_tensors, portable
 from sparta.errors import SpartaError
 from sparta.runfiles import SPARTA_FILE
-from sparta.sparta_activation import Sparta
+from sparta.sparta_activation import CHANNEL_AGNOSTIC_PHIS, Sparta
 
 SHARE_MODES = ("layer", "stage", "network")
 
@@ -67,9 +67,9 @@ def share_sparta(model: nn.Module, share: str) -> nn.Module:
     for name, group in _groups(model, share).items():
         first = group[0]
         for other in group[1:]:
-            if other.phi_kind != "pooled" and other.channels != first.channels:
+            if other.phi_kind not in CHANNEL_AGNOSTIC_PHIS and other.channels != first.channels:
                 raise SpartaError(
-                    f"share='{share}' needs the channel-agnostic 'pooled' phi: "
+                    f"share='{share}' needs a channel-agnostic phi ({', '.join(CHANNEL_AGNOSTIC_PHIS)}): "
                     f"group '{name}' has {first.channels} and {other.channels} channels"
                 )
             if first.log_beta.shape != other.log_beta.shape or first.groups != other.groups:
@@ -116,7 +116,10 @@ def export_sparta(model: nn.Module, path: str | os.PathLike) -> None:
             if other.phi is not site.phi:  # its own statistics
                 for key, value in other.phi.named_buffers():
                     tensors[f"{name}.sites.{i}.{key}"] = portable(value)
-    meta = {"share": getattr(model, "sparta_share", "layer")}
+    meta = {
+        "share": getattr(model, "sparta_share", "layer"),
+        "phi": {name: group[0].phi_kind for name, group in _shared_groups(model).items()},
+    }
     save_file(tensors, os.fspath(path), metadata={"sparta": json.dumps(meta)})
 
 
@@ -134,6 +137,17 @@ def sparta_file(path: str | os.PathLike) -> Path:
     if not path.is_file():
         raise SpartaError(f"Sparta function file {path} does not exist")
     return path
+
+
+def _recorded_phis(path: Path) -> dict[str, str]:
+    """The phi kind of each stage a function file records (empty for files that predate it)."""
+    with safe_open(os.fspath(path), "pt") as handle:
+        meta = handle.metadata() or {}
+    try:
+        recorded = json.loads(meta.get("sparta", "{}")).get("phi", {})
+    except (ValueError, AttributeError):
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
 
 
 def import_sparta(model: nn.Module, path: str | os.PathLike, freeze: bool = True) -> nn.Module:
@@ -155,7 +169,13 @@ def import_sparta(model: nn.Module, path: str | os.PathLike, freeze: bool = True
             f"Sparta function {path} has stages {names}, the model has {sorted(targets)}; "
             "use share='network' to move one function into any CNN"
         )
+    recorded_phis = _recorded_phis(path)
     for name, site in targets.items():
+        kind = recorded_phis.get(name, site.phi_kind)  # files written before the kind was recorded: by fit
+        if kind != site.phi_kind:
+            raise SpartaError(
+                f"Sparta function {path} has phi '{kind}' at stage '{name}', the model has phi '{site.phi_kind}'"
+            )
         phi_state = {k.removeprefix(f"{name}.phi."): v for k, v in tensors.items() if k.startswith(f"{name}.phi.")}
         try:
             site.phi.load_state_dict(phi_state)

@@ -37,6 +37,8 @@ def scale_gradient(t: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 PHIS: Registry[type[nn.Module]] = Registry("phi kind")
+# The phis that never see the channel count: one trained phi fits a site of any width.
+CHANNEL_AGNOSTIC_PHIS = ("pooled", "constant")
 
 
 @PHIS.register("pooled")
@@ -64,8 +66,43 @@ class PooledPhi(nn.Module):
         assert self.conv1.bias is not None and self.conv2.bias is not None  # built with biases
         return self.conv1.weight, self.conv1.bias, self.conv2.weight, self.conv2.bias
 
+    def threshold_map(self, x: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
+        """The G threshold maps of x, from `weights` (as `weights()` gives them, maybe gradient-scaled)."""
+        return pooled_phi(channel_pool(x), *weights)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return pooled_phi(channel_pool(x), *self.weights())
+        return self.threshold_map(x, *self.weights())
+
+
+@PHIS.register("constant")
+class ConstantPhi(nn.Module):
+    """T = one learned number per threshold group, the same at every position and for every
+    input: Sparta without its spatial attention, x * sigmoid(beta * (x - t)).
+
+    The control that says what the attention adds (`sparta ablate --vary phi=constant`). It
+    is the pooled phi with both convolutions' weights at zero, so its t gets the pooled
+    phi's gradient scale (one t serves C/G channels).
+    """
+
+    def __init__(self, channels: int, kernel_size: int = 3, hidden: int = 8, groups: int = 1) -> None:
+        super().__init__()
+        del channels, kernel_size, hidden  # no attention network
+        self.t = nn.Parameter(torch.zeros(groups))  # T = 0: Sparta starts as Swish, as with every phi
+
+    def for_another_site(self) -> ConstantPhi:
+        """The phi a further site of a share group uses: this one."""
+        return self
+
+    def weights(self) -> tuple[torch.Tensor]:
+        """t alone: what `Sparta.phi_weights` scales, as it does the pooled phi's."""
+        return (self.t,)
+
+    def threshold_map(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """t as G maps of x's batch and size (the shape the pooled phi gives)."""
+        return t.to(x.dtype).view(1, -1, 1, 1).expand(x.shape[0], -1, x.shape[2], x.shape[3])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.threshold_map(x, self.t)
 
 
 @PHIS.register("depthwise")
@@ -102,7 +139,8 @@ class Sparta(nn.Module):
 
     Args:
         channels: channel count of the input (used by per-channel beta and depthwise phi).
-        phi: attention network kind, "pooled" (channel-agnostic) or "depthwise".
+        phi: attention network kind, "pooled" (channel-agnostic), "depthwise" (one map per
+            channel) or "constant" (no attention: one learned threshold per group, the control).
         kernel_size: k of phi's convolutions.
         hidden: width h of the pooled phi.
         groups: G threshold maps, each shared by C/G consecutive channels.
@@ -116,7 +154,7 @@ class Sparta(nn.Module):
             differentiated twice; "plain", "fused", "compiled" or "triton" names a path
             outright (the compiled one on CPU, and the Triton one under
             TRITON_INTERPRET=1, are for testing them there).
-        phi_grad_scale: factor on the gradient of the pooled phi's weights; None (default)
+        phi_grad_scale: factor on the gradient of the pooled (or constant) phi's weights; None (default)
             is G/C, one over the channels a threshold map serves, so that phi steps as far
             as one channel's bias would (see the module docstring); 1.0 gives the
             unscaled gradient. Values, input gradients and saved weights do not depend on it.
@@ -186,15 +224,19 @@ class Sparta(nn.Module):
         return self
 
     def phi_weights(self, channels: int | None = None) -> tuple[torch.Tensor, ...]:
-        """The pooled phi's weights as the forward pass on `channels` channels (default: the
-        site's) uses them: their gradient scaled by `phi_grad_scale` (None: G / channels)."""
-        assert isinstance(self.phi, PooledPhi)  # only the pooled phi pools over channels
+        """The weights of a phi whose maps serve C/G channels (pooled, constant) as the forward
+        pass on `channels` channels (default: the site's) uses them: their gradient scaled by
+        `phi_grad_scale` (None: G / channels)."""
+        assert isinstance(self.phi, PooledPhi | ConstantPhi)  # the phis with a map per group
         scale = self.groups / (channels or self.channels) if self.phi_grad_scale is None else self.phi_grad_scale
         return tuple(scale_gradient(w, scale) for w in self.phi.weights())
 
     def threshold(self, x: torch.Tensor) -> torch.Tensor:
         """T(X) broadcast to X's shape (one map per channel)."""
-        t = pooled_phi(channel_pool(x), *self.phi_weights(x.shape[1])) if self.phi_kind == "pooled" else self.phi(x)
+        if isinstance(self.phi, PooledPhi | ConstantPhi):  # maps that serve C/G channels: scaled gradient
+            t = self.phi.threshold_map(x, *self.phi_weights(x.shape[1]))
+        else:  # depthwise: one map per channel, no scale needed
+            t = self.phi(x)
         if t.shape[1] != x.shape[1]:
             t = t.repeat_interleave(x.shape[1] // t.shape[1], dim=1) if t.shape[1] > 1 else t
         return t
