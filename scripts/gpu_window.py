@@ -85,7 +85,7 @@ class Size:
         factors = (
             ["kernel_size=1", "share=network"]
             if self.tiny
-            else ["phi=depthwise", "kernel_size=1,5", "beta0=1,16", "share=layer,network"]
+            else ["phi=depthwise,constant", "kernel_size=1,5", "beta0=1,16", "share=layer,network"]
         )
         return [flag for factor in factors for flag in ("--vary", factor)]
 
