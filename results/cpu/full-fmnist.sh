@@ -6,6 +6,9 @@
 # seeds 0-4 again among them, trained with phi's gradient scaled (sparta2, below).
 # PSSiLU and parametric Softplus seed 2 come before sparta2's seeds 3-4: they complete the
 # comparison the claim needs, while sparta2 has three paired seeds already.
+# constant: Sparta without its spatial attention (phi=constant: one learned threshold per
+# stage), seeds 0-2, as `sparta ablate --vary phi=constant` in $OUT2, so that its table pairs
+# it with sparta2's cells of the same seeds: what the attention adds at full data.
 # Each cell: train, then clean / PGD-20 / CW on all 10,000 test images, then AutoAttack
 # (standard) on the first 200. Why this budget: results/claim-a-full.md.
 #
@@ -25,7 +28,7 @@ TRAIN="--dataset fashion-mnist --models smallcnn --methods pgd --eps 0.1 --epoch
 QUEUE="relu:0 sparta:0 relu:1 sparta:1 relu:2 sparta:2 relu:3 sparta:3 relu:4 sparta:4
   swish:0 frelu:0 swish:1 frelu:1 swish:2 frelu:2
   pssilu:0 sparta2:0 sparta2:1 sparta2:2 psoftplus:0 pssilu:1 psoftplus:1 pssilu:2 psoftplus:2
-  sparta2:3 sparta2:4"
+  sparta2:3 sparta2:4 constant:0 constant:1 constant:2"
 # sparta2: Sparta again, with phi's gradient scaled by G/C (results/trainability.md), in
 # $OUT2 beside links to the ReLU cells, so that one table pairs them.
 OUT2=results/cpu/full-fmnist-scaled
@@ -41,12 +44,29 @@ cell() {  # act seed [out]: train + clean/PGD-20/CW on 10k, then AutoAttack on 2
   $SPARTA compare --acts "$1" --seed "$2" --seeds 1 $TRAIN --attacks autoattack --n 200 --out "${3:-$OUT}"
 }
 
+ablation_cell() {  # factor=level seed: the variant's cell of `sparta ablate` in $OUT2 (shard 1/2 of
+  # the seed: the default cell, shard 0, is sparta2's), evaluated as cell() evaluates
+  local name="smallcnn-sparta_${1/=/-}-pgd-seed$2"
+  if grep -q '"autoattack"' "$OUT2/$name/eval.json" 2>/dev/null; then
+    echo "$name: evaluated, skipped"
+    return
+  fi
+  local ablate="$SPARTA ablate --vary $1 --seed $2 --seeds 1 --shard 1/2 ${TRAIN/--models/--model}"
+  ablate=${ablate/--methods/--method}
+  $ablate --attacks clean,pgd,cw --out "$OUT2"
+  $ablate --attacks autoattack --n 200 --out "$OUT2"
+}
+
 worker() {
   for item in $QUEUE; do
     act=${item%:*} seed=${item#*:}
     mkdir "$LOCKS/$act-$seed" 2>/dev/null || continue
     echo "$(date -u +%FT%TZ) worker $1: $act seed $seed"
     where=$OUT
+    if [ "$act" = constant ]; then
+      nice -n 19 bash -c "ablation_cell phi=constant $seed" || echo "$(date -u +%FT%TZ) worker $1: $act seed $seed FAILED"
+      continue
+    fi
     if [ "$act" = sparta2 ]; then
       act=sparta where=$OUT2
       mkdir -p "$OUT2" && ln -sfn "../full-fmnist/smallcnn-relu-pgd-seed$seed" "$OUT2/smallcnn-relu-pgd-seed$seed"
@@ -55,7 +75,7 @@ worker() {
   done
 }
 
-export -f cell worker
+export -f cell ablation_cell worker
 export SPARTA TRAIN OUT OUT2 LOCKS QUEUE
 case ${1:-run} in
   run)
