@@ -24,6 +24,18 @@ if compgen -G "$OUT2/smallcnn-sparta-pgd-seed*/eval.json" > /dev/null; then
     --table-only > $OUT2/table-autoattack-n200.md
   mv $OUT2/table.csv $OUT2/table-autoattack-n200.csv; rm -f $OUT2/table.md
 fi
+# Sparta without attention (phi=constant, full-fmnist.sh's `constant` cells) against sparta2, paired per seed
+if compgen -G "$OUT2/smallcnn-sparta_phi-constant-pgd-seed*/eval.json" > /dev/null; then
+  ABLATE_TRAIN=${TRAIN/--models/--model}
+  for table in "clean,pgd,cw n10000" "autoattack autoattack-n200"; do
+    set -- $table
+    if .venv/bin/sparta ablate --vary phi=constant --seeds 3 ${ABLATE_TRAIN/--methods/--method} --attacks $1 \
+      $([ $1 = autoattack ] && echo --n 200) --out $OUT2 --table-only > /dev/null 2>&1; then
+      mv $OUT2/ablation.md $OUT2/table-ablation-$2.md; mv $OUT2/ablation.csv $OUT2/table-ablation-$2.csv
+    fi
+    rm -f $OUT2/ablation.md $OUT2/ablation.csv
+  done
+fi
 # Claim (c)'s tables (full-digits.sh): clean / PGD-20 / CW-30 over the 10 seeds, AutoAttack over seeds 0-4
 DIGITS=results/cpu/full-digits
 DIGITS_TRANSFER="--kind cross-dataset --source results/cpu/full-fmnist/smallcnn-sparta-pgd-seed0 --target-dataset digits \
