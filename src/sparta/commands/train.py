@@ -23,7 +23,7 @@ SPECIAL_FLAGS: dict[str, dict] = {
         "flags": ["--act-option"],
         "type": option_value,
         "action": "append",
-        "help": "activation option KEY=VALUE, repeatable (e.g. phi=depthwise)",
+        "help": "activation option KEY=VALUE, repeatable (e.g. phi=depthwise, or phi=constant: no attention)",
     },
     "channels_last": {
         "action": argparse.BooleanOptionalAction,
