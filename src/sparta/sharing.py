@@ -16,7 +16,7 @@ from typing import Protocol, cast
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from sparta.checkpoint import non_finite_tensors, portable
@@ -107,7 +107,8 @@ def _load_site_statistics(group: list[Sparta], name: str, tensors: dict[str, tor
 def export_sparta(model: nn.Module, path: str | os.PathLike) -> None:
     """Write the model's Sparta function(s) to a safetensors file keyed by stage."""
     tensors: dict[str, torch.Tensor] = {}
-    for name, group in _shared_groups(model).items():
+    groups = _shared_groups(model)
+    for name, group in groups.items():
         site = group[0]
         tensors[f"{name}.log_beta"] = portable(site.log_beta)
         for key, value in site.phi.state_dict().items():
@@ -118,7 +119,7 @@ def export_sparta(model: nn.Module, path: str | os.PathLike) -> None:
                     tensors[f"{name}.sites.{i}.{key}"] = portable(value)
     meta = {
         "share": getattr(model, "sparta_share", "layer"),
-        "phi": {name: group[0].phi_kind for name, group in _shared_groups(model).items()},
+        "phi": {name: group[0].phi_kind for name, group in groups.items()},
     }
     save_file(tensors, os.fspath(path), metadata={"sparta": json.dumps(meta)})
 
@@ -139,25 +140,27 @@ def sparta_file(path: str | os.PathLike) -> Path:
     return path
 
 
-def _recorded_phis(path: Path) -> dict[str, str]:
-    """The phi kind of each stage a function file records (empty for files that predate it)."""
-    with safe_open(os.fspath(path), "pt") as handle:
-        meta = handle.metadata() or {}
+def _read_function(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A function file's tensors, and the phi kind of each stage it records (empty for files
+    that predate the record), in one read; an unreadable file is a one-line error."""
+    try:
+        with safe_open(os.fspath(path), "pt") as handle:
+            meta = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
+        raise SpartaError(f"cannot read Sparta function file {path}: {err}") from None
     try:
         recorded = json.loads(meta.get("sparta", "{}")).get("phi", {})
     except (ValueError, AttributeError):
-        return {}
-    return recorded if isinstance(recorded, dict) else {}
+        recorded = {}
+    return tensors, recorded if isinstance(recorded, dict) else {}
 
 
 def import_sparta(model: nn.Module, path: str | os.PathLike, freeze: bool = True) -> nn.Module:
     """Load a Sparta function into `model` (same share mode and stages), optionally frozen.
     `path` is a Sparta function file or a run directory (its sparta.safetensors)."""
     path = sparta_file(path)
-    try:
-        tensors = load_file(os.fspath(path))
-    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
-        raise SpartaError(f"cannot read Sparta function file {path}: {err}") from None
+    tensors, recorded_phis = _read_function(path)
     broken = non_finite_tensors(tensors)
     if broken:
         raise SpartaError(f"Sparta function file {path} holds NaN or infinite values (first: {broken[0]})")
@@ -169,7 +172,6 @@ def import_sparta(model: nn.Module, path: str | os.PathLike, freeze: bool = True
             f"Sparta function {path} has stages {names}, the model has {sorted(targets)}; "
             "use share='network' to move one function into any CNN"
         )
-    recorded_phis = _recorded_phis(path)
     for name, site in targets.items():
         kind = recorded_phis.get(name, site.phi_kind)  # files written before the kind was recorded: by fit
         if kind != site.phi_kind:
