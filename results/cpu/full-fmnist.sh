@@ -33,24 +33,21 @@ QUEUE="relu:0 sparta:0 relu:1 sparta:1 relu:2 sparta:2 relu:3 sparta:3 relu:4 sp
 # $OUT2 beside links to the ReLU cells, so that one table pairs them.
 OUT2=results/cpu/full-fmnist-scaled
 
+evaluated() {  # RUN: true, and says so, when RUN has its AutoAttack record, the last thing a cell
+  # measures: such a cell is skipped without starting Python twice (two minutes a cell under
+  # the background load, most of an hour for the finished queue)
+  grep -q '"autoattack"' "$1/eval.json" 2>/dev/null && echo "$(basename "$1"): evaluated, skipped"
+}
+
 cell() {  # act seed [out]: train + clean/PGD-20/CW on 10k, then AutoAttack on 200
-  # a cell with its AutoAttack record has everything: skip it without starting Python twice
-  # (two minutes a cell under the background load, most of an hour for the finished queue)
-  if grep -q '"autoattack"' "${3:-$OUT}/smallcnn-$1-pgd-seed$2/eval.json" 2>/dev/null; then
-    echo "smallcnn-$1-pgd-seed$2: evaluated, skipped"
-    return
-  fi
+  evaluated "${3:-$OUT}/smallcnn-$1-pgd-seed$2" && return
   $SPARTA compare --acts "$1" --seed "$2" --seeds 1 $TRAIN --attacks clean,pgd,cw --out "${3:-$OUT}"
   $SPARTA compare --acts "$1" --seed "$2" --seeds 1 $TRAIN --attacks autoattack --n 200 --out "${3:-$OUT}"
 }
 
 ablation_cell() {  # factor=level seed: the variant's cell of `sparta ablate` in $OUT2 (shard 1/2 of
   # the seed: the default cell, shard 0, is sparta2's), evaluated as cell() evaluates
-  local name="smallcnn-sparta_${1/=/-}-pgd-seed$2"
-  if grep -q '"autoattack"' "$OUT2/$name/eval.json" 2>/dev/null; then
-    echo "$name: evaluated, skipped"
-    return
-  fi
+  evaluated "$OUT2/smallcnn-sparta_${1/=/-}-pgd-seed$2" && return
   local ablate="$SPARTA ablate --vary $1 --seed $2 --seeds 1 --shard 1/2 ${TRAIN/--models/--model}"
   ablate=${ablate/--methods/--method}
   $ablate --attacks clean,pgd,cw --out "$OUT2"
@@ -75,7 +72,7 @@ worker() {
   done
 }
 
-export -f cell ablation_cell worker
+export -f evaluated cell ablation_cell worker
 export SPARTA TRAIN OUT OUT2 LOCKS QUEUE
 case ${1:-run} in
   run)
