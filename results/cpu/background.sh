@@ -21,6 +21,9 @@ run_worker() {  # OUT: the script's exported function `worker`, niced as above, 
   niced_session "$1/log.txt" worker
   wait
 }
+has_autoattack() {  # RUN: true when RUN's eval.json has an AutoAttack record, the last thing a cell measures
+  grep -q '"autoattack"' "$1/eval.json" 2>/dev/null
+}
 trained_runs() {  # RUN...: those of the run directories (not links) whose model has trained every epoch of its config
   .venv/bin/python -c '
 import sys

@@ -27,7 +27,7 @@ for run in $RUNS; do
   else
     keep="$keep checkpoint.safetensors"
   fi
-  if grep -q '"autoattack"' "$run/eval.json" 2>/dev/null; then
+  if has_autoattack "$run"; then
     git rm -q --cached --ignore-unmatch "$run/eval-progress.json"
   else
     keep="$keep eval-progress.json"

@@ -5,9 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source results/cpu/background.sh
+source results/cpu/full-fmnist-recipe.sh  # TRAIN, ABLATE_TRAIN: the recipe full-fmnist.sh trains
 OUT=results/cpu/full-fmnist
-TRAIN="--dataset fashion-mnist --models smallcnn --methods pgd --eps 0.1 --epochs 5 --attack-steps 5 \
-  --batch-size 128 --lr 0.05 --eps-warmup-epochs 1 --eval-n 1000 --device cpu"
 .venv/bin/sparta compare --acts relu,sparta,swish,frelu,pssilu,psoftplus --seeds 5 $TRAIN --attacks clean,pgd,cw \
   --out $OUT --table-only > $OUT/table-n10000.md
 mv $OUT/table.csv $OUT/table-n10000.csv; rm -f $OUT/table.md
@@ -26,10 +25,9 @@ if compgen -G "$OUT2/smallcnn-sparta-pgd-seed*/eval.json" > /dev/null; then
 fi
 # Sparta without attention (phi=constant, full-fmnist.sh's `constant` cells) against sparta2, paired per seed
 if compgen -G "$OUT2/smallcnn-sparta_phi-constant-pgd-seed*/eval.json" > /dev/null; then
-  ABLATE_TRAIN=${TRAIN/--models/--model}
   for table in "clean,pgd,cw n10000" "autoattack autoattack-n200"; do
     set -- $table
-    if .venv/bin/sparta ablate --vary phi=constant --seeds 3 ${ABLATE_TRAIN/--methods/--method} --attacks $1 \
+    if .venv/bin/sparta ablate --vary phi=constant --seeds 3 $ABLATE_TRAIN --attacks $1 \
       $([ $1 = autoattack ] && echo --n 200) --out $OUT2 --table-only > /dev/null 2>&1; then
       mv $OUT2/ablation.md $OUT2/table-ablation-$2.md; mv $OUT2/ablation.csv $OUT2/table-ablation-$2.csv
     fi
@@ -50,7 +48,7 @@ for table in "10 clean,pgd,cw n450" "5 autoattack autoattack-n450"; do
   rm -f $DIGITS/table.md $DIGITS/table.csv
 done
 ship() {  # NAME RUN MODEL_FLAGS: ship RUN as NAME once it has its AutoAttack record
-  if grep -q '"autoattack"' $2/eval.json 2>/dev/null; then
+  if has_autoattack $2; then
     .venv/bin/python scripts/ship_pretrained.py $2 $1 \
       --command "sparta train --dataset fashion-mnist $3 --method pgd --eps 0.1 \
 --epochs 5 --attack-steps 5 --batch-size 128 --lr 0.05 --eps-warmup-epochs 1 --eval-n 1000 --device cpu --seed 0 \
@@ -71,7 +69,7 @@ ship resnet20-sparta-fashion-mnist $CROSS/sparta-scratch-resnet20-fashion-mnist-
 # The report of the finished cells (those with their AutoAttack record): curves, threshold
 # maps, and what each Sparta site learned (beta, T's spread, distance from ReLU).
 finished=$(for run in $OUT/smallcnn-*-pgd-seed*; do
-  if grep -q '"autoattack"' $run/eval.json 2>/dev/null; then echo $run; fi
+  if has_autoattack $run; then echo $run; fi
 done)
 .venv/bin/sparta report $finished --out $OUT/report --images 4 --device cpu > /dev/null
 # Claims (b) and (c): the training curves of the target cells evaluated so far (how fast

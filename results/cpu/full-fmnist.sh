@@ -4,11 +4,12 @@
 # first epoch; ReLU and Sparta x seeds 0-4, then Swish and FReLU x seeds 0-2 (the issue's
 # comparison), then PSSiLU and parametric Softplus x seeds 0-2 as time allows, with Sparta
 # seeds 0-4 again among them, trained with phi's gradient scaled (sparta2, below).
-# PSSiLU and parametric Softplus seed 2 come before sparta2's seeds 3-4: they complete the
-# comparison the claim needs, while sparta2 has three paired seeds already.
-# constant: Sparta without its spatial attention (phi=constant: one learned threshold per
-# stage), seeds 0-2, as `sparta ablate --vary phi=constant` in $OUT2, so that its table pairs
-# it with sparta2's cells of the same seeds: what the attention adds at full data.
+# PSSiLU and parametric Softplus seed 2 come first among the rest: they complete the
+# comparison the claim needs. Then constant: Sparta without its spatial attention
+# (phi=constant: one learned threshold per stage), seeds 0-2, as `sparta ablate --vary
+# phi=constant` in $OUT2, so that its table pairs it with sparta2's cells of the same seeds:
+# what the attention adds at full data. sparta2's seeds 3-4 come last: it has three paired
+# seeds with ReLU already, and its verdict (level) needs no more to stand.
 # Each cell: train, then clean / PGD-20 / CW on all 10,000 test images, then AutoAttack
 # (standard) on the first 200. Why this budget: results/claim-a-full.md.
 #
@@ -19,24 +20,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source results/cpu/background.sh
+source results/cpu/full-fmnist-recipe.sh  # TRAIN, ABLATE_TRAIN
 export OMP_NUM_THREADS=1
 OUT=results/cpu/full-fmnist
 LOCKS=$OUT/.locks
 SPARTA=".venv/bin/sparta"
-TRAIN="--dataset fashion-mnist --models smallcnn --methods pgd --eps 0.1 --epochs 5 --attack-steps 5 \
-  --batch-size 128 --lr 0.05 --eps-warmup-epochs 1 --eval-n 1000 --device cpu"
 QUEUE="relu:0 sparta:0 relu:1 sparta:1 relu:2 sparta:2 relu:3 sparta:3 relu:4 sparta:4
   swish:0 frelu:0 swish:1 frelu:1 swish:2 frelu:2
   pssilu:0 sparta2:0 sparta2:1 sparta2:2 psoftplus:0 pssilu:1 psoftplus:1 pssilu:2 psoftplus:2
-  sparta2:3 sparta2:4 constant:0 constant:1 constant:2"
+  constant:0 constant:1 constant:2 sparta2:3 sparta2:4"
 # sparta2: Sparta again, with phi's gradient scaled by G/C (results/trainability.md), in
 # $OUT2 beside links to the ReLU cells, so that one table pairs them.
 OUT2=results/cpu/full-fmnist-scaled
 
-evaluated() {  # RUN: true, and says so, when RUN has its AutoAttack record, the last thing a cell
-  # measures: such a cell is skipped without starting Python twice (two minutes a cell under
-  # the background load, most of an hour for the finished queue)
-  grep -q '"autoattack"' "$1/eval.json" 2>/dev/null && echo "$(basename "$1"): evaluated, skipped"
+evaluated() {  # RUN: true, and says so, when RUN has its AutoAttack record: such a cell is
+  # skipped without starting Python twice (two minutes a cell under the background load, most
+  # of an hour for the finished queue)
+  has_autoattack "$1" && echo "$(basename "$1"): evaluated, skipped"
 }
 
 cell() {  # act seed [out]: train + clean/PGD-20/CW on 10k, then AutoAttack on 200
@@ -48,8 +48,7 @@ cell() {  # act seed [out]: train + clean/PGD-20/CW on 10k, then AutoAttack on 2
 ablation_cell() {  # factor=level seed: the variant's cell of `sparta ablate` in $OUT2 (shard 1/2 of
   # the seed: the default cell, shard 0, is sparta2's), evaluated as cell() evaluates
   evaluated "$OUT2/smallcnn-sparta_${1/=/-}-pgd-seed$2" && return
-  local ablate="$SPARTA ablate --vary $1 --seed $2 --seeds 1 --shard 1/2 ${TRAIN/--models/--model}"
-  ablate=${ablate/--methods/--method}
+  local ablate="$SPARTA ablate --vary $1 --seed $2 --seeds 1 --shard 1/2 $ABLATE_TRAIN"
   $ablate --attacks clean,pgd,cw --out "$OUT2"
   $ablate --attacks autoattack --n 200 --out "$OUT2"
 }
@@ -72,8 +71,8 @@ worker() {
   done
 }
 
-export -f evaluated cell ablation_cell worker
-export SPARTA TRAIN OUT OUT2 LOCKS QUEUE
+export -f has_autoattack evaluated cell ablation_cell worker
+export SPARTA TRAIN ABLATE_TRAIN OUT OUT2 LOCKS QUEUE
 case ${1:-run} in
   run)
     rm -rf "$LOCKS" && mkdir -p "$LOCKS" "$OUT"
