@@ -106,6 +106,18 @@ COMPARISONS = (
         CPU,
         "claim-a-full.md",
     ),
+    Comparison(  # what the spatial attention adds: Sparta with one learned threshold per stage (page only)
+        "(a)",
+        FULL_FMNIST_SETTING,
+        "Sparta without attention (phi=constant)",
+        "Sparta, phi's gradient scaled",
+        "cpu/full-fmnist-scaled/smallcnn-sparta_phi-constant-pgd-seed{seed}",
+        "cpu/full-fmnist-scaled/smallcnn-sparta-pgd-seed{seed}",
+        FULL_FMNIST,
+        CPU,
+        "claim-a-full.md",
+        glance=False,
+    ),
     _full_fmnist("swish", "Swish"),
     _full_fmnist("frelu", "FReLU"),
     _full_fmnist("pssilu", "PSSiLU"),
@@ -493,12 +505,16 @@ def learning_speed(comparisons: list[Comparison]) -> list[str]:
 
 
 def page_arms(comparisons: list[Comparison]) -> dict[str, tuple[Comparison, str]]:
-    """Each arm of a page once, with a comparison that holds it and its runs' pattern: the
-    references first (ReLU, then Sparta from scratch), then the arms compared with them."""
+    """Each arm of a page once, with a comparison that holds it and its runs' pattern: the pure
+    references first (ReLU, then Sparta from scratch where it is only a reference), then every
+    other arm in the order its comparisons are listed, each reference before its arm."""
+    compared = {comparison.arm for comparison in comparisons}
     arms: dict[str, tuple[Comparison, str]] = {}
     for comparison in comparisons:
-        arms.setdefault(comparison.reference, (comparison, comparison.reference_runs))
+        if comparison.reference not in compared:
+            arms.setdefault(comparison.reference, (comparison, comparison.reference_runs))
     for comparison in comparisons:
+        arms.setdefault(comparison.reference, (comparison, comparison.reference_runs))
         arms.setdefault(comparison.arm, (comparison, comparison.arm_runs))
     return arms
 

@@ -117,6 +117,19 @@ def test_each_claim_page_carries_its_per_seed_tables(glance):
     assert block.index("| ReLU |") < block.index("| Sparta |")  # references first
 
 
+def test_a_page_lists_pure_references_first_then_each_arm_after_its_reference(glance):
+    """A reference that is itself compared (Sparta, then its control) keeps its place among the
+    arms instead of jumping ahead of them."""
+
+    def compare(arm: str, reference: str):
+        return glance.Comparison("(a)", "s", arm, reference, arm, reference, glance.SMALL_B, "cpu", "p.md")
+
+    comparisons = [compare("Sparta", "ReLU"), compare("Sparta 2", "ReLU"), compare("control", "Sparta 2"),
+                   compare("Swish", "ReLU"), compare("frozen", "scratch")]  # fmt: skip
+    expected = ["ReLU", "scratch", "Sparta", "Sparta 2", "control", "Swish", "frozen"]
+    assert list(glance.page_arms(comparisons)) == expected
+
+
 def test_a_page_only_comparison_stays_off_the_one_screen_table(glance):
     page_only = [c for c in glance.COMPARISONS if not c.glance]
     assert page_only  # claim (c)'s frozen arm with each seed's own source
