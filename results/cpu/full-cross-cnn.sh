@@ -34,7 +34,9 @@ worker() {  # W K: shard W of K of every seed's arms
     $SPARTA transfer $TRANSFER --seed "$seed" --attacks clean,pgd,cw --n 10000 --shard "$1/$2" --out $OUT
   done
   for seed in 0 1 2; do
-    $SPARTA transfer $TRANSFER --seed "$seed" --attacks autoattack --n 200 --shard "$1/$2" --out $OUT
+    # in batches of 50: progress is saved after each, so a session's end costs at most one
+    $SPARTA transfer $TRANSFER --seed "$seed" --attacks autoattack --n 200 --eval-batch-size 50 --shard "$1/$2" \
+      --out $OUT
   done
 }
 

@@ -32,6 +32,10 @@ QUEUE="relu:0 sparta:0 relu:1 sparta:1 relu:2 sparta:2 relu:3 sparta:3 relu:4 sp
 # sparta2: Sparta again, with phi's gradient scaled by G/C (results/trainability.md), in
 # $OUT2 beside links to the ReLU cells, so that one table pairs them.
 OUT2=results/cpu/full-fmnist-scaled
+# AutoAttack on 200 in batches of 50: its progress is saved after each batch, so a session's
+# end costs at most a batch (in one batch of 200, the default, it lost the whole attack,
+# about an hour and a half of a loaded core)
+AUTOATTACK_BATCHES="--eval-batch-size 50"
 
 evaluated() {  # RUN: true, and says so, when RUN has its AutoAttack record: such a cell is
   # skipped without starting Python twice (two minutes a cell under the background load, most
@@ -42,7 +46,8 @@ evaluated() {  # RUN: true, and says so, when RUN has its AutoAttack record: suc
 cell() {  # act seed [out]: train + clean/PGD-20/CW on 10k, then AutoAttack on 200
   evaluated "${3:-$OUT}/smallcnn-$1-pgd-seed$2" && return
   $SPARTA compare --acts "$1" --seed "$2" --seeds 1 $TRAIN --attacks clean,pgd,cw --out "${3:-$OUT}"
-  $SPARTA compare --acts "$1" --seed "$2" --seeds 1 $TRAIN --attacks autoattack --n 200 --out "${3:-$OUT}"
+  $SPARTA compare --acts "$1" --seed "$2" --seeds 1 $TRAIN --attacks autoattack --n 200 $AUTOATTACK_BATCHES \
+    --out "${3:-$OUT}"
 }
 
 ablation_cell() {  # factor=level seed: the variant's cell of `sparta ablate` in $OUT2 (shard 1/2 of
@@ -50,7 +55,7 @@ ablation_cell() {  # factor=level seed: the variant's cell of `sparta ablate` in
   evaluated "$OUT2/smallcnn-sparta_${1/=/-}-pgd-seed$2" && return
   local ablate="$SPARTA ablate --vary $1 --seed $2 --seeds 1 --shard 1/2 $ABLATE_TRAIN"
   $ablate --attacks clean,pgd,cw --out "$OUT2"
-  $ablate --attacks autoattack --n 200 --out "$OUT2"
+  $ablate --attacks autoattack --n 200 $AUTOATTACK_BATCHES --out "$OUT2"
 }
 
 worker() {
@@ -72,7 +77,7 @@ worker() {
 }
 
 export -f has_autoattack evaluated cell ablation_cell worker
-export SPARTA TRAIN ABLATE_TRAIN OUT OUT2 LOCKS QUEUE
+export SPARTA TRAIN ABLATE_TRAIN AUTOATTACK_BATCHES OUT OUT2 LOCKS QUEUE
 case ${1:-run} in
   run)
     rm -rf "$LOCKS" && mkdir -p "$LOCKS" "$OUT"
