@@ -33,8 +33,8 @@ QUEUE="relu:0 sparta:0 relu:1 sparta:1 relu:2 sparta:2 relu:3 sparta:3 relu:4 sp
 # $OUT2 beside links to the ReLU cells, so that one table pairs them.
 OUT2=results/cpu/full-fmnist-scaled
 # AutoAttack on 200 in batches of 50: its progress is saved after each batch, so a session's
-# end costs at most a batch (in one batch of 200, the default, it lost the whole attack,
-# about an hour and a half of a loaded core)
+# end costs at most a batch (in one batch, the default, it lost the attack so far; a whole
+# one takes one to two hours of a loaded core)
 AUTOATTACK_BATCHES="--eval-batch-size 50"
 
 evaluated() {  # RUN: true, and says so, when RUN has its AutoAttack record: such a cell is
