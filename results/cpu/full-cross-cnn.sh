@@ -22,12 +22,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source results/cpu/background.sh
+source results/cpu/full-fmnist-recipe.sh  # RECIPE: claim (a)'s
 export OMP_NUM_THREADS=1
 OUT=results/cpu/full-cross-cnn
 SPARTA=".venv/bin/sparta"
 TRANSFER="--kind cross-cnn --source-model smallcnn --source-dataset fashion-mnist --target-model resnet20 \
-  --share network --eps 0.1 --epochs 5 --attack-steps 5 --batch-size 128 --lr 0.05 --eps-warmup-epochs 1 \
-  --eval-n 1000 --device cpu --seeds 1"
+  --share network $RECIPE --seeds 1"
 
 worker() {  # W K: shard W of K of every seed's arms
   for seed in 0 1 2; do

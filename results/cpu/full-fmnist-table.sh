@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source results/cpu/background.sh
-source results/cpu/full-fmnist-recipe.sh  # TRAIN, ABLATE_TRAIN: the recipe full-fmnist.sh trains
+source results/cpu/full-fmnist-recipe.sh  # RECIPE, TRAIN, ABLATE_TRAIN: what full-fmnist.sh trains
 OUT=results/cpu/full-fmnist
 .venv/bin/sparta compare --acts relu,sparta,swish,frelu,pssilu,psoftplus --seeds 5 $TRAIN --attacks clean,pgd,cw \
   --out $OUT --table-only > $OUT/table-n10000.md
@@ -50,9 +50,7 @@ done
 ship() {  # NAME RUN MODEL_FLAGS: ship RUN as NAME once it has its AutoAttack record
   if has_autoattack $2; then
     .venv/bin/python scripts/ship_pretrained.py $2 $1 \
-      --command "sparta train --dataset fashion-mnist $3 --method pgd --eps 0.1 \
---epochs 5 --attack-steps 5 --batch-size 128 --lr 0.05 --eps-warmup-epochs 1 --eval-n 1000 --device cpu --seed 0 \
---out RUN_DIR"
+      --command "sparta train --dataset fashion-mnist $3 --method pgd $RECIPE --seed 0 --out RUN_DIR"
   fi
 }
 for act in relu sparta swish frelu pssilu psoftplus; do
