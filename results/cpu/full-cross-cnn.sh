@@ -19,6 +19,12 @@
 # Sparta from scratch for the other), and both run the seed's source first; a cell's run lock
 # makes the second wait for the first to train it, then only read it. They resume where they
 # stopped: finished cells are only read, a killed training resumes from its last save.
+#
+# `full-cross-cnn.sh cell SEED SHARD` runs one shard of one seed's arms, then their
+# AutoAttack, in a third session beside the workers (niced the same way, logging to
+# OUT/log.txt), with the same flags: `cell 2 2/3` is seed 2's frozen arm, whose worker
+# (shard 0/2) would otherwise train it only after ReLU. The worker then waits on the cell's
+# run lock and reads it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source results/cpu/background.sh
@@ -29,21 +35,33 @@ SPARTA=".venv/bin/sparta"
 TRANSFER="--kind cross-cnn --source-model smallcnn --source-dataset fashion-mnist --target-model resnet20 \
   --share network $RECIPE --seeds 1"
 
-worker() {  # W K: shard W of K of every seed's arms
-  for seed in 0 1 2; do
-    $SPARTA transfer $TRANSFER --seed "$seed" --attacks clean,pgd,cw --n 10000 --shard "$1/$2" --out $OUT
-  done
-  for seed in 0 1 2; do
-    # in batches of 50: progress is saved after each, so a session's end costs at most one
-    $SPARTA transfer $TRANSFER --seed "$seed" --attacks autoattack --n 200 --eval-batch-size 50 --shard "$1/$2" \
-      --out $OUT
-  done
+measure() {  # SEED SHARD: train SHARD of SEED's arms (and the source), then clean, PGD-20, CW-30 on all 10,000
+  $SPARTA transfer $TRANSFER --seed "$1" --attacks clean,pgd,cw --n 10000 --shard "$2" --out $OUT
+}
+autoattack() {  # SEED SHARD: AutoAttack on the first 200 for SHARD of SEED's arms
+  # in batches of 50: progress is saved after each, so a session's end costs at most one
+  $SPARTA transfer $TRANSFER --seed "$1" --attacks autoattack --n 200 --eval-batch-size 50 --shard "$2" --out $OUT
+}
+worker() {  # W K: shard W of K of every seed's arms, every seed measured before any AutoAttack
+  for seed in 0 1 2; do measure "$seed" "$1/$2"; done
+  for seed in 0 1 2; do autoattack "$seed" "$1/$2"; done
+}
+cell() {  # SEED SHARD: one shard of one seed, measured then attacked
+  measure "$1" "$2"
+  autoattack "$1" "$2"
 }
 
-export -f worker
+export -f measure autoattack worker cell
 export SPARTA TRANSFER OUT
 case ${1:-run} in
   run)
     mkdir -p "$OUT"
     run_workers "${WORKERS:-2}" "$OUT/log.txt" ;;
+  cell)
+    [ $# -eq 3 ] || { echo "usage: $0 cell SEED SHARD (e.g. cell 2 2/3)" >&2; exit 2; }
+    niced_session "$OUT/log.txt" "cell $2 $3"
+    wait ;;
+  *)
+    echo "usage: $0 [run | cell SEED SHARD]" >&2
+    exit 2 ;;
 esac
