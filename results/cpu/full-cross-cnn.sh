@@ -34,13 +34,14 @@ OUT=results/cpu/full-cross-cnn
 SPARTA=".venv/bin/sparta"
 TRANSFER="--kind cross-cnn --source-model smallcnn --source-dataset fashion-mnist --target-model resnet20 \
   --share network $RECIPE --seeds 1"
+AUTOATTACK_BATCHES="--eval-batch-size 50"  # progress is saved after each batch of 50
 
 measure() {  # SEED SHARD: train SHARD of SEED's arms (and the source), then clean, PGD-20, CW-30 on all 10,000
   $SPARTA transfer $TRANSFER --seed "$1" --attacks clean,pgd,cw --n 10000 --shard "$2" --out $OUT
 }
 autoattack() {  # SEED SHARD: AutoAttack on the first 200 for SHARD of SEED's arms
-  # in batches of 50: progress is saved after each, so a session's end costs at most one
-  $SPARTA transfer $TRANSFER --seed "$1" --attacks autoattack --n 200 --eval-batch-size 50 --shard "$2" --out $OUT
+  # in batches: a session's end costs at most one
+  $SPARTA transfer $TRANSFER --seed "$1" --attacks autoattack --n 200 $AUTOATTACK_BATCHES --shard "$2" --out $OUT
 }
 worker() {  # W K: shard W of K of every seed's arms, every seed measured before any AutoAttack
   for seed in 0 1 2; do measure "$seed" "$1/$2"; done
@@ -52,7 +53,7 @@ cell() {  # SEED SHARD: one shard of one seed, measured then attacked
 }
 
 export -f measure autoattack worker cell
-export SPARTA TRANSFER OUT
+export SPARTA TRANSFER AUTOATTACK_BATCHES OUT
 case ${1:-run} in
   run)
     mkdir -p "$OUT"
