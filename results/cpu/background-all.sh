@@ -14,7 +14,7 @@ cd "$(dirname "$0")/../.."
 EXPERIMENTS="full-fmnist full-digits full-cross-cnn"
 
 workers() {  # the running sparta processes of these experiments: SID, age, command
-  ps -eo sid=,etime=,args= | grep -E "sparta (compare|transfer|eval)" | grep -E "results/cpu/full-" | grep -v grep || true
+  ps -eo sid=,etime=,args= | grep -E "sparta (compare|ablate|transfer|eval)" | grep -E "results/cpu/full-" | grep -v grep || true
 }
 
 case ${1:-status} in
@@ -36,7 +36,7 @@ import re, sys
 for line in sys.stdin:
     sid, age, command = line.split(None, 2)
     flag = lambda name: (re.findall(rf"--{name} (\S+)", command) or ["-"])[-1]
-    what = " ".join(f"{name} {flag(name)}" for name in ("acts", "source", "seed", "attacks", "shard") if flag(name) != "-")
+    what = " ".join(f"{name} {flag(name)}" for name in ("acts", "vary", "source", "seed", "attacks", "shard") if flag(name) != "-")
     out = flag("out")
     print(f"  {sid:>7} {age:>11}  {command.split()[2]} --out {out}: {what}")'
     for log in results/cpu/full-fmnist/log-worker*.txt results/cpu/full-digits/log*.txt results/cpu/full-cross-cnn/log.txt; do
