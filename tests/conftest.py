@@ -54,6 +54,31 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
+def tiny_config():
+    """A TrainConfig small enough for a test (256 digits images, 2 epochs of PGD-2 AT on
+    SmallCNN with Sparta), writing to `out`; keyword arguments change any field."""
+
+    def make(out, **changes) -> TrainConfig:
+        values = dict(
+            out=str(out),
+            dataset="digits",
+            subset=256,
+            model="smallcnn",
+            act="sparta",
+            method="pgd",
+            eps=0.1,
+            attack_steps=2,
+            epochs=2,
+            batch_size=64,
+            eval_n=32,
+            seed=3,
+        )
+        return TrainConfig(**{**values, **changes})
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def digits_test():
     x, y = load_dataset("digits", "test")
     return x[:64], y[:64]

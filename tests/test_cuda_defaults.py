@@ -38,25 +38,6 @@ CASES = [pytest.param("cpu", settings, id=f"cpu-{name}") for name, settings in S
 ]
 
 
-def _config(out, device="cpu", **settings) -> TrainConfig:
-    base = dict(
-        out=str(out),
-        dataset="digits",
-        subset=64,
-        model="smallcnn",
-        act="sparta",
-        method="pgd",
-        eps=0.1,
-        attack_steps=2,
-        epochs=2,
-        batch_size=32,
-        eval_n=16,
-        device=device,
-        seed=3,
-    )
-    return TrainConfig(**{**base, **settings})
-
-
 class Killed(Exception):
     """Stands for SIGKILL right after epoch 1's files are written."""
 
@@ -80,7 +61,10 @@ def _logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("device, settings", CASES)
-def test_a_cuda_default_runs_end_to_end(device, settings, tmp_path, monkeypatch, digits_test):
+def test_a_cuda_default_runs_end_to_end(device, settings, tmp_path, monkeypatch, digits_test, tiny_config):
+    def _config(out, device, **changes):  # smaller than the default: the test runs once per setting
+        return tiny_config(out, device=device, subset=64, batch_size=32, eval_n=16, **changes)
+
     if device == "cpu":
         monkeypatch.setenv(COMPILE_BACKEND_VARIABLE, "aot_eager")
     config = _config(tmp_path / "source", device, **settings)

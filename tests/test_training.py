@@ -20,24 +20,6 @@ from sparta.training.methods import METHODS, AttackSetting
 from sparta.training.schedule import SCHEDULES, eps_at
 
 
-def tiny_config(tmp_path, **changes):
-    values = dict(
-        out=str(tmp_path / "run"),
-        dataset="digits",
-        subset=256,
-        model="smallcnn",
-        act="sparta",
-        method="pgd",
-        eps=0.1,
-        attack_steps=2,
-        epochs=2,
-        batch_size=64,
-        eval_n=32,
-        seed=3,
-    )
-    return TrainConfig(**{**values, **changes})
-
-
 def test_loader_is_a_seeded_permutation():
     images = torch.arange(100.0).view(100, 1, 1, 1).expand(100, 1, 4, 4).contiguous()
     labels = torch.arange(100)
@@ -93,34 +75,34 @@ def test_schedules_and_eps_warmup():
     assert eps_at(config, 1.0) == pytest.approx(0.1) and eps_at(config, 5.0) == 0.2
 
 
-def test_train_writes_the_run_directory(tmp_path):
-    run = train(tiny_config(tmp_path))
+def test_train_writes_the_run_directory(tmp_path, tiny_config):
+    run = train(tiny_config(tmp_path / "run"))
     for name in ("config.json", "model.safetensors", "metrics.jsonl", "checkpoint.safetensors"):
         assert (run / name).is_file()
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines] == [0, 1]
     assert {"train_loss", "test_clean", "test_pgd10", "images_per_s"} <= set(lines[0])
-    assert TrainConfig.load(run) == tiny_config(tmp_path).validate()  # with the method's attack BN mode
+    assert TrainConfig.load(run) == tiny_config(tmp_path / "run").validate()  # with the method's attack BN mode
     _model, meta = load_checkpoint(run)
     assert meta["epoch"] == 2 and meta["torch"] == torch.__version__
 
 
-def test_existing_run_is_not_overwritten(tmp_path):
-    train(tiny_config(tmp_path, epochs=1))
+def test_existing_run_is_not_overwritten(tmp_path, tiny_config):
+    train(tiny_config(tmp_path / "run", epochs=1))
     with pytest.raises(SpartaError, match="already holds a run"):
-        train(tiny_config(tmp_path, epochs=1))
+        train(tiny_config(tmp_path / "run", epochs=1))
 
 
-def test_same_seed_same_weights(tmp_path):
-    a = train(tiny_config(tmp_path, out=str(tmp_path / "a"), epochs=1))
-    b = train(tiny_config(tmp_path, out=str(tmp_path / "b"), epochs=1))
+def test_same_seed_same_weights(tmp_path, tiny_config):
+    a = train(tiny_config(tmp_path / "a", epochs=1))
+    b = train(tiny_config(tmp_path / "b", epochs=1))
     wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def test_divergence_stops_with_a_clear_error(tmp_path):
+def test_divergence_stops_with_a_clear_error(tmp_path, tiny_config):
     with pytest.raises(SpartaError, match="training diverged"):
-        train(tiny_config(tmp_path, method="standard", act="relu", lr=1e12, momentum=0.0, epochs=3))
+        train(tiny_config(tmp_path / "run", method="standard", act="relu", lr=1e12, momentum=0.0, epochs=3))
 
 
 @pytest.mark.parametrize("act", ["relu", "sparta"])
@@ -227,14 +209,16 @@ class Stopped(Exception):
 
 
 @pytest.mark.parametrize("stop_after", [2, 7])  # batches: inside the first epoch, inside the second
-def test_a_run_stopped_inside_an_epoch_resumes_to_the_same_weights_and_metrics(tmp_path, monkeypatch, stop_after):
+def test_a_run_stopped_inside_an_epoch_resumes_to_the_same_weights_and_metrics(
+    tmp_path, monkeypatch, stop_after, tiny_config
+):
     """With saves inside epochs, a resumed run skips the batches it trained and ends exactly
     where an unbroken run ends: same weights, same epoch records (running sums carried over)."""
     from sparta.training import loop
     from sparta.training.state import load_state
 
     monkeypatch.setattr(loop, "STATE_SAVE_SECONDS", 0.0)  # save after every batch but an epoch's last
-    config = tiny_config(tmp_path, subset=320, epochs=2, eval_every=0)  # 5 batches of 64 per epoch
+    config = tiny_config(tmp_path / "run", subset=320, epochs=2, eval_every=0)  # 5 batches of 64 per epoch
     whole = train(TrainConfig(**{**config.__dict__, "out": str(tmp_path / "whole")}))
     real, calls = loop.train_batch, []
 
@@ -262,7 +246,7 @@ def test_a_run_stopped_inside_an_epoch_resumes_to_the_same_weights_and_metrics(t
     assert [[r[k] for k in keys] for r in records[0]] == [[r[k] for k in keys] for r in records[1]]
 
 
-def test_divergence_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+def test_divergence_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, tiny_config):
     """A NaN loss in epoch 2 stops the run; epoch 1's checkpoint stays loadable and resumable."""
     from sparta.training import loop
 
@@ -279,7 +263,7 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
             return nan_after_first_epoch
 
     monkeypatch.setattr(loop, "METHODS", Methods())
-    config = tiny_config(tmp_path, method="standard", act="relu", epochs=3, eval_every=0)  # 4 batches an epoch
+    config = tiny_config(tmp_path / "run", method="standard", act="relu", epochs=3, eval_every=0)  # 4 batches an epoch
     with pytest.raises(SpartaError, match="training diverged: loss is nan at epoch 2"):
         train(config)
     model, meta = load_checkpoint(config.out)
@@ -300,7 +284,7 @@ class _NaNGradient(torch.autograd.Function):
 
 
 @pytest.mark.parametrize("epochs, fault", [(1, "nan-step"), (2, "nan-step"), (2, "huge-lr")])
-def test_a_diverged_epoch_saves_nothing_and_fails(tmp_path, monkeypatch, epochs, fault):
+def test_a_diverged_epoch_saves_nothing_and_fails(tmp_path, monkeypatch, epochs, fault, tiny_config):
     """No checkpoint of non-finite (or overflowing) weights is ever written or called good;
     the run fails, in its first epoch here, so nothing at all is kept."""
     from sparta.training import loop
@@ -315,7 +299,14 @@ def test_a_diverged_epoch_saves_nothing_and_fails(tmp_path, monkeypatch, epochs,
 
         monkeypatch.setattr(loop, "METHODS", type("M", (), {"get": lambda self, name: nan_gradients})())
     config = tiny_config(
-        tmp_path, method="standard", act="relu", subset=64, batch_size=32, eval_every=0, epochs=epochs, **changes
+        tmp_path / "run",
+        method="standard",
+        act="relu",
+        subset=64,
+        batch_size=32,
+        eval_every=0,
+        epochs=epochs,
+        **changes,
     )
     with pytest.raises(SpartaError, match=r"training diverged.*nothing was saved"):
         train(config)
@@ -337,14 +328,16 @@ def test_a_diverged_epoch_saves_nothing_and_fails(tmp_path, monkeypatch, epochs,
         (dict(subset=64, batch_size=1000, epochs=1), "the model would not train"),
     ],
 )
-def test_bad_settings_fail_before_the_run_directory_is_written(tmp_path, changes, message):
+def test_bad_settings_fail_before_the_run_directory_is_written(tmp_path, changes, message, tiny_config):
     with pytest.raises(SpartaError, match=message):
-        train(tiny_config(tmp_path, **changes))
+        train(tiny_config(tmp_path / "run", **changes))
     assert not (tmp_path / "run" / "config.json").exists()
 
 
-def test_a_run_that_stopped_before_its_first_epoch_can_be_started_again_or_resumed(tmp_path):
-    config = tiny_config(tmp_path, act="relu", method="standard", subset=64, batch_size=32, epochs=1, eval_every=0)
+def test_a_run_that_stopped_before_its_first_epoch_can_be_started_again_or_resumed(tmp_path, tiny_config):
+    config = tiny_config(
+        tmp_path / "run", act="relu", method="standard", subset=64, batch_size=32, epochs=1, eval_every=0
+    )
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.json").write_text(config.validate().to_json())  # what a run killed in epoch 1 leaves
@@ -354,7 +347,7 @@ def test_a_run_that_stopped_before_its_first_epoch_can_be_started_again_or_resum
     assert train(config) == run and (run / "model.safetensors").exists()
 
 
-def test_one_writer_per_run_directory(tmp_path):
+def test_one_writer_per_run_directory(tmp_path, tiny_config):
     from sparta.training.loop import run_lock
 
     code = (
@@ -364,7 +357,7 @@ def test_one_writer_per_run_directory(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
     with pytest.raises(SpartaError, match="another sparta process is writing"):
-        train(tiny_config(tmp_path, act="relu", method="standard", subset=64, batch_size=32, epochs=1))
+        train(tiny_config(tmp_path / "run", act="relu", method="standard", subset=64, batch_size=32, epochs=1))
     holder.kill()  # a killed writer leaves no stuck lock
     holder.wait()
     with run_lock(tmp_path / "run"):
@@ -405,12 +398,12 @@ def test_a_run_that_ends_at_chance_is_flagged_as_a_warning_not_a_print(capsys):
     assert capsys.readouterr().err == ""  # the library itself prints nothing
 
 
-def test_training_checks_its_last_epoch_against_chance(tmp_path, monkeypatch):
+def test_training_checks_its_last_epoch_against_chance(tmp_path, monkeypatch, tiny_config):
     from sparta.training import loop
 
     seen = []
     monkeypatch.setattr(loop, "warn_if_at_chance", lambda run_dir, acc, classes: seen.append((acc, classes)))
-    run_dir = train(tiny_config(tmp_path, method="standard", epochs=1, subset=64, batch_size=32, eval_every=0))
+    run_dir = train(tiny_config(tmp_path / "run", method="standard", epochs=1, subset=64, batch_size=32, eval_every=0))
     last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
     assert seen == [(last["train_acc"], 10)]
 
@@ -442,7 +435,7 @@ def test_trades_attacks_in_eval_mode_by_default_as_published():
 
 
 @pytest.mark.parametrize("phi, share", [("pooled", "stage"), ("depthwise", "layer"), ("depthwise", "stage")])
-def test_frozen_sparta_function_stays_bit_identical(tmp_path, phi, share):
+def test_frozen_sparta_function_stays_bit_identical(tmp_path, phi, share, tiny_config):
     """--freeze-sparta: every tensor of the imported function (BatchNorm statistics included)
     is unchanged by training, at every site, also when several sites share one phi."""
     from sparta.sharing import export_sparta
@@ -457,7 +450,7 @@ def test_frozen_sparta_function_stays_bit_identical(tmp_path, phi, share):
     function = tmp_path / "function.safetensors"
     export_sparta(source, function)
     config = tiny_config(
-        tmp_path,
+        tmp_path / "run",
         method="standard",
         epochs=1,
         subset=128,
