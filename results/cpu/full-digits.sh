@@ -12,7 +12,9 @@
 # that one function. So the frozen arm runs again on seeds 0-4 with each seed's own source,
 # claim (a)'s Sparta SmallCNN of the same seed, in $SOURCES beside links to the ReLU and
 # Sparta-from-scratch cells (and, for seed 0, to the frozen cell: its source is seed 0's).
-# Clean, PGD-20 and CW-30 on all 450; about 15 minutes of one core a cell.
+# Clean, PGD-20 and CW-30 on all 450; about 15 minutes of one core a cell. Then AutoAttack on
+# all 450 for those frozen cells, seeds 1-4 in order (seed 0's is the frozen cell's), so that
+# the row has an AutoAttack interval from three seeds first, then from five.
 #
 # Two workers (nice 19, each in a session niced as a whole, as full-fmnist.sh), so that they
 # share the machine with full-fmnist.sh's queue: one trains and evaluates the ten seeds and
@@ -53,13 +55,22 @@ own_source_worker() {  # the frozen arm of seeds 0-4, each with its own seed's s
   done
 }
 
+own_source_autoattack() {  # AutoAttack on all 450 for the own-source frozen cells of seeds 1-4
+  for seed in 1 2 3 4; do
+    mkdir "$LOCKS/own-source-autoattack-$seed" 2>/dev/null || continue
+    $SPARTA transfer --source "$SOURCE$seed" $TARGET --seed "$seed" --seeds 1 --attacks autoattack \
+      --eval-batch-size 90 --shard 0/1 --out $SOURCES  # ReLU and from scratch: links, already attacked
+  done
+}
+
 worker() {
   $SPARTA transfer $TRANSFER --seeds 10 --attacks clean,pgd,cw --out $OUT
   own_source_worker
   autoattack_worker
+  own_source_autoattack
 }
 
-export -f worker autoattack_worker own_source_worker
+export -f worker autoattack_worker own_source_worker own_source_autoattack
 export SPARTA TRANSFER TARGET SOURCE SOURCES OUT LOCKS
 case ${1:-run} in
   run)
