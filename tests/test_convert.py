@@ -65,6 +65,18 @@ def test_activation_before_any_layer_is_an_error():
         convert_activations(nn.Sequential(nn.ReLU(), nn.Linear(3, 3)), "prelu")
 
 
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [("foo", {}, "unknown activation 'foo'"), ("sparta", {"phii": "pooled"}, "activation 'sparta' has no option phii")],
+)
+def test_a_bad_request_is_named_before_the_model_is_read(name, options, message):
+    """Even where the model itself could not be converted (no layer before the activation)."""
+    model = nn.Sequential(nn.ReLU(), nn.Linear(3, 3))
+    with pytest.raises(SpartaError, match=message):
+        convert_activations(model, name, **options)
+    assert isinstance(model[0], nn.ReLU)
+
+
 def test_excluded_paths_keep_their_activation():
     model = convert_activations(PlainNet(), "sparta", exclude=["classifier"])
     assert isinstance(model.classifier[2], nn.SiLU)

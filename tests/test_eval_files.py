@@ -183,3 +183,17 @@ def test_the_shipped_eval_json_reads_as_typed_records():
     assert all(set(RECORD_KEYS) <= set(r) <= set(EvalRecord.__annotations__) for r in records)
     assert find_record(records, "clean", 0.1, 1000)["n"] == 1000
     assert find_record(records, "pgd", 0.1, 10000)["settings"]["steps"] == 20
+
+
+@pytest.mark.parametrize("folder", ["missing", "empty"])
+def test_evaluate_run_names_a_folder_that_is_not_a_run(tmp_path, folder):
+    """From Python as from the CLI: the fault is the folder, not an unwritable eval.json."""
+    from sparta import evaluation
+    from sparta.errors import SpartaError
+
+    run_dir = tmp_path / folder
+    if folder == "empty":
+        run_dir.mkdir()
+    with pytest.raises(SpartaError, match=r"is not a run directory \(no config.json\)"):
+        evaluation.evaluate_run(run_dir, ["clean"], n=8)
+    assert not (run_dir / "eval.json").exists()

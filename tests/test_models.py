@@ -169,6 +169,9 @@ def test_wrong_channel_count_is_refused_not_broadcast():
     model = build_model("resnet20", "relu", num_classes=10, in_channels=3)
     with pytest.raises(SpartaError, match="takes N x 3 x H x W images"):
         model(torch.rand(2, 1, 32, 32))
+    x, y = torch.rand(8, 1, 32, 32), torch.zeros(8, dtype=torch.long)
+    with pytest.raises(SpartaError, match=r"got 1-channel images of 32 x 32$"):  # not the probe's N = 1
+        sparta.evaluate(model, x, y, ["clean"], eps=0.1)
 
 
 def test_activation_by_class():

@@ -79,6 +79,11 @@ def create_activation(name: str, channels: int, **options: object) -> nn.Module:
     return factory(channels, **options)
 
 
+def check_activation_request(name: str, **options: object) -> None:
+    """An unknown name or option is refused before a caller does any work with it."""
+    _check_options(name, ACTIVATIONS.get(name), options)
+
+
 def _check_options(name: str, factory: ActivationFactory, options: dict[str, object]) -> None:
     target = getattr(factory, "module", factory)
     params = inspect.signature(target).parameters

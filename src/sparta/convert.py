@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from torch import nn
 
-from sparta.activations import FReLU, create_activation
+from sparta.activations import FReLU, check_activation_request, create_activation
 from sparta.errors import SpartaError
 from sparta.parametric import ParametricSoftplus, PSSiLU
 from sparta.sparta_activation import Sparta
@@ -70,6 +70,7 @@ def convert_activations(
     Functional calls (`F.relu`) are not modules and stay as they are. `exclude` names
     module paths (as in `model.named_modules()`) left as they are, with everything below them.
     """
+    check_activation_request(name, **options)
     skip = _checked_exclusions(model, exclude)
     replaced: dict[int, nn.Module] = {}
     channels: int | None = None

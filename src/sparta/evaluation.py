@@ -283,6 +283,7 @@ def evaluate_run(
 
     run_dir = Path(run_dir)
     attacks = attack_list(attacks, batch_size)
+    TrainConfig.load(run_dir)  # a folder that is not a run is named as such, not as unwritable
     check_eval_file(run_dir)  # a damaged or unwritable eval.json stops it before it starts
     with reading_run(run_dir), progress_lock(run_dir) as keeps_progress:
         model, meta, config, x, y = load_run(run_dir, n, device, data_root, model)

@@ -24,9 +24,11 @@ class Normalize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.mean.numel():
-            raise SpartaError(
-                f"the model takes N x {self.mean.numel()} x H x W images in [0, 1], got shape {tuple(x.shape)}"
-            )
+            # C x H x W only: callers probe with one image, and N says nothing about the fault
+            got = f"shape {tuple(x.shape)}"
+            if x.dim() == 4:
+                got = f"{x.shape[1]}-channel images of {x.shape[2]} x {x.shape[3]}"
+            raise SpartaError(f"the model takes N x {self.mean.numel()} x H x W images in [0, 1], got {got}")
         return (x - self.mean.view(1, -1, 1, 1).to(x.dtype)) / self.std.view(1, -1, 1, 1).to(x.dtype)
 
 
