@@ -82,4 +82,8 @@ case ${1:-run} in
   run)
     rm -rf "$LOCKS" && mkdir -p "$LOCKS" "$OUT"
     run_workers "${WORKERS:-2}" "$OUT/log-worker{W}.txt" ;;  # WORKERS=1 leaves a core to full-digits.sh
+  worker)  # W: one more worker beside a running `run` (its locks are kept), e.g. when a core frees
+    mkdir -p "$LOCKS"
+    niced_session "$OUT/log-worker${2:?usage: $0 worker W}.txt" "worker $2"
+    wait ;;
 esac
