@@ -139,8 +139,13 @@ def test_checkpoint_of_another_model_names_the_mismatch(tmp_path):
     other = build_model("smallcnn", "sparta", 10, 1, image_size=28)
     from sparta.checkpoint import load_weights
 
-    with pytest.raises(SpartaError, match=r"does not match its model: Missing key.*phi"):
+    missing = r"does not match its model: 30 missing \(block1\.1\.log_beta; .*; and 27 more\)$"
+    with pytest.raises(SpartaError, match=missing):
         load_weights(other, tmp_path / "model.safetensors")
+    wider = build_model("smallcnn", "relu", 10, 3, image_size=28)  # the first conv takes 3 channels, not 1
+    reshaped = r"3 of another shape \(.*block1\.0\.weight 32x1x3x3 in the file, 32x3x3x3 in the model\)$"
+    with pytest.raises(SpartaError, match=reshaped):
+        load_weights(wider, tmp_path / "model.safetensors")
 
 
 def test_not_a_checkpoint_is_clear(tmp_path):

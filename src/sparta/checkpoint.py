@@ -193,6 +193,33 @@ def load_weights(model: nn.Module, file: str | os.PathLike, device: str = "cpu")
                 saved[name] = saved[present[0]]
     try:
         model.load_state_dict(saved, strict=True)
-    except RuntimeError as err:
-        detail = " ".join(line.strip() for line in str(err).strip().splitlines()[1:])
-        raise SpartaError(f"checkpoint {file} does not match its model: {detail[:300]}") from None
+    except RuntimeError:
+        raise SpartaError(
+            f"checkpoint {file} does not match its model: {describe_mismatch(model.state_dict(), saved)}"
+        ) from None
+
+
+def describe_mismatch(expected: dict[str, torch.Tensor], saved: dict[str, torch.Tensor]) -> str:
+    """How a saved state differs from a model's, in one short line: counts and the first
+    names, not torch's list of every key (hundreds for a ResNet)."""
+
+    def some(names: list[str]) -> str:
+        more = f"; and {len(names) - 3} more" if len(names) > 3 else ""
+        return "; ".join(names[:3]) + more
+
+    def size(tensor: torch.Tensor) -> str:
+        return "x".join(map(str, tensor.shape)) or "a scalar"
+
+    missing = [name for name in expected if name not in saved]
+    unexpected = [name for name in saved if name not in expected]
+    reshaped = [
+        f"{name} {size(saved[name])} in the file, {size(expected[name])} in the model"
+        for name in expected
+        if name in saved and saved[name].shape != expected[name].shape
+    ]
+    parts = [
+        f"{len(names)} {what} ({some(names)})"
+        for what, names in (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped))
+        if names
+    ]
+    return ", ".join(parts) or "the tensors could not be loaded"

@@ -16,7 +16,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from sparta.checkpoint import like_parameter, portable, portable_tensors
+from sparta.checkpoint import describe_mismatch, like_parameter, portable, portable_tensors
 from sparta.errors import SpartaError
 from sparta.runfiles import CONFIG_FILE, STATE_FILE, atomic_write
 
@@ -63,12 +63,13 @@ def load_state(
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except (OSError, KeyError, ValueError, RuntimeError, SafetensorError) as err:
         raise SpartaError(f"cannot resume from {path}: {type(err).__name__}: {err}") from None
+    weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
-        model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
-    except RuntimeError as err:
-        detail = " ".join(line.strip() for line in str(err).strip().splitlines()[1:])
+        model.load_state_dict(weights)
+    except RuntimeError:
         raise SpartaError(
-            f"{path} does not match the model {run_dir / CONFIG_FILE} names (another run's file?): {detail[:300]}"
+            f"{path} does not match the model {run_dir / CONFIG_FILE} names (another run's file?): "
+            f"{describe_mismatch(model.state_dict(), weights)}"
         ) from None
     params = [p for group in optimizer.param_groups for p in group["params"]]
     state: dict[int, dict[str, torch.Tensor]] = {}
