@@ -95,6 +95,10 @@ def test_bad_attack_settings_are_clear():
         PGD(0.1, steps=0)
     with pytest.raises(SpartaError, match="unknown attack 'pgdd'"):
         create_attack("pgdd", 0.1)
+    with pytest.raises(SpartaError, match=r"eps must be one number in \[0, 1\] \(pixel space\), got list \[0.05"):
+        PGD([0.05, 0.1])  # type: ignore[arg-type]
+    one = PGD(torch.tensor(0.1)).eps  # a 0-d tensor is one number
+    assert isinstance(one, float) and one == pytest.approx(0.1)
 
 
 def test_autoattack_breaks_a_non_robust_model_inside_the_ball(trained_model, digits_test):

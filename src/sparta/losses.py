@@ -32,7 +32,7 @@ def _loss(
     attack_bn_mode: str | None,
     beta: float = 6.0,
 ) -> torch.Tensor:
-    check_eps(eps)
+    eps = check_eps(eps)
     positive_int("steps", steps)
     if step_size is not None:
         positive_number("step_size", step_size)

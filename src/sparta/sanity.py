@@ -272,7 +272,7 @@ def run_sanity_checks(
     settings: SanitySettings | None = None,
 ) -> list[CheckResult]:
     """Run the named checks (default: all), in registry order, on (x, y) at eps."""
-    check_eps(eps)
+    eps = check_eps(eps)
     if len(x) == 0 or len(x) != len(y):
         raise SpartaError(f"sanity checks need as many labels as images, at least one; got {len(x)} and {len(y)}")
     wanted = {CHECKS.canonical(name) for name in (CHECKS.names() if checks is None else checks)}

@@ -48,7 +48,7 @@ class AutoAttack:
     n_queries: int | None = None  # Square's query budget; None keeps the package's 5000
 
     def __post_init__(self) -> None:
-        check_eps(self.eps)
+        self.eps = check_eps(self.eps)
         positive_int("AutoAttack batch_size", self.batch_size)
         if self.n_queries is not None:
             positive_int("Square's n_queries", self.n_queries)

@@ -29,7 +29,7 @@ class PGD:
     training_mode: bool = False
 
     def __post_init__(self) -> None:
-        check_eps(self.eps)
+        self.eps = check_eps(self.eps)
         positive_int("PGD steps", self.steps)
         positive_int("PGD restarts", self.restarts)
         if self.step_size is not None:
@@ -86,7 +86,7 @@ class FGSM:
     training_mode: bool = False
 
     def __post_init__(self) -> None:
-        check_eps(self.eps)
+        self.eps = check_eps(self.eps)
         if self.step_size is not None:
             positive_number("FGSM step size (alpha)", self.step_size)
         if self.loss not in ("ce", "cw"):

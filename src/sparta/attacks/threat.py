@@ -24,7 +24,13 @@ def parse_eps(value: str | float) -> float:
 
 
 def check_eps(eps: float) -> float:
-    """eps itself if it lies in [0, 1] (pixel space), else a SpartaError naming it."""
+    """eps as a float if it is one number in [0, 1] (pixel space), else a SpartaError naming it."""
+    try:  # one number (a 0-d tensor too); a list is a sweep, one call per eps
+        if isinstance(eps, (str, bool)):
+            raise TypeError
+        eps = float(eps)
+    except (TypeError, ValueError, RuntimeError):
+        raise SpartaError(f"eps must be one number in [0, 1] (pixel space), got {type(eps).__name__} {eps!r}") from None
     if not 0.0 <= eps <= 1.0:
         raise SpartaError(f"eps must lie in [0, 1] (pixel space), got {eps}")
     return eps

@@ -26,7 +26,10 @@ def prepare_run_dir(config: TrainConfig, resume: bool) -> Path:
             )
         return run_dir
     if (run_dir / CONFIG_FILE).exists() and (run_dir / STATE_FILE).exists():
-        raise SpartaError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
+        raise SpartaError(
+            f"{run_dir} already holds a run; resume it (`sparta train --resume {run_dir}`, "
+            "or sparta.train(config, resume=True)) or write to another folder"
+        )
     # (a config.json alone is a run that stopped before its first save: it is replaced)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / CONFIG_FILE, config.to_json())
