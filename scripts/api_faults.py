@@ -145,6 +145,18 @@ def cases() -> list[Case]:
             lambda: _evaluate(x, y, model=(tiny_model(), {})),
             ("model must be a torch.nn.Module", "(model, record)"),
         ),
+        Case(
+            "evaluate: 3-channel images, a 1-channel model",
+            lambda: _evaluate(torch.rand(4, 3, 16, 16), y[:4]),
+            ("N x 1 x H x W", "3-channel images of 16 x 16"),
+        ),
+        Case(
+            "load_checkpoint(file, model=) of another activation",
+            lambda: sparta.load_checkpoint(
+                sparta.save_checkpoint(tiny_model(), run_dir / "relu.safetensors"), model=tiny_model(act="sparta")
+            ),
+            ("does not match", "missing"),
+        ),
         Case("pgd: a model that is not a Module", lambda: _attack("pgd", x, y, model=lambda t: t), ("nn.Module",)),
         # attack settings
         Case("pgd alpha=-0.05", lambda: _attack("pgd", x, y, alpha=-0.05), ("step",)),
@@ -154,6 +166,12 @@ def cases() -> list[Case]:
         Case("pgd restarts=0", lambda: _attack("pgd", x, y, restarts=0), ("restarts",)),
         Case("pgd eps=nan", lambda: _attack("pgd", x, y, eps=float("nan")), ("eps",)),
         Case("pgd eps=-0.1", lambda: _attack("pgd", x, y, eps=-0.1), ("eps",)),
+        Case("pgd eps=[0.05, 0.1] (a sweep)", lambda: _attack("pgd", x, y, eps=[0.05, 0.1]), ("eps", "one number")),
+        Case(
+            "pgd eps as a 0-d tensor (accepted)",
+            lambda: _attack("pgd", x, y, eps=torch.tensor(0.1)),
+            check=_inside_ball(x, 0.1),
+        ),
         Case("fgsm step_size=-1", lambda: _attack("fgsm", x, y, step_size=-1.0), ("step",)),
         Case("unknown attack option", lambda: _attack("pgd", x, y, stepz=3), ("stepz",)),
         Case("unknown attack name", lambda: _attack("pgdd", x, y), ("pgdd",)),
@@ -203,7 +221,20 @@ def cases() -> list[Case]:
             check=lambda out: out.dtype == torch.bfloat16 and out.shape == (2, 4, 5, 5),
         ),
         Case("Sparta: a 3-D tensor", lambda: sparta.Sparta(4)(torch.randn(4, 5, 5)), ("Sparta", "N x C x H x W")),
+        Case(
+            "convert_activations: an unknown activation",
+            lambda: sparta.convert_activations(nn.Sequential(nn.ReLU(), nn.Linear(3, 3)), "spartaa"),
+            ("unknown activation", "spartaa"),
+        ),
+        Case(
+            "share_sparta on a model without Sparta", lambda: sparta.share_sparta(tiny_model(), "network"), ("Sparta",)
+        ),
         # files
+        Case(
+            "evaluate_run on a folder that is not a run",
+            lambda: sparta.evaluate_run(run_dir, ["clean"]),
+            ("not a run directory", "config.json"),
+        ),
         Case(
             "import_sparta(model, RUN_DIR) without sparta.safetensors",
             lambda: sparta.import_sparta(tiny_model(act="sparta"), run_dir),

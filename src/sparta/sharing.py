@@ -64,7 +64,10 @@ def share_sparta(model: nn.Module, share: str) -> nn.Module:
     """Make the Sparta sites of each group use the first site's phi and beta."""
     if share not in SHARE_MODES:
         raise SpartaError(f"unknown Sparta share mode '{share}'; choose from: {', '.join(SHARE_MODES)}")
-    for name, group in _groups(model, share).items():
+    groups = _groups(model, share)
+    if not groups:  # a model left as it was would look shared
+        raise SpartaError("the model has no Sparta activation to share; convert_activations(model, 'sparta') first")
+    for name, group in groups.items():
         first = group[0]
         for other in group[1:]:
             if other.phi_kind not in CHANNEL_AGNOSTIC_PHIS and other.channels != first.channels:
