@@ -17,6 +17,8 @@
 # relu-s0, sparta-s0, relu-s1, sparta-s1, ... so paired seeds finish together. A worker
 # claims a cell with mkdir (a lock folder); rerunning the script clears stale locks and
 # resumes every unfinished cell from its last epoch.
+# `full-fmnist.sh worker W` adds worker W beside a running queue (2026-12-07: workers 1 and 2
+# took phi=constant seeds 1 and 2 while worker 0 finished seed 0).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source results/cpu/background.sh
